@@ -1,0 +1,103 @@
+//! The journal's events: the facts a doctor actor decides and the store records. Events
+//! carry scheduling facts only, never medical text (that goes to the consultations table).
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::schedule::WeeklySchedule;
+use crate::error::StoreError;
+use crate::model::{
+    ConsultMode, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile, MedicalInfo,
+    PatientId,
+};
+
+/// An active consultation as the calendar holds it: what the conflict check needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookedSlot {
+    pub id: ConsultationId,
+    pub reference: String,
+    pub patient_id: PatientId,
+    pub start: DateTime<Utc>,
+    pub duration_minutes: u16,
+    pub status: ConsultationStatus,
+    pub mode: ConsultMode,
+    pub created_at: DateTime<Utc>,
+}
+
+impl BookedSlot {
+    pub fn end(&self) -> DateTime<Utc> {
+        self.start + chrono::Duration::minutes(i64::from(self.duration_minutes))
+    }
+}
+
+/// One fact in a doctor's journal. Sequence numbers start at 1 (`Registered`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DoctorEvent {
+    /// The doctor was created by an admin; always seq 1.
+    Registered { profile: DoctorProfile },
+    /// A consultation was booked and now holds its slot.
+    Booked { slot: BookedSlot },
+    /// A consultation was cancelled and its slot is free again.
+    Cancelled {
+        consultation_id: ConsultationId,
+        at: DateTime<Utc>,
+    },
+    /// The doctor changed timezone, slot length or weekly windows.
+    ScheduleUpdated {
+        timezone: Tz,
+        slot_minutes: u16,
+        schedule: WeeklySchedule,
+    },
+    /// The doctor's availability switch or the admin's approval changed.
+    StatusChanged { is_available: bool, is_approved: bool },
+}
+
+/// Version of the journal payload encoding (JSON of [`DoctorEvent`]).
+pub const EVENT_FORMAT_VERSION: u8 = 1;
+
+impl DoctorEvent {
+    /// Short name stored in the journal's `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Registered { .. } => "registered",
+            Self::Booked { .. } => "booked",
+            Self::Cancelled { .. } => "cancelled",
+            Self::ScheduleUpdated { .. } => "schedule_updated",
+            Self::StatusChanged { .. } => "status_changed",
+        }
+    }
+
+    /// Journal payload: a version byte, then JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160);
+        out.push(EVENT_FORMAT_VERSION);
+        serde_json::to_writer(&mut out, self).expect("events always serialize");
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        match bytes.split_first() {
+            Some((&EVENT_FORMAT_VERSION, json)) => serde_json::from_slice(json)
+                .map_err(|e| StoreError::Corrupt(format!("journal event: {e}"))),
+            Some((v, _)) => Err(StoreError::Corrupt(format!(
+                "journal event format version {v} is unknown"
+            ))),
+            None => Err(StoreError::Corrupt("empty journal event".into())),
+        }
+    }
+}
+
+/// One row for the journal writer to make durable: the event plus what the projections
+/// need beyond it (the medical text of a booking).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRecord {
+    pub doctor_id: DoctorId,
+    /// Per-doctor sequence number, contiguous from 1.
+    pub seq: u64,
+    pub recorded_at: DateTime<Utc>,
+    pub event: DoctorEvent,
+    /// Only for `Booked`: goes to the consultations table, never to the journal.
+    pub medical: MedicalInfo,
+}

@@ -1,0 +1,124 @@
+//! The engine's error vocabulary: rule rejections (the booking was refused for a reason the
+//! caller can act on) and engine errors (the engine could not decide).
+
+use crate::model::ConsultationId;
+
+/// Why the booking rules refused a slot, in the seed's check order. Each maps to one row of
+/// the HTTP error table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Rejection {
+    /// 400 `doctor_unavailable`: not approved, or switched off by the doctor.
+    #[error("Doctor is not available for booking")]
+    DoctorUnavailable,
+    /// 400 `day_unavailable`: the weekday is disabled in the schedule.
+    #[error("Doctor is not available on this day")]
+    DayUnavailable,
+    /// 400 `outside_availability`: the consultation would not lie inside the day's window.
+    #[error("The requested time is outside the doctor's availability")]
+    OutsideAvailability,
+    /// 400 `off_slot_grid`: the time is not on the doctor's slot grid.
+    #[error("The requested time is not on the doctor's slot grid")]
+    OffSlotGrid,
+    /// 400 `in_past`: not in the future, or inside the minimum notice.
+    #[error("The requested time must be in the future")]
+    InPast,
+    /// 409 `time_slot_conflict`: another active consultation or another patient's hold.
+    #[error("This time slot was just booked by another patient. Please select a different time.")]
+    Conflict,
+}
+
+impl Rejection {
+    /// The API's `error` code for this rejection.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::DoctorUnavailable => "doctor_unavailable",
+            Self::DayUnavailable => "day_unavailable",
+            Self::OutsideAvailability => "outside_availability",
+            Self::OffSlotGrid => "off_slot_grid",
+            Self::InPast => "in_past",
+            Self::Conflict => "time_slot_conflict",
+        }
+    }
+}
+
+/// A field that failed validation, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidField {
+    pub field: String,
+    pub reason: String,
+}
+
+impl InvalidField {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything an engine call can answer instead of success.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The booking rules refused (400s and the 409).
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// Ill-formed input (400 `validation_failed`).
+    #[error("invalid input: {0}")]
+    Invalid(#[from] InvalidField),
+    /// 404: no such doctor.
+    #[error("doctor not found")]
+    DoctorNotFound,
+    /// 404: no such consultation.
+    #[error("consultation {0} not found")]
+    ConsultationNotFound(ConsultationId),
+    /// 403: the requester may not act on this consultation.
+    #[error("not allowed to act on this consultation")]
+    Forbidden,
+    /// 409-like: the consultation is not active (already cancelled, completed, or past).
+    #[error("consultation cannot be cancelled: {0}")]
+    NotCancellable(&'static str),
+    /// 503: admission control refused; nothing was done. Retry later.
+    #[error("engine overloaded")]
+    Overloaded,
+    /// 503: no answer within the call timeout. A booking may or may not have been made.
+    #[error("engine call timed out")]
+    Timeout,
+    /// 503: the store failed; nothing of this request was acknowledged.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// 503: the engine is stopping, or the doctor's actor failed while handling the request.
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl EngineError {
+    /// Whether the caller may safely retry later (503-class errors).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Overloaded | Self::Timeout | Self::Storage(_) | Self::Unavailable(_)
+        )
+    }
+}
+
+/// What a store adapter reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or the transaction failed; nothing was written.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness guard fired (e.g. two active consultations at one start).
+    #[error("store constraint violated: {0}")]
+    Constraint(String),
+    /// Stored data could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        EngineError::Storage(e.to_string())
+    }
+}

@@ -1,0 +1,271 @@
+//! Plain data shared by the rules, the actors and the store: doctors, consultations,
+//! booking requests. No behaviour beyond parsing and formatting lives here.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::WeeklySchedule;
+
+/// A doctor's numeric id (the JWT `sub` of a doctor).
+pub type DoctorId = i64;
+/// A patient's numeric id (the JWT `sub` of a patient).
+pub type PatientId = i64;
+/// A consultation's numeric id, allocated by the engine.
+pub type ConsultationId = i64;
+
+/// Default slot length, the seed's 30 minutes.
+pub const DEFAULT_SLOT_MINUTES: u16 = 30;
+/// Shortest slot a doctor may configure.
+pub const MIN_SLOT_MINUTES: u16 = 5;
+/// Longest slot a doctor may configure; also bounds the conflict range query.
+pub const MAX_SLOT_MINUTES: u16 = 240;
+
+/// Everything the engine knows about a doctor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoctorProfile {
+    pub id: DoctorId,
+    pub name: String,
+    pub specialty: String,
+    /// IANA timezone the weekly schedule is written in.
+    pub timezone: Tz,
+    pub slot_minutes: u16,
+    pub schedule: WeeklySchedule,
+    /// The doctor's own switch (`PATCH /doctor/status`).
+    pub is_available: bool,
+    /// Set by an admin; unapproved doctors cannot be booked.
+    pub is_approved: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What an admin gives to register a doctor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDoctor {
+    pub name: String,
+    pub specialty: String,
+    pub timezone: Tz,
+    pub slot_minutes: u16,
+    pub schedule: WeeklySchedule,
+    pub is_available: bool,
+    pub is_approved: bool,
+}
+
+/// Lifecycle of a consultation. `Pending` and `Scheduled` are active: they hold their slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsultationStatus {
+    Pending,
+    Scheduled,
+    Completed,
+    Cancelled,
+    NoShow,
+}
+
+impl ConsultationStatus {
+    /// Whether a consultation in this status occupies its slot.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Pending | Self::Scheduled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Scheduled => "scheduled",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::NoShow => "no_show",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "scheduled" => Self::Scheduled,
+            "completed" => Self::Completed,
+            "cancelled" => Self::Cancelled,
+            "no_show" => Self::NoShow,
+            _ => return None,
+        })
+    }
+}
+
+/// How the consultation takes place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsultMode {
+    Voice,
+    Video,
+    Chat,
+    Whatsapp,
+}
+
+impl ConsultMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Voice => "voice",
+            Self::Video => "video",
+            Self::Chat => "chat",
+            Self::Whatsapp => "whatsapp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "voice" => Self::Voice,
+            "video" => Self::Video,
+            "chat" => Self::Chat,
+            "whatsapp" => Self::Whatsapp,
+            _ => return None,
+        })
+    }
+
+    /// In-app modes get a Vonage session; WhatsApp happens outside the app.
+    pub fn needs_session(self) -> bool {
+        !matches!(self, Self::Whatsapp)
+    }
+}
+
+/// State of the in-app session of a consultation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Pending,
+    Ready,
+    Failed,
+    NotRequired,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+            Self::NotRequired => "not_required",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "ready" => Self::Ready,
+            "failed" => Self::Failed,
+            "not_required" => Self::NotRequired,
+            _ => return None,
+        })
+    }
+
+    /// The status a fresh booking in `mode` starts with.
+    pub fn initial_for(mode: ConsultMode) -> Self {
+        if mode.needs_session() {
+            Self::Pending
+        } else {
+            Self::NotRequired
+        }
+    }
+}
+
+/// Free-text medical information a patient may attach to a booking. Never logged, never
+/// journaled (the journal holds scheduling facts only); it lives in the consultations table.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MedicalInfo {
+    pub reason: Option<String>,
+    pub symptoms: Option<String>,
+    pub medical_history: Option<String>,
+    pub allergies: Option<String>,
+    pub current_medications: Option<String>,
+}
+
+impl std::fmt::Debug for MedicalInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MedicalInfo(<redacted>)")
+    }
+}
+
+/// Longest accepted medical text field, in bytes.
+pub const MAX_MEDICAL_FIELD_BYTES: usize = 4096;
+
+/// A patient's request to book one slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingRequest {
+    pub doctor_id: DoctorId,
+    pub patient_id: PatientId,
+    pub scheduled_at: DateTime<Utc>,
+    pub mode: ConsultMode,
+    pub medical: MedicalInfo,
+}
+
+/// A consultation as stored and as answered to callers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consultation {
+    pub id: ConsultationId,
+    /// Human-friendly reference, `CONS-` + 6 unambiguous characters.
+    pub reference: String,
+    pub doctor_id: DoctorId,
+    pub patient_id: PatientId,
+    pub scheduled_at: DateTime<Utc>,
+    pub duration_minutes: u16,
+    pub status: ConsultationStatus,
+    pub consultation_mode: ConsultMode,
+    /// The seed's legacy name for the mode; always equal to `consultation_mode`.
+    pub consult_mode: ConsultMode,
+    pub session_status: SessionStatus,
+    pub medical: MedicalInfo,
+    pub created_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+/// Characters of a reference: no 0/O, 1/I/L, so it can be read aloud and retyped.
+const REFERENCE_ALPHABET: &[u8; 31] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+const REFERENCE_SPACE: i64 = 31 * 31 * 31 * 31 * 31 * 31; // 887,503,681
+/// Multiplier of the affine bijection; coprime with 31^6 so distinct ids give distinct codes.
+const REFERENCE_MULTIPLIER: i64 = 387_420_489; // 3^18
+const REFERENCE_OFFSET: i64 = 123_456_789;
+
+/// The reference of consultation `id`: `CONS-` + 6 characters, unique by construction for
+/// the first 887,503,681 ids (an affine bijection of the id), longer beyond that.
+pub fn reference_for(id: ConsultationId) -> String {
+    let id = id.max(0);
+    let low = id % REFERENCE_SPACE;
+    let mut high = id / REFERENCE_SPACE;
+    let mut v = ((low as i128 * REFERENCE_MULTIPLIER as i128 + REFERENCE_OFFSET as i128)
+        % REFERENCE_SPACE as i128) as i64;
+    let mut code = Vec::with_capacity(8);
+    for _ in 0..6 {
+        code.push(REFERENCE_ALPHABET[(v % 31) as usize]);
+        v /= 31;
+    }
+    while high > 0 {
+        code.push(REFERENCE_ALPHABET[(high % 31) as usize]);
+        high /= 31;
+    }
+    code.reverse();
+    format!("CONS-{}", String::from_utf8(code).expect("alphabet is ascii"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn references_are_unique_and_well_formed() {
+        let mut seen = HashSet::new();
+        for id in (0..200_000).chain(REFERENCE_SPACE - 10..REFERENCE_SPACE + 10) {
+            let r = reference_for(id);
+            assert!(r.starts_with("CONS-"));
+            assert!(r[5..].bytes().all(|b| REFERENCE_ALPHABET.contains(&b)), "{r}");
+            assert!(seen.insert(r), "duplicate reference for {id}");
+        }
+        assert_eq!(reference_for(1).len(), 11);
+    }
+
+    #[test]
+    fn medical_info_debug_is_redacted() {
+        let m = MedicalInfo {
+            reason: Some("chest pain".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{m:?}").contains("chest"));
+    }
+}

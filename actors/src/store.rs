@@ -1,0 +1,94 @@
+//! The engine's storage port. The persistence crate implements it for SQLite and Postgres;
+//! tests wrap it to inject failures. The engine is the only writer of journal rows.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::calendar::{DoctorEvent, JournalRecord};
+use crate::error::StoreError;
+use crate::model::{Consultation, ConsultationId, DoctorId, DoctorProfile, NewDoctor, PatientId};
+
+/// A stored snapshot blob and the last journal sequence number it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    pub seq: u64,
+    pub blob: Vec<u8>,
+}
+
+/// What activation needs: the latest snapshot, if any, and every journal event after it,
+/// in sequence order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoctorHistory {
+    pub snapshot: Option<StoredSnapshot>,
+    pub events: Vec<(u64, DoctorEvent)>,
+}
+
+/// Durable storage for the engine.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Allocates the doctor's id and, in one transaction, writes the doctors row and journal
+    /// event seq 1 (`Registered` with the full profile). Returns the profile with its id.
+    async fn create_doctor(
+        &self,
+        doctor: &NewDoctor,
+        now: DateTime<Utc>,
+    ) -> Result<DoctorProfile, StoreError>;
+
+    /// The latest snapshot and the journal events after it; `None` for an unknown doctor.
+    async fn load_doctor(&self, id: DoctorId) -> Result<Option<DoctorHistory>, StoreError>;
+
+    /// Makes a batch durable in ONE transaction: the journal rows, and the projections
+    /// (`Booked` inserts a consultations row with its medical text; `Cancelled` sets status
+    /// `cancelled` and `cancelled_at`; `ScheduleUpdated` / `StatusChanged` update the doctors
+    /// row). All or nothing: on error nothing of the batch is stored.
+    async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError>;
+
+    /// Stores (replaces) the doctor's snapshot covering the journal up to `seq`.
+    async fn save_snapshot(
+        &self,
+        doctor_id: DoctorId,
+        seq: u64,
+        blob: &[u8],
+    ) -> Result<(), StoreError>;
+
+    /// Deletes every snapshot; returns how many there were. Snapshots only speed up
+    /// activation, so this loses nothing.
+    async fn delete_snapshots(&self) -> Result<u64, StoreError>;
+
+    /// The highest consultation id stored, or 0.
+    async fn max_consultation_id(&self) -> Result<ConsultationId, StoreError>;
+
+    /// Every doctor, by id.
+    async fn list_doctors(&self) -> Result<Vec<DoctorProfile>, StoreError>;
+
+    async fn get_consultation(
+        &self,
+        id: ConsultationId,
+    ) -> Result<Option<Consultation>, StoreError>;
+
+    /// A patient's consultations, newest `scheduled_at` first, at most `limit`.
+    async fn patient_consultations(
+        &self,
+        patient_id: PatientId,
+        limit: u32,
+    ) -> Result<Vec<Consultation>, StoreError>;
+
+    /// A doctor's consultations with `from <= scheduled_at < to`, oldest first, at most `limit`.
+    async fn doctor_consultations(
+        &self,
+        doctor_id: DoctorId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Consultation>, StoreError>;
+
+    /// Every `pending` / `scheduled` consultation (of one doctor, or of all), ordered by
+    /// doctor then start. For invariant checks and operations, not the booking path.
+    async fn active_consultations(
+        &self,
+        doctor_id: Option<DoctorId>,
+    ) -> Result<Vec<Consultation>, StoreError>;
+
+    /// Cheap reachability check for readiness probes.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
