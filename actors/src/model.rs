@@ -195,6 +195,30 @@ pub struct BookingRequest {
     pub medical: MedicalInfo,
 }
 
+/// Who asks for a change; the doctor actor checks ownership with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Requester {
+    Patient(PatientId),
+    Doctor(DoctorId),
+    Admin,
+}
+
+/// A doctor's change to their timezone, slot length and weekly windows. Existing
+/// consultations are kept even when the new schedule no longer covers them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleUpdate {
+    pub timezone: Option<Tz>,
+    pub slot_minutes: Option<u16>,
+    pub schedule: WeeklySchedule,
+}
+
+/// A change of the doctor's own availability switch and/or the admin's approval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    pub is_available: Option<bool>,
+    pub is_approved: Option<bool>,
+}
+
 /// A consultation as stored and as answered to callers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consultation {

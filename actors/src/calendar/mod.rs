@@ -1,9 +1,14 @@
 //! The booking rules: pure functions over plain data, no async and no I/O.
-//! `Calendar` is one doctor's state; commands are decided against it and the resulting
-//! events applied to it. Property-tested in `tests` below.
+//! [`Calendar`] is one doctor's state; commands are decided against it and the resulting
+//! events applied to it (`decide_*` then [`Calendar::apply`]).
 
 mod event;
+mod rules;
 mod schedule;
 
 pub use event::{BookedSlot, DoctorEvent, JournalRecord, EVENT_FORMAT_VERSION};
+pub use rules::{
+    local_slots, validate_slot_minutes, Availability, Calendar, DayView, Hold, Rules,
+    SlotStatus, SlotView, PRUNE_AFTER_END_HOURS, SNAPSHOT_FORMAT_VERSION,
+};
 pub use schedule::{weekday_name, DayWindow, LocalTime, WeeklySchedule, ALL_WEEKDAYS};

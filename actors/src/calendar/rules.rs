@@ -1,0 +1,577 @@
+//! One doctor's calendar and the rules that decide against it. Everything here is a pure
+//! function of the calendar, the command and `now`: no clock, no I/O, no randomness.
+//!
+//! Checks run in the seed's order: doctor approved and available -> day enabled -> inside
+//! the day's window -> on the slot grid -> in the future (past the minimum notice) -> no
+//! overlapping active consultation and no other patient's live hold.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::event::{BookedSlot, DoctorEvent};
+use super::schedule::{DayWindow, LocalTime};
+use crate::error::{EngineError, InvalidField, Rejection, StoreError};
+use crate::model::{
+    reference_for, BookingRequest, ConsultationId, ConsultationStatus, DoctorProfile,
+    PatientId, Requester, ScheduleUpdate, StatusUpdate, MAX_SLOT_MINUTES, MIN_SLOT_MINUTES,
+};
+use crate::store::DoctorHistory;
+
+/// Tunable rule parameters (from the engine settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// A booking must start more than this many minutes after `now`.
+    pub min_notice_minutes: u32,
+    /// How long a hold reserves a slot for its patient.
+    pub hold_ttl_s: u32,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            min_notice_minutes: 0,
+            hold_ttl_s: 300,
+        }
+    }
+}
+
+/// A patient's short reservation of a slot; not journaled (a crash simply frees it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub patient_id: PatientId,
+    pub start: DateTime<Utc>,
+    pub duration_minutes: u16,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Hold {
+    fn end(&self) -> DateTime<Utc> {
+        self.start + minutes(self.duration_minutes)
+    }
+}
+
+/// What a slot looks like to a patient browsing availability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotStatus {
+    Available,
+    Booked,
+    Held,
+    Past,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotView {
+    pub start: DateTime<Utc>,
+    /// Wall-clock "HH:MM" in the doctor's timezone (repeated in a DST overlap).
+    pub local_time: String,
+    pub status: SlotStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayView {
+    /// The local date in the doctor's timezone.
+    pub date: NaiveDate,
+    pub enabled: bool,
+    pub slots: Vec<SlotView>,
+}
+
+/// A doctor's slots over a range of local dates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Availability {
+    pub doctor_id: i64,
+    pub timezone: Tz,
+    pub slot_minutes: u16,
+    pub schedule: super::WeeklySchedule,
+    /// Starts of active consultations whose local date lies in the range.
+    pub booked_slots: Vec<DateTime<Utc>>,
+    pub days: Vec<DayView>,
+}
+
+/// Encoding version of calendar snapshots (bincode 2 of [`CalendarSnapshot`]).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+
+/// The durable part of a calendar; holds are deliberately left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct CalendarSnapshot {
+    profile: DoctorProfile,
+    seq: u64,
+    active: Vec<BookedSlot>,
+}
+
+/// One doctor's state: profile, schedule, active consultations by start, and holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Calendar {
+    profile: DoctorProfile,
+    /// Last journal sequence number applied.
+    seq: u64,
+    active: BTreeMap<DateTime<Utc>, BookedSlot>,
+    start_of: HashMap<ConsultationId, DateTime<Utc>>,
+    holds: BTreeMap<DateTime<Utc>, Hold>,
+    hold_of: HashMap<PatientId, DateTime<Utc>>,
+}
+
+fn minutes(m: u16) -> Duration {
+    Duration::minutes(i64::from(m))
+}
+
+/// How far back a range query must look: no consultation is longer than this.
+fn max_duration() -> Duration {
+    minutes(MAX_SLOT_MINUTES)
+}
+
+/// Consultations that ended this long ago are dropped from memory by [`Calendar::prune`].
+pub const PRUNE_AFTER_END_HOURS: i64 = 24;
+
+impl Calendar {
+    /// A calendar with no consultations, as after the `Registered` event at seq 1.
+    pub fn new(profile: DoctorProfile) -> Self {
+        Self {
+            profile,
+            seq: 1,
+            active: BTreeMap::new(),
+            start_of: HashMap::new(),
+            holds: BTreeMap::new(),
+            hold_of: HashMap::new(),
+        }
+    }
+
+    pub fn profile(&self) -> &DoctorProfile {
+        &self.profile
+    }
+
+    /// Last journal sequence number applied.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Active consultations in start order.
+    pub fn active(&self) -> impl Iterator<Item = &BookedSlot> {
+        self.active.values()
+    }
+
+    pub fn active_len(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Holds that have not expired at `now`.
+    pub fn live_holds(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Hold> {
+        self.holds.values().filter(move |h| h.expires_at > now)
+    }
+
+    pub fn slot(&self, id: ConsultationId) -> Option<&BookedSlot> {
+        self.start_of.get(&id).and_then(|s| self.active.get(s))
+    }
+
+    /// Rebuilds a calendar from the store: the snapshot if there is one, then every later
+    /// event in order. Sequence numbers must be contiguous.
+    pub fn rebuild(history: DoctorHistory) -> Result<Self, StoreError> {
+        let mut events = history.events.into_iter();
+        let mut cal = match history.snapshot {
+            Some(snap) => Self::decode_snapshot(&snap.blob)?,
+            None => match events.next() {
+                Some((1, DoctorEvent::Registered { profile })) => Self::new(profile),
+                Some((seq, e)) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "journal starts with {} at seq {seq}, expected registered at 1",
+                        e.kind()
+                    )))
+                }
+                None => return Err(StoreError::Corrupt("journal is empty".into())),
+            },
+        };
+        for (seq, event) in events {
+            if seq != cal.seq + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "journal of doctor {} jumps from seq {} to {seq}",
+                    cal.profile.id, cal.seq
+                )));
+            }
+            cal.apply(seq, &event);
+        }
+        Ok(cal)
+    }
+
+    /// The snapshot blob: a version byte, then bincode of the durable state.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        let snap = CalendarSnapshot {
+            profile: self.profile.clone(),
+            seq: self.seq,
+            active: self.active.values().cloned().collect(),
+        };
+        let mut out = vec![SNAPSHOT_FORMAT_VERSION];
+        bincode::serde::encode_into_std_write(&snap, &mut out, bincode::config::standard())
+            .expect("writing to a Vec cannot fail");
+        out
+    }
+
+    pub fn decode_snapshot(blob: &[u8]) -> Result<Self, StoreError> {
+        let body = match blob.split_first() {
+            Some((&SNAPSHOT_FORMAT_VERSION, body)) => body,
+            Some((v, _)) => {
+                return Err(StoreError::Corrupt(format!(
+                    "snapshot format version {v} is unknown"
+                )))
+            }
+            None => return Err(StoreError::Corrupt("empty snapshot".into())),
+        };
+        let (snap, _): (CalendarSnapshot, usize) =
+            bincode::serde::decode_from_slice(body, bincode::config::standard())
+                .map_err(|e| StoreError::Corrupt(format!("snapshot: {e}")))?;
+        let mut cal = Self::new(snap.profile);
+        cal.seq = snap.seq;
+        for slot in snap.active {
+            cal.start_of.insert(slot.id, slot.start);
+            cal.active.insert(slot.start, slot);
+        }
+        Ok(cal)
+    }
+
+    /// Applies a decided (or replayed) event. Total: never fails, never panics.
+    pub fn apply(&mut self, seq: u64, event: &DoctorEvent) {
+        self.seq = seq;
+        match event {
+            DoctorEvent::Registered { profile } => self.profile = profile.clone(),
+            DoctorEvent::Booked { slot } => {
+                if let Some(held_at) = self.hold_of.remove(&slot.patient_id) {
+                    self.holds.remove(&held_at);
+                }
+                self.start_of.insert(slot.id, slot.start);
+                if let Some(old) = self.active.insert(slot.start, slot.clone()) {
+                    if old.id != slot.id {
+                        self.start_of.remove(&old.id);
+                    }
+                }
+            }
+            DoctorEvent::Cancelled {
+                consultation_id, ..
+            } => {
+                if let Some(start) = self.start_of.remove(consultation_id) {
+                    self.active.remove(&start);
+                }
+            }
+            DoctorEvent::ScheduleUpdated {
+                timezone,
+                slot_minutes,
+                schedule,
+            } => {
+                self.profile.timezone = *timezone;
+                self.profile.slot_minutes = *slot_minutes;
+                self.profile.schedule = *schedule;
+            }
+            DoctorEvent::StatusChanged {
+                is_available,
+                is_approved,
+            } => {
+                self.profile.is_available = *is_available;
+                self.profile.is_approved = *is_approved;
+            }
+        }
+    }
+
+    /// Runs every booking check for `at`, in the seed's order. `patient` is the asker: their
+    /// own hold does not conflict with them.
+    pub fn check_slot(
+        &self,
+        patient: Option<PatientId>,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        rules: &Rules,
+    ) -> Result<(), Rejection> {
+        let p = &self.profile;
+        if !(p.is_approved && p.is_available) {
+            return Err(Rejection::DoctorUnavailable);
+        }
+        let local = at.with_timezone(&p.timezone);
+        let window = p.schedule.day(local.weekday());
+        if !window.enabled {
+            return Err(Rejection::DayUnavailable);
+        }
+        let (t, on_minute) = LocalTime::of(local.time());
+        if t < window.start || t.minutes() + p.slot_minutes > window.end.minutes() {
+            return Err(Rejection::OutsideAvailability);
+        }
+        if !on_minute || (t.minutes() - window.start.minutes()) % p.slot_minutes != 0 {
+            return Err(Rejection::OffSlotGrid);
+        }
+        if at <= now + Duration::minutes(i64::from(rules.min_notice_minutes)) {
+            return Err(Rejection::InPast);
+        }
+        if self.conflicting_booking(at, p.slot_minutes).is_some()
+            || self.conflicting_hold(patient, at, p.slot_minutes, now).is_some()
+        {
+            return Err(Rejection::Conflict);
+        }
+        Ok(())
+    }
+
+    /// The active consultation overlapping `[at, at + duration)`, if any. O(log n).
+    pub fn conflicting_booking(&self, at: DateTime<Utc>, duration: u16) -> Option<&BookedSlot> {
+        let end = at + minutes(duration);
+        self.active
+            .range((at - max_duration() + Duration::nanoseconds(1))..end)
+            .map(|(_, s)| s)
+            .find(|s| s.end() > at)
+    }
+
+    fn conflicting_hold(
+        &self,
+        patient: Option<PatientId>,
+        at: DateTime<Utc>,
+        duration: u16,
+        now: DateTime<Utc>,
+    ) -> Option<&Hold> {
+        let end = at + minutes(duration);
+        self.holds
+            .range((at - max_duration() + Duration::nanoseconds(1))..end)
+            .map(|(_, h)| h)
+            .find(|h| h.end() > at && h.expires_at > now && Some(h.patient_id) != patient)
+    }
+
+    /// Checks the slot and reserves it for `patient` until `now + hold_ttl_s`, replacing
+    /// that patient's previous hold on this doctor (one hold per patient per doctor).
+    pub fn place_hold(
+        &mut self,
+        patient: PatientId,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        rules: &Rules,
+    ) -> Result<DateTime<Utc>, Rejection> {
+        self.check_slot(Some(patient), at, now, rules)?;
+        self.release_hold(patient);
+        let hold = Hold {
+            patient_id: patient,
+            start: at,
+            duration_minutes: self.profile.slot_minutes,
+            expires_at: now + Duration::seconds(i64::from(rules.hold_ttl_s)),
+        };
+        let until = hold.expires_at;
+        // An expired hold of someone else may still sit on this start; it gives way.
+        if let Some(old) = self.holds.insert(at, hold) {
+            if old.patient_id != patient {
+                self.hold_of.remove(&old.patient_id);
+            }
+        }
+        self.hold_of.insert(patient, at);
+        Ok(until)
+    }
+
+    /// Drops `patient`'s hold on this doctor, if any; returns where it was.
+    pub fn release_hold(&mut self, patient: PatientId) -> Option<DateTime<Utc>> {
+        let at = self.hold_of.remove(&patient)?;
+        self.holds.remove(&at);
+        Some(at)
+    }
+
+    /// Decides a booking: all checks, then the `Booked` event for consultation `id`.
+    pub fn decide_book(
+        &self,
+        req: &BookingRequest,
+        id: ConsultationId,
+        now: DateTime<Utc>,
+        rules: &Rules,
+    ) -> Result<DoctorEvent, Rejection> {
+        self.check_slot(Some(req.patient_id), req.scheduled_at, now, rules)?;
+        Ok(DoctorEvent::Booked {
+            slot: BookedSlot {
+                id,
+                reference: reference_for(id),
+                patient_id: req.patient_id,
+                start: req.scheduled_at,
+                duration_minutes: self.profile.slot_minutes,
+                status: ConsultationStatus::Scheduled,
+                mode: req.mode,
+                created_at: now,
+            },
+        })
+    }
+
+    /// Decides a cancellation by `by`. Only active consultations that have not started can
+    /// be cancelled; patients only their own, doctors only theirs.
+    pub fn decide_cancel(
+        &self,
+        id: ConsultationId,
+        by: Requester,
+        now: DateTime<Utc>,
+    ) -> Result<DoctorEvent, EngineError> {
+        let slot = self
+            .slot(id)
+            .ok_or(EngineError::NotCancellable("consultation is not active"))?;
+        match by {
+            Requester::Patient(p) if p != slot.patient_id => return Err(EngineError::Forbidden),
+            Requester::Doctor(d) if d != self.profile.id => return Err(EngineError::Forbidden),
+            _ => {}
+        }
+        if slot.start <= now {
+            return Err(EngineError::NotCancellable("consultation has already started"));
+        }
+        Ok(DoctorEvent::Cancelled {
+            consultation_id: id,
+            at: now,
+        })
+    }
+
+    /// Validates a schedule change and decides its event.
+    pub fn decide_schedule(&self, update: &ScheduleUpdate) -> Result<DoctorEvent, InvalidField> {
+        let slot_minutes = update.slot_minutes.unwrap_or(self.profile.slot_minutes);
+        validate_slot_minutes(slot_minutes)?;
+        update.schedule.validate(slot_minutes)?;
+        Ok(DoctorEvent::ScheduleUpdated {
+            timezone: update.timezone.unwrap_or(self.profile.timezone),
+            slot_minutes,
+            schedule: update.schedule,
+        })
+    }
+
+    /// Decides a status change; `None` when nothing would change.
+    pub fn decide_status(&self, update: StatusUpdate) -> Option<DoctorEvent> {
+        let is_available = update.is_available.unwrap_or(self.profile.is_available);
+        let is_approved = update.is_approved.unwrap_or(self.profile.is_approved);
+        (is_available != self.profile.is_available || is_approved != self.profile.is_approved)
+            .then_some(DoctorEvent::StatusChanged {
+                is_available,
+                is_approved,
+            })
+    }
+
+    /// The slots of `days` local dates from `from`, each with its status at `now`.
+    pub fn availability(
+        &self,
+        from: NaiveDate,
+        days: u16,
+        now: DateTime<Utc>,
+        rules: &Rules,
+    ) -> Availability {
+        let p = &self.profile;
+        let notice_end = now + Duration::minutes(i64::from(rules.min_notice_minutes));
+        let mut day_views = Vec::with_capacity(usize::from(days));
+        for date in from.iter_days().take(usize::from(days)) {
+            let window = p.schedule.day(date.weekday());
+            if !window.enabled {
+                day_views.push(DayView {
+                    date,
+                    enabled: false,
+                    slots: Vec::new(),
+                });
+                continue;
+            }
+            let slots = local_slots(date, window, p.slot_minutes, p.timezone)
+                .into_iter()
+                .map(|(start, t)| {
+                    let status = if start <= notice_end {
+                        SlotStatus::Past
+                    } else if self.conflicting_booking(start, p.slot_minutes).is_some() {
+                        SlotStatus::Booked
+                    } else if self
+                        .conflicting_hold(None, start, p.slot_minutes, now)
+                        .is_some()
+                    {
+                        SlotStatus::Held
+                    } else {
+                        SlotStatus::Available
+                    };
+                    SlotView {
+                        start,
+                        local_time: t.to_string(),
+                        status,
+                    }
+                })
+                .collect();
+            day_views.push(DayView {
+                date,
+                enabled: true,
+                slots,
+            });
+        }
+        let last = from + Duration::days(i64::from(days));
+        // Local dates are within a day of UTC dates; filter precisely below.
+        let lo = from.and_hms_opt(0, 0, 0).expect("midnight").and_utc() - Duration::days(1);
+        let hi = last.and_hms_opt(0, 0, 0).expect("midnight").and_utc() + Duration::days(1);
+        let booked_slots = self
+            .active
+            .range(lo..hi)
+            .map(|(start, _)| *start)
+            .filter(|s| {
+                let d = s.with_timezone(&p.timezone).date_naive();
+                d >= from && d < last
+            })
+            .collect();
+        Availability {
+            doctor_id: p.id,
+            timezone: p.timezone,
+            slot_minutes: p.slot_minutes,
+            schedule: p.schedule,
+            booked_slots,
+            days: day_views,
+        }
+    }
+
+    /// Forgets what can no longer matter: expired holds, and consultations that ended more
+    /// than [`PRUNE_AFTER_END_HOURS`] ago (bookings must start in the future, so those can
+    /// never conflict again; the store keeps them).
+    pub fn prune(&mut self, now: DateTime<Utc>) {
+        let expired: Vec<PatientId> = self
+            .holds
+            .values()
+            .filter(|h| h.expires_at <= now)
+            .map(|h| h.patient_id)
+            .collect();
+        for p in expired {
+            self.release_hold(p);
+        }
+        let horizon = now - Duration::hours(PRUNE_AFTER_END_HOURS) - max_duration();
+        let keep = self.active.split_off(&horizon);
+        let old = std::mem::replace(&mut self.active, keep);
+        for slot in old.values() {
+            self.start_of.remove(&slot.id);
+        }
+    }
+}
+
+/// Slot lengths a doctor may choose.
+pub fn validate_slot_minutes(slot_minutes: u16) -> Result<(), InvalidField> {
+    if (MIN_SLOT_MINUTES..=MAX_SLOT_MINUTES).contains(&slot_minutes) {
+        Ok(())
+    } else {
+        Err(InvalidField::new(
+            "slot_minutes",
+            format!("must be between {MIN_SLOT_MINUTES} and {MAX_SLOT_MINUTES}"),
+        ))
+    }
+}
+
+/// The UTC starts of a local date's slots with their wall-clock time, in time order. A local
+/// time that does not exist (DST gap) gives no slot; a repeated one (DST overlap) gives one
+/// slot for each instant.
+pub fn local_slots(
+    date: NaiveDate,
+    window: &DayWindow,
+    slot_minutes: u16,
+    tz: Tz,
+) -> Vec<(DateTime<Utc>, LocalTime)> {
+    let mut out = Vec::new();
+    if !window.enabled || slot_minutes == 0 {
+        return out;
+    }
+    let mut m = window.start.minutes();
+    while m + slot_minutes <= window.end.minutes() {
+        let t = LocalTime::from_minutes(m).expect("within a day");
+        if let Some(naive) = t.to_naive().map(|nt| date.and_time(nt)) {
+            match tz.from_local_datetime(&naive) {
+                LocalResult::None => {}
+                LocalResult::Single(x) => out.push((x.with_timezone(&Utc), t)),
+                LocalResult::Ambiguous(a, b) => {
+                    out.push((a.with_timezone(&Utc), t));
+                    out.push((b.with_timezone(&Utc), t));
+                }
+            }
+        }
+        m += slot_minutes;
+    }
+    out.sort_by_key(|(s, _)| *s);
+    out.dedup_by_key(|(s, _)| *s);
+    out
+}
