@@ -1,14 +1,30 @@
 //! Consult Scheduler's engine: one actor per doctor owns that doctor's slot calendar and
 //! decides every booking for that doctor, one message at a time; a group-commit journal
 //! makes each decision durable before it is acknowledged.
+//!
+//! - [`calendar`]: the pure booking rules (no async, no I/O).
+//! - [`Engine`]: the handle to embed; see its docs for a runnable example.
+//! - [`Store`]: the storage port; `consult-persistence` implements it for SQLite and
+//!   Postgres, [`memory::MemoryStore`] in memory.
 
 pub mod calendar;
 pub mod clock;
+mod doctor;
+mod engine;
 pub mod error;
+mod journal;
+pub mod memory;
 pub mod model;
+mod settings;
+mod shard;
+mod stats;
 pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use doctor::{DoctorSnapshot, SlotCheck};
+pub use engine::{shard_index, Engine, EngineBuilder, MAX_LIST_LIMIT};
 pub use error::{EngineError, InvalidField, Rejection, StoreError};
 pub use model::*;
+pub use settings::EngineSettings;
+pub use stats::StatsSnapshot;
 pub use store::{DoctorHistory, Store, StoredSnapshot};

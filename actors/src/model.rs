@@ -264,7 +264,10 @@ pub fn reference_for(id: ConsultationId) -> String {
         high /= 31;
     }
     code.reverse();
-    format!("CONS-{}", String::from_utf8(code).expect("alphabet is ascii"))
+    format!(
+        "CONS-{}",
+        String::from_utf8(code).expect("alphabet is ascii")
+    )
 }
 
 #[cfg(test)]
@@ -278,7 +281,10 @@ mod tests {
         for id in (0..200_000).chain(REFERENCE_SPACE - 10..REFERENCE_SPACE + 10) {
             let r = reference_for(id);
             assert!(r.starts_with("CONS-"));
-            assert!(r[5..].bytes().all(|b| REFERENCE_ALPHABET.contains(&b)), "{r}");
+            assert!(
+                r[5..].bytes().all(|b| REFERENCE_ALPHABET.contains(&b)),
+                "{r}"
+            );
             assert!(seen.insert(r), "duplicate reference for {id}");
         }
         assert_eq!(reference_for(1).len(), 11);

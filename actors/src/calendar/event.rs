@@ -51,7 +51,10 @@ pub enum DoctorEvent {
         schedule: WeeklySchedule,
     },
     /// The doctor's availability switch or the admin's approval changed.
-    StatusChanged { is_available: bool, is_approved: bool },
+    StatusChanged {
+        is_available: bool,
+        is_approved: bool,
+    },
 }
 
 /// Version of the journal payload encoding (JSON of [`DoctorEvent`]).

@@ -8,7 +8,7 @@ mod schedule;
 
 pub use event::{BookedSlot, DoctorEvent, JournalRecord, EVENT_FORMAT_VERSION};
 pub use rules::{
-    local_slots, validate_slot_minutes, Availability, Calendar, DayView, Hold, Rules,
-    SlotStatus, SlotView, PRUNE_AFTER_END_HOURS, SNAPSHOT_FORMAT_VERSION,
+    local_slots, validate_slot_minutes, Availability, Calendar, DayView, Hold, Rules, SlotStatus,
+    SlotView, PRUNE_AFTER_END_HOURS, SNAPSHOT_FORMAT_VERSION,
 };
 pub use schedule::{weekday_name, DayWindow, LocalTime, WeeklySchedule, ALL_WEEKDAYS};

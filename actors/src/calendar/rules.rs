@@ -15,8 +15,8 @@ use super::event::{BookedSlot, DoctorEvent};
 use super::schedule::{DayWindow, LocalTime};
 use crate::error::{EngineError, InvalidField, Rejection, StoreError};
 use crate::model::{
-    reference_for, BookingRequest, ConsultationId, ConsultationStatus, DoctorProfile,
-    PatientId, Requester, ScheduleUpdate, StatusUpdate, MAX_SLOT_MINUTES, MIN_SLOT_MINUTES,
+    reference_for, BookingRequest, ConsultationId, ConsultationStatus, DoctorProfile, PatientId,
+    Requester, ScheduleUpdate, StatusUpdate, MAX_SLOT_MINUTES, MIN_SLOT_MINUTES,
 };
 use crate::store::DoctorHistory;
 
@@ -294,14 +294,16 @@ impl Calendar {
         if t < window.start || t.minutes() + p.slot_minutes > window.end.minutes() {
             return Err(Rejection::OutsideAvailability);
         }
-        if !on_minute || (t.minutes() - window.start.minutes()) % p.slot_minutes != 0 {
+        if !on_minute || !(t.minutes() - window.start.minutes()).is_multiple_of(p.slot_minutes) {
             return Err(Rejection::OffSlotGrid);
         }
         if at <= now + Duration::minutes(i64::from(rules.min_notice_minutes)) {
             return Err(Rejection::InPast);
         }
         if self.conflicting_booking(at, p.slot_minutes).is_some()
-            || self.conflicting_hold(patient, at, p.slot_minutes, now).is_some()
+            || self
+                .conflicting_hold(patient, at, p.slot_minutes, now)
+                .is_some()
         {
             return Err(Rejection::Conflict);
         }
@@ -406,7 +408,9 @@ impl Calendar {
             _ => {}
         }
         if slot.start <= now {
-            return Err(EngineError::NotCancellable("consultation has already started"));
+            return Err(EngineError::NotCancellable(
+                "consultation has already started",
+            ));
         }
         Ok(DoctorEvent::Cancelled {
             consultation_id: id,
@@ -513,6 +517,15 @@ impl Calendar {
     /// than [`PRUNE_AFTER_END_HOURS`] ago (bookings must start in the future, so those can
     /// never conflict again; the store keeps them).
     pub fn prune(&mut self, now: DateTime<Utc>) {
+        let any_expired = self.holds.values().any(|h| h.expires_at <= now);
+        let horizon = now - Duration::hours(PRUNE_AFTER_END_HOURS) - max_duration();
+        let any_old = self
+            .active
+            .first_key_value()
+            .is_some_and(|(s, _)| *s < horizon);
+        if !any_expired && !any_old {
+            return;
+        }
         let expired: Vec<PatientId> = self
             .holds
             .values()
@@ -522,7 +535,6 @@ impl Calendar {
         for p in expired {
             self.release_hold(p);
         }
-        let horizon = now - Duration::hours(PRUNE_AFTER_END_HOURS) - max_duration();
         let keep = self.active.split_off(&horizon);
         let old = std::mem::replace(&mut self.active, keep);
         for slot in old.values() {

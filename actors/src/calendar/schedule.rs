@@ -240,7 +240,8 @@ mod tests {
 
     #[test]
     fn a_missing_day_is_a_deserialization_error() {
-        let json = serde_json::json!({"monday": {"enabled": true, "start": "09:00", "end": "17:00"}});
+        let json =
+            serde_json::json!({"monday": {"enabled": true, "start": "09:00", "end": "17:00"}});
         assert!(serde_json::from_value::<WeeklySchedule>(json).is_err());
     }
 

@@ -1,0 +1,516 @@
+//! The doctor actor: owns one doctor's [`Calendar`] and decides every command for that
+//! doctor, one message at a time. Decisions that change the calendar are applied in memory
+//! at once (so the next message sees them) and handed to the journal writer; the caller's
+//! reply is sent by the writer when the batch is durable (persist, then reply). The actor
+//! never waits for the disk.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::calendar::{Availability, BookedSlot, Calendar, DoctorEvent, Hold, JournalRecord};
+use crate::engine::EngineContext;
+use crate::error::{EngineError, Rejection};
+use crate::journal::Entry;
+use crate::model::{
+    BookingRequest, Consultation, ConsultationId, DoctorProfile, PatientId, Requester,
+    ScheduleUpdate, SessionStatus, StatusUpdate,
+};
+use crate::stats::EngineStats;
+
+/// Reply of a successful slot check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotCheck {
+    /// Set when a hold was placed: the slot is reserved for the asker until then.
+    pub held_until: Option<DateTime<Utc>>,
+}
+
+/// What a doctor actor shows of itself; for tests and diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoctorSnapshot {
+    pub profile: DoctorProfile,
+    /// Last journal sequence number decided.
+    pub seq: u64,
+    /// Last journal sequence number known durable.
+    pub durable_seq: u64,
+    /// Last journal sequence number covered by a stored snapshot (0: none known).
+    pub snapshot_seq: u64,
+    /// Incarnation of the actor; a new activation always has a higher one.
+    pub generation: u64,
+    pub active: Vec<BookedSlot>,
+    pub live_holds: Vec<Hold>,
+}
+
+type Reply<T> = RpcReplyPort<Result<T, EngineError>>;
+
+/// The messages a doctor actor handles.
+pub enum DoctorMsg {
+    Availability {
+        from: NaiveDate,
+        days: u16,
+        reply: Reply<Availability>,
+    },
+    CheckSlot {
+        patient_id: PatientId,
+        at: DateTime<Utc>,
+        hold: bool,
+        reply: Reply<SlotCheck>,
+    },
+    ReleaseHold {
+        patient_id: PatientId,
+        reply: Reply<bool>,
+    },
+    Book {
+        request: BookingRequest,
+        reply: Reply<Consultation>,
+    },
+    /// Replies with the cancellation time.
+    Cancel {
+        consultation_id: ConsultationId,
+        by: Requester,
+        reply: Reply<DateTime<Utc>>,
+    },
+    UpdateSchedule {
+        update: ScheduleUpdate,
+        reply: Reply<DoctorProfile>,
+    },
+    SetStatus {
+        update: StatusUpdate,
+        reply: Reply<DoctorProfile>,
+    },
+    Profile {
+        reply: Reply<DoctorProfile>,
+    },
+    /// The observable state; does not count as activity.
+    Observe {
+        reply: Reply<DoctorSnapshot>,
+    },
+    /// From the journal writer: records up to `seq` of `generation` are durable.
+    Durable {
+        generation: u64,
+        seq: u64,
+    },
+    /// From the journal writer: a batch with records of `generation` failed.
+    JournalFailed {
+        generation: u64,
+    },
+    /// From the shard: expire holds, maybe passivate, maybe snapshot.
+    Tick {
+        snapshot_due: bool,
+    },
+    /// From the background snapshot write: whether the snapshot of `seq` was stored.
+    SnapshotWritten {
+        seq: u64,
+        ok: bool,
+    },
+    /// From the shard at shutdown: the snapshot to write, if the state is dirty.
+    FinalSnapshot {
+        reply: RpcReplyPort<Option<(u64, Vec<u8>)>>,
+    },
+    /// Fault injection for tests: the handler panics.
+    #[cfg(feature = "fault-injection")]
+    Crash,
+}
+
+/// The actor; read-only, shared context only. Mutable state is [`DoctorState`].
+pub struct DoctorActor {
+    pub(crate) ctx: Arc<EngineContext>,
+}
+
+pub struct DoctorArgs {
+    pub calendar: Calendar,
+    pub generation: u64,
+    pub snapshot_seq: u64,
+}
+
+pub struct DoctorState {
+    calendar: Calendar,
+    generation: u64,
+    durable_seq: u64,
+    snapshot_seq: u64,
+    snapshot_in_flight: bool,
+    last_activity: Instant,
+    passivating: bool,
+}
+
+impl DoctorState {
+    fn is_quiet(&self) -> bool {
+        self.durable_seq == self.calendar.seq()
+    }
+
+    fn is_dirty(&self) -> bool {
+        self.calendar.seq() > self.snapshot_seq && !self.snapshot_in_flight
+    }
+}
+
+impl Actor for DoctorActor {
+    type Msg = DoctorMsg;
+    type State = DoctorState;
+    type Arguments = DoctorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: DoctorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(DoctorState {
+            durable_seq: args.calendar.seq(),
+            calendar: args.calendar,
+            generation: args.generation,
+            snapshot_seq: args.snapshot_seq,
+            snapshot_in_flight: false,
+            last_activity: Instant::now(),
+            passivating: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let ctx = &self.ctx;
+        let now = ctx.clock.now();
+        match msg {
+            DoctorMsg::Availability { from, days, reply } => {
+                state.last_activity = Instant::now();
+                let _ = reply.send(Ok(state.calendar.availability(from, days, now, &ctx.rules)));
+            }
+            DoctorMsg::CheckSlot {
+                patient_id,
+                at,
+                hold,
+                reply,
+            } => {
+                state.last_activity = Instant::now();
+                let result = if hold {
+                    state
+                        .calendar
+                        .place_hold(patient_id, at, now, &ctx.rules)
+                        .map(Some)
+                } else {
+                    state
+                        .calendar
+                        .check_slot(Some(patient_id), at, now, &ctx.rules)
+                        .map(|()| None)
+                };
+                info!(
+                    event_type = "time_slot_conflict_check",
+                    doctor_id = state.calendar.profile().id,
+                    patient_id,
+                    scheduled_at = %at,
+                    hold,
+                    outcome = result.err().map_or("available", Rejection::code),
+                );
+                let _ = reply.send(
+                    result
+                        .map(|held_until| SlotCheck { held_until })
+                        .map_err(EngineError::from),
+                );
+            }
+            DoctorMsg::ReleaseHold { patient_id, reply } => {
+                state.last_activity = Instant::now();
+                let _ = reply.send(Ok(state.calendar.release_hold(patient_id).is_some()));
+            }
+            DoctorMsg::Book { request, reply } => {
+                state.last_activity = Instant::now();
+                self.book(&myself, state, request, reply, now);
+            }
+            DoctorMsg::Cancel {
+                consultation_id,
+                by,
+                reply,
+            } => {
+                state.last_activity = Instant::now();
+                match state.calendar.decide_cancel(consultation_id, by, now) {
+                    Ok(event) => self.journal(&myself, state, event, Default::default(), {
+                        move |r| {
+                            let _ = reply.send(r.map(|()| now));
+                        }
+                    }),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            DoctorMsg::UpdateSchedule { update, reply } => {
+                state.last_activity = Instant::now();
+                match state.calendar.decide_schedule(&update) {
+                    Ok(event) => self.journal_profile_change(&myself, state, event, reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            DoctorMsg::SetStatus { update, reply } => {
+                state.last_activity = Instant::now();
+                match state.calendar.decide_status(update) {
+                    Some(event) => self.journal_profile_change(&myself, state, event, reply),
+                    None => {
+                        let _ = reply.send(Ok(state.calendar.profile().clone()));
+                    }
+                }
+            }
+            DoctorMsg::Profile { reply } => {
+                state.last_activity = Instant::now();
+                let _ = reply.send(Ok(state.calendar.profile().clone()));
+            }
+            DoctorMsg::Observe { reply } => {
+                let _ = reply.send(Ok(DoctorSnapshot {
+                    profile: state.calendar.profile().clone(),
+                    seq: state.calendar.seq(),
+                    durable_seq: state.durable_seq,
+                    snapshot_seq: state.snapshot_seq,
+                    generation: state.generation,
+                    active: state.calendar.active().cloned().collect(),
+                    live_holds: state.calendar.live_holds(now).cloned().collect(),
+                }));
+            }
+            DoctorMsg::Durable { generation, seq } => {
+                if generation == state.generation {
+                    state.durable_seq = state.durable_seq.max(seq);
+                }
+            }
+            DoctorMsg::JournalFailed { generation } => {
+                if generation == state.generation {
+                    // What reached the disk is unknown: stop, and let the next message
+                    // reactivate this doctor from the store behind a journal fence.
+                    warn!(
+                        doctor_id = state.calendar.profile().id,
+                        "journal write failed; doctor actor stops and reloads on next use"
+                    );
+                    myself.stop(Some("journal write failed".into()));
+                }
+            }
+            DoctorMsg::Tick { snapshot_due } => self.tick(&myself, state, snapshot_due, now),
+            DoctorMsg::SnapshotWritten { seq, ok } => {
+                state.snapshot_in_flight = false;
+                if ok {
+                    state.snapshot_seq = state.snapshot_seq.max(seq);
+                }
+            }
+            DoctorMsg::FinalSnapshot { reply } => {
+                let snap = (state.is_quiet() && state.is_dirty())
+                    .then(|| (state.calendar.seq(), state.calendar.encode_snapshot()));
+                let _ = reply.send(snap);
+            }
+            #[cfg(feature = "fault-injection")]
+            DoctorMsg::Crash => panic!("injected fault in doctor actor"),
+        }
+        Ok(())
+    }
+}
+
+impl DoctorActor {
+    fn book(
+        &self,
+        myself: &ActorRef<DoctorMsg>,
+        state: &mut DoctorState,
+        req: BookingRequest,
+        reply: Reply<Consultation>,
+        now: DateTime<Utc>,
+    ) {
+        let ctx = &self.ctx;
+        let doctor_id = state.calendar.profile().id;
+        if let Err(rejection) =
+            state
+                .calendar
+                .check_slot(Some(req.patient_id), req.scheduled_at, now, &ctx.rules)
+        {
+            if rejection == Rejection::Conflict {
+                info!(
+                    event_type = "time_slot_conflict",
+                    doctor_id,
+                    patient_id = req.patient_id,
+                    scheduled_at = %req.scheduled_at,
+                    consultation_mode = req.mode.as_str(),
+                );
+            } else {
+                debug!(doctor_id, reason = rejection.code(), "booking rejected");
+            }
+            let _ = reply.send(Err(rejection.into()));
+            return;
+        }
+        let id = ctx.allocate_consultation_id();
+        let event = match state.calendar.decide_book(&req, id, now, &ctx.rules) {
+            Ok(event) => event,
+            Err(rejection) => {
+                let _ = reply.send(Err(rejection.into()));
+                return;
+            }
+        };
+        let DoctorEvent::Booked { slot } = &event else {
+            unreachable!("decide_book decides bookings")
+        };
+        let consultation = Consultation {
+            id,
+            reference: slot.reference.clone(),
+            doctor_id,
+            patient_id: req.patient_id,
+            scheduled_at: req.scheduled_at,
+            duration_minutes: slot.duration_minutes,
+            status: slot.status,
+            consultation_mode: req.mode,
+            consult_mode: req.mode,
+            session_status: SessionStatus::initial_for(req.mode),
+            medical: Default::default(),
+            created_at: now,
+            cancelled_at: None,
+        };
+        let medical = req.medical;
+        self.journal(myself, state, event, medical.clone(), move |result| {
+            let c = consultation;
+            match &result {
+                Ok(()) => info!(
+                    event_type = "consultation_scheduled",
+                    consultation_id = c.id,
+                    consultation_reference = %c.reference,
+                    doctor_id = c.doctor_id,
+                    patient_id = c.patient_id,
+                    scheduled_at = %c.scheduled_at,
+                    consultation_mode = c.consultation_mode.as_str(),
+                ),
+                Err(e) => warn!(
+                    event_type = "consultation_booking_failed",
+                    consultation_id = c.id,
+                    doctor_id = c.doctor_id,
+                    patient_id = c.patient_id,
+                    scheduled_at = %c.scheduled_at,
+                    consultation_mode = c.consultation_mode.as_str(),
+                    error = %e,
+                ),
+            }
+            let _ = reply.send(result.map(|()| Consultation { medical, ..c }));
+        });
+    }
+
+    fn journal_profile_change(
+        &self,
+        myself: &ActorRef<DoctorMsg>,
+        state: &mut DoctorState,
+        event: DoctorEvent,
+        reply: Reply<DoctorProfile>,
+    ) {
+        let mut profile = state.calendar.profile().clone();
+        match &event {
+            DoctorEvent::ScheduleUpdated {
+                timezone,
+                slot_minutes,
+                schedule,
+            } => {
+                profile.timezone = *timezone;
+                profile.slot_minutes = *slot_minutes;
+                profile.schedule = *schedule;
+            }
+            DoctorEvent::StatusChanged {
+                is_available,
+                is_approved,
+            } => {
+                profile.is_available = *is_available;
+                profile.is_approved = *is_approved;
+            }
+            _ => {}
+        }
+        self.journal(myself, state, event, Default::default(), move |r| {
+            let _ = reply.send(r.map(|()| profile));
+        });
+    }
+
+    /// Reserves a journal place, applies `event` in memory, and queues it; `done` runs when
+    /// the batch is durable or failed. If the queue is full nothing is applied.
+    fn journal(
+        &self,
+        myself: &ActorRef<DoctorMsg>,
+        state: &mut DoctorState,
+        event: DoctorEvent,
+        medical: crate::model::MedicalInfo,
+        done: impl FnOnce(Result<(), EngineError>) + Send + 'static,
+    ) {
+        let permit = match self.ctx.journal.try_reserve() {
+            Ok(p) => p,
+            Err(e) => {
+                if e == EngineError::Overloaded {
+                    EngineStats::bump(&self.ctx.stats.overloaded);
+                }
+                done(Err(e));
+                return;
+            }
+        };
+        let seq = state.calendar.seq() + 1;
+        state.calendar.apply(seq, &event);
+        permit.append(Entry {
+            record: JournalRecord {
+                doctor_id: state.calendar.profile().id,
+                seq,
+                recorded_at: self.ctx.clock.now(),
+                event,
+                medical,
+            },
+            generation: state.generation,
+            actor: myself.clone(),
+            done: Box::new(done),
+        });
+    }
+
+    fn tick(
+        &self,
+        myself: &ActorRef<DoctorMsg>,
+        state: &mut DoctorState,
+        snapshot_due: bool,
+        now: DateTime<Utc>,
+    ) {
+        if state.passivating {
+            return;
+        }
+        state.calendar.prune(now);
+        let idle_ms = state.last_activity.elapsed().as_millis() as u64;
+        let has_holds = state.calendar.live_holds(now).next().is_some();
+        if idle_ms >= self.ctx.settings.passivate_after_idle_ms && state.is_quiet() && !has_holds {
+            if state.is_dirty() {
+                self.save_snapshot(myself, state);
+            }
+            state.passivating = true;
+            EngineStats::bump(&self.ctx.stats.passivations);
+            debug!(
+                doctor_id = state.calendar.profile().id,
+                "passivating idle doctor actor"
+            );
+            // Messages already queued are still handled; later ones are refused and their
+            // callers reactivate the doctor through its shard.
+            let _ = myself.drain();
+        } else if snapshot_due && state.is_quiet() && state.is_dirty() {
+            self.save_snapshot(myself, state);
+        }
+    }
+
+    /// Encodes the (durable) state and writes it in the background.
+    fn save_snapshot(&self, myself: &ActorRef<DoctorMsg>, state: &mut DoctorState) {
+        let seq = state.calendar.seq();
+        let blob = state.calendar.encode_snapshot();
+        let doctor_id = state.calendar.profile().id;
+        state.snapshot_in_flight = true;
+        let ctx = Arc::clone(&self.ctx);
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = ctx.snapshot_permits.acquire().await else {
+                let _ = myself.cast(DoctorMsg::SnapshotWritten { seq, ok: false });
+                return;
+            };
+            let ok = match ctx.store.save_snapshot(doctor_id, seq, &blob).await {
+                Ok(()) => {
+                    EngineStats::bump(&ctx.stats.snapshots_written);
+                    true
+                }
+                Err(e) => {
+                    warn!(doctor_id, error = %e, "snapshot write failed");
+                    false
+                }
+            };
+            let _ = myself.cast(DoctorMsg::SnapshotWritten { seq, ok });
+        });
+    }
+}

@@ -1,0 +1,566 @@
+//! The [`Engine`] handle: the public API for embedding, and what the HTTP front end calls.
+//! It routes each doctor command to that doctor's actor (through a `DashMap` registry, or
+//! the doctor's shard on first use), bounds admission per shard, and puts a timeout on
+//! every call.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use dashmap::DashMap;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef, ActorStatus, RpcReplyPort};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::calendar::{validate_slot_minutes, Availability, Rules};
+use crate::clock::{Clock, SystemClock};
+use crate::doctor::{DoctorMsg, DoctorSnapshot, SlotCheck};
+use crate::error::{EngineError, InvalidField};
+use crate::journal::{self, JournalConfig, JournalHandle};
+use crate::model::{
+    BookingRequest, Consultation, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile,
+    NewDoctor, PatientId, Requester, ScheduleUpdate, StatusUpdate, MAX_MEDICAL_FIELD_BYTES,
+};
+use crate::settings::EngineSettings;
+use crate::shard::{ShardActor, ShardMsg};
+use crate::stats::{EngineStats, StatsSnapshot};
+use crate::store::Store;
+
+/// How often one call re-routes when the doctor's actor stopped before answering (it was
+/// passivating or failed; the message had no effect, so a retry is safe).
+const MAX_ROUTE_ATTEMPTS: usize = 4;
+/// Longest doctor name or specialty, in bytes.
+const MAX_NAME_BYTES: usize = 200;
+/// Most consultations one listing returns.
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+/// What every actor of one engine shares.
+pub(crate) struct EngineContext {
+    pub store: Arc<dyn Store>,
+    pub journal: JournalHandle,
+    pub clock: Arc<dyn Clock>,
+    pub settings: EngineSettings,
+    pub rules: Rules,
+    pub stats: Arc<EngineStats>,
+    /// Doctor id -> its live actor; lets callers skip the shard.
+    pub registry: DashMap<DoctorId, ActorRef<DoctorMsg>>,
+    pub snapshot_permits: Semaphore,
+    next_consultation_id: AtomicI64,
+    next_generation: AtomicU64,
+}
+
+impl EngineContext {
+    pub fn allocate_consultation_id(&self) -> ConsultationId {
+        self.next_consultation_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn next_generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+struct Shard {
+    actor: ActorRef<ShardMsg>,
+    /// Admission: one permit per request in flight.
+    permits: Arc<Semaphore>,
+}
+
+struct EngineInner {
+    ctx: Arc<EngineContext>,
+    shards: Vec<Shard>,
+    closing: AtomicBool,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The scheduling engine. Cheap to clone; all clones drive the same engine.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use chrono::{Duration, Utc, Datelike, Weekday};
+/// # use consult_actors::{calendar::{LocalTime, WeeklySchedule, DayWindow}, *};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), EngineError> {
+/// # let store: Arc<dyn Store> = Arc::new(consult_actors::memory::MemoryStore::default());
+/// // `store` is any `Store`: consult_persistence::open_store("sqlite://data/cs.db") in practice.
+/// let engine = Engine::start(EngineSettings::default(), store).await?;
+/// let doctor = engine
+///     .create_doctor(NewDoctor {
+///         name: "Dr. Ada Okafor".into(),
+///         specialty: "General practice".into(),
+///         timezone: chrono_tz::Europe::London,
+///         slot_minutes: 30,
+///         schedule: WeeklySchedule::every_day(DayWindow::open(LocalTime::hm(0, 0), LocalTime::END_OF_DAY)),
+///         is_available: true,
+///         is_approved: true,
+///     })
+///     .await?;
+/// let tomorrow = (Utc::now() + Duration::days(1)).date_naive();
+/// let at = tomorrow.and_hms_opt(10, 0, 0).unwrap().and_local_timezone(chrono_tz::Europe::London).unwrap().to_utc();
+/// let booking = BookingRequest {
+///     doctor_id: doctor.id,
+///     patient_id: 67,
+///     scheduled_at: at,
+///     mode: ConsultMode::Video,
+///     medical: MedicalInfo::default(),
+/// };
+/// let consultation = engine.book(booking.clone()).await?; // durable when this returns
+/// assert!(consultation.reference.starts_with("CONS-"));
+/// // The same slot again: the seed's conflict.
+/// let again = engine.book(BookingRequest { patient_id: 68, ..booking }).await;
+/// assert_eq!(again.unwrap_err(), EngineError::Rejected(Rejection::Conflict));
+/// engine.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+/// Sets up an [`Engine`]; [`Engine::start`] is the short form.
+pub struct EngineBuilder {
+    store: Arc<dyn Store>,
+    settings: EngineSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl EngineBuilder {
+    pub fn settings(mut self, settings: EngineSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Replaces the wall clock (tests use [`crate::ManualClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Validates the settings, reads where consultation ids continue, and starts the
+    /// journal writer and the shard supervisors. Doctors activate lazily.
+    pub async fn start(self) -> Result<Engine, EngineError> {
+        let settings = self.settings;
+        settings.validate()?;
+        let next_id = self.store.max_consultation_id().await? + 1;
+        let stats = Arc::new(EngineStats::default());
+        let (journal, writer) = journal::spawn(
+            Arc::clone(&self.store),
+            JournalConfig {
+                max_batch: settings.journal_max_batch,
+                flush_interval: Duration::from_millis(settings.journal_flush_interval_ms),
+                queue_capacity: settings.journal_queue_capacity,
+            },
+            Arc::clone(&stats),
+        );
+        let ctx = Arc::new(EngineContext {
+            store: self.store,
+            journal,
+            clock: self.clock,
+            rules: settings.rules(),
+            stats,
+            registry: DashMap::new(),
+            snapshot_permits: Semaphore::new(settings.max_concurrent_snapshot_writes),
+            next_consultation_id: AtomicI64::new(next_id),
+            next_generation: AtomicU64::new(1),
+            settings,
+        });
+        let mut tasks = vec![writer];
+        let mut shards = Vec::with_capacity(ctx.settings.shards);
+        for _ in 0..ctx.settings.shards {
+            let handler = ShardActor {
+                ctx: Arc::clone(&ctx),
+            };
+            let (actor, join) = Actor::spawn(None, handler, ())
+                .await
+                .map_err(|e| EngineError::Unavailable(format!("shard did not start: {e}")))?;
+            tasks.push(join);
+            shards.push(Shard {
+                actor,
+                permits: Arc::new(Semaphore::new(ctx.settings.max_in_flight_per_shard)),
+            });
+        }
+        info!(
+            shards = ctx.settings.shards,
+            next_consultation_id = next_id,
+            "engine started"
+        );
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                ctx,
+                shards,
+                closing: AtomicBool::new(false),
+                tasks: Mutex::new(tasks),
+            }),
+        })
+    }
+}
+
+type Reply<T> = RpcReplyPort<Result<T, EngineError>>;
+
+impl Engine {
+    pub fn builder(store: Arc<dyn Store>) -> EngineBuilder {
+        EngineBuilder {
+            store,
+            settings: EngineSettings::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Starts an engine on `store` with the wall clock.
+    pub async fn start(
+        settings: EngineSettings,
+        store: Arc<dyn Store>,
+    ) -> Result<Engine, EngineError> {
+        Self::builder(store).settings(settings).start().await
+    }
+
+    fn ctx(&self) -> &EngineContext {
+        &self.inner.ctx
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.ctx().settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.ctx().store
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.ctx().clock.now()
+    }
+
+    /// The engine's counters, and how many doctor actors are active.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.ctx().stats.snapshot(self.ctx().registry.len() as u64)
+    }
+
+    /// Registers a doctor (admin). Written straight to the store; the actor activates on
+    /// the doctor's first use.
+    pub async fn create_doctor(&self, doctor: NewDoctor) -> Result<DoctorProfile, EngineError> {
+        self.ensure_open()?;
+        let name = doctor.name.trim();
+        if name.is_empty() || name.len() > MAX_NAME_BYTES {
+            return Err(InvalidField::new("name", "must be 1 to 200 bytes").into());
+        }
+        if doctor.specialty.len() > MAX_NAME_BYTES {
+            return Err(InvalidField::new("specialty", "must be at most 200 bytes").into());
+        }
+        validate_slot_minutes(doctor.slot_minutes)?;
+        doctor.schedule.validate(doctor.slot_minutes)?;
+        let doctor = NewDoctor {
+            name: name.to_owned(),
+            ..doctor
+        };
+        Ok(self.ctx().store.create_doctor(&doctor, self.now()).await?)
+    }
+
+    /// The doctor's current profile, from its actor.
+    pub async fn doctor(&self, doctor_id: DoctorId) -> Result<DoctorProfile, EngineError> {
+        self.call(doctor_id, |reply| DoctorMsg::Profile { reply })
+            .await
+    }
+
+    /// Every registered doctor, from the store.
+    pub async fn list_doctors(&self) -> Result<Vec<DoctorProfile>, EngineError> {
+        Ok(self.ctx().store.list_doctors().await?)
+    }
+
+    /// The doctor's slots for `days` local dates from `from` (1 ..= `max_availability_days`).
+    pub async fn availability(
+        &self,
+        doctor_id: DoctorId,
+        from: NaiveDate,
+        days: u16,
+    ) -> Result<Availability, EngineError> {
+        let max = self.settings().max_availability_days;
+        if days == 0 || days > max {
+            return Err(InvalidField::new("days", format!("must be 1 to {max}")).into());
+        }
+        self.call(doctor_id, |reply| DoctorMsg::Availability {
+            from,
+            days,
+            reply,
+        })
+        .await
+    }
+
+    /// Runs the booking checks for `at`; with `hold`, also reserves the slot for the patient.
+    pub async fn check_slot(
+        &self,
+        doctor_id: DoctorId,
+        patient_id: PatientId,
+        at: DateTime<Utc>,
+        hold: bool,
+    ) -> Result<SlotCheck, EngineError> {
+        self.call(doctor_id, |reply| DoctorMsg::CheckSlot {
+            patient_id,
+            at,
+            hold,
+            reply,
+        })
+        .await
+    }
+
+    /// Drops the patient's hold on this doctor; answers whether there was one.
+    pub async fn release_hold(
+        &self,
+        doctor_id: DoctorId,
+        patient_id: PatientId,
+    ) -> Result<bool, EngineError> {
+        self.call(doctor_id, |reply| DoctorMsg::ReleaseHold {
+            patient_id,
+            reply,
+        })
+        .await
+    }
+
+    /// Books a slot. Returns only once the booking is durable; any error means it was not
+    /// acknowledged (after `Timeout` it may still have been made).
+    pub async fn book(&self, request: BookingRequest) -> Result<Consultation, EngineError> {
+        let m = &request.medical;
+        for (field, value) in [
+            ("reason", &m.reason),
+            ("symptoms", &m.symptoms),
+            ("medical_history", &m.medical_history),
+            ("allergies", &m.allergies),
+            ("current_medications", &m.current_medications),
+        ] {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.len() > MAX_MEDICAL_FIELD_BYTES)
+            {
+                return Err(InvalidField::new(field, "must be at most 4096 bytes").into());
+            }
+        }
+        self.call(request.doctor_id, |reply| DoctorMsg::Book {
+            request: request.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Cancels a consultation on behalf of `by`; patients may cancel their own, doctors
+    /// theirs, admins any. Returns the consultation as cancelled.
+    pub async fn cancel(
+        &self,
+        consultation_id: ConsultationId,
+        by: Requester,
+    ) -> Result<Consultation, EngineError> {
+        let c = self.consultation(consultation_id).await?;
+        match by {
+            Requester::Patient(p) if p != c.patient_id => return Err(EngineError::Forbidden),
+            Requester::Doctor(d) if d != c.doctor_id => return Err(EngineError::Forbidden),
+            _ => {}
+        }
+        if !c.status.is_active() {
+            return Err(EngineError::NotCancellable("consultation is not active"));
+        }
+        let at = self
+            .call(c.doctor_id, |reply| DoctorMsg::Cancel {
+                consultation_id,
+                by,
+                reply,
+            })
+            .await?;
+        Ok(Consultation {
+            status: ConsultationStatus::Cancelled,
+            cancelled_at: Some(at),
+            ..c
+        })
+    }
+
+    /// Changes the doctor's timezone, slot length and weekly windows.
+    pub async fn update_schedule(
+        &self,
+        doctor_id: DoctorId,
+        update: ScheduleUpdate,
+    ) -> Result<DoctorProfile, EngineError> {
+        self.call(doctor_id, |reply| DoctorMsg::UpdateSchedule {
+            update: update.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Sets the doctor's availability switch and/or approval.
+    pub async fn set_status(
+        &self,
+        doctor_id: DoctorId,
+        update: StatusUpdate,
+    ) -> Result<DoctorProfile, EngineError> {
+        self.call(doctor_id, |reply| DoctorMsg::SetStatus { update, reply })
+            .await
+    }
+
+    /// One consultation, from the store.
+    pub async fn consultation(&self, id: ConsultationId) -> Result<Consultation, EngineError> {
+        self.ctx()
+            .store
+            .get_consultation(id)
+            .await?
+            .ok_or(EngineError::ConsultationNotFound(id))
+    }
+
+    /// A patient's consultations, newest first (at most [`MAX_LIST_LIMIT`]).
+    pub async fn patient_consultations(
+        &self,
+        patient_id: PatientId,
+        limit: u32,
+    ) -> Result<Vec<Consultation>, EngineError> {
+        Ok(self
+            .ctx()
+            .store
+            .patient_consultations(patient_id, limit.min(MAX_LIST_LIMIT))
+            .await?)
+    }
+
+    /// A doctor's consultations starting in `[from, to)`, oldest first.
+    pub async fn doctor_consultations(
+        &self,
+        doctor_id: DoctorId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Consultation>, EngineError> {
+        Ok(self
+            .ctx()
+            .store
+            .doctor_consultations(doctor_id, from, to, limit.min(MAX_LIST_LIMIT))
+            .await?)
+    }
+
+    /// The doctor actor's observable state (activating it if needed).
+    pub async fn observe(&self, doctor_id: DoctorId) -> Result<DoctorSnapshot, EngineError> {
+        self.call(doctor_id, |reply| DoctorMsg::Observe { reply })
+            .await
+    }
+
+    /// Whether the doctor's actor is active right now (no activation).
+    pub fn is_active(&self, doctor_id: DoctorId) -> bool {
+        self.ctx().registry.contains_key(&doctor_id)
+    }
+
+    /// Fault injection: the doctor's actor panics on its next message.
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_panic(&self, doctor_id: DoctorId) -> Result<(), EngineError> {
+        let actor = self.actor_for(doctor_id, self.deadline()).await?;
+        actor
+            .cast(DoctorMsg::Crash)
+            .map_err(|_| EngineError::Unavailable("actor stopped".into()))
+    }
+
+    /// Stops taking calls, waits for calls in flight, writes final snapshots, flushes and
+    /// stops the journal. Idempotent.
+    pub async fn shutdown(&self) {
+        if self.inner.closing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let settings = self.settings();
+        let wait = Duration::from_millis(settings.call_timeout_ms);
+        for shard in &self.inner.shards {
+            let all = settings.max_in_flight_per_shard as u32;
+            let _ = tokio::time::timeout(wait, shard.permits.acquire_many(all)).await;
+        }
+        let _ = self.ctx().journal.fence().await;
+        for shard in &self.inner.shards {
+            let _ = shard
+                .actor
+                .call(|reply| ShardMsg::Shutdown { reply }, Some(wait * 4))
+                .await;
+        }
+        self.ctx().journal.shutdown().await;
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
+        for t in tasks {
+            let _ = t.await;
+        }
+        info!("engine stopped");
+    }
+
+    fn ensure_open(&self) -> Result<(), EngineError> {
+        if self.inner.closing.load(Ordering::Relaxed) {
+            Err(EngineError::Unavailable("engine is stopping".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.settings().call_timeout_ms)
+    }
+
+    fn shard(&self, doctor_id: DoctorId) -> &Shard {
+        &self.inner.shards[shard_index(doctor_id, self.inner.shards.len())]
+    }
+
+    /// Admission, routing, timeout and safe re-routing for one doctor command.
+    async fn call<T, F>(&self, doctor_id: DoctorId, make: F) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: Fn(Reply<T>) -> DoctorMsg,
+    {
+        self.ensure_open()?;
+        let _permit = self.shard(doctor_id).permits.try_acquire().map_err(|_| {
+            EngineStats::bump(&self.ctx().stats.overloaded);
+            EngineError::Overloaded
+        })?;
+        let deadline = self.deadline();
+        for _ in 0..MAX_ROUTE_ATTEMPTS {
+            let actor = self.actor_for(doctor_id, deadline).await?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(EngineError::Timeout);
+            }
+            match actor.call(&make, Some(remaining)).await {
+                Ok(CallResult::Success(result)) => return result,
+                Ok(CallResult::Timeout) => return Err(EngineError::Timeout),
+                // The actor stopped before handling the message: it had no effect.
+                Ok(CallResult::SenderError) | Err(_) => tokio::task::yield_now().await,
+            }
+        }
+        Err(EngineError::Unavailable(
+            "the doctor's actor keeps stopping; retry later".into(),
+        ))
+    }
+
+    async fn actor_for(
+        &self,
+        doctor_id: DoctorId,
+        deadline: Instant,
+    ) -> Result<ActorRef<DoctorMsg>, EngineError> {
+        if let Some(actor) = self.ctx().registry.get(&doctor_id) {
+            if actor.get_status() == ActorStatus::Running {
+                return Ok(actor.clone());
+            }
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match self
+            .shard(doctor_id)
+            .actor
+            .call(
+                |reply| ShardMsg::Activate { doctor_id, reply },
+                Some(remaining),
+            )
+            .await
+        {
+            Ok(CallResult::Success(result)) => result,
+            Ok(CallResult::Timeout) => Err(EngineError::Timeout),
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(EngineError::Unavailable("shard supervisor stopped".into()))
+            }
+        }
+    }
+}
+
+/// Doctor -> shard: a fixed mix of the id (splitmix64), so neighbouring ids spread out.
+pub fn shard_index(doctor_id: DoctorId, shards: usize) -> usize {
+    let mut z = (doctor_id as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % shards as u64) as usize
+}

@@ -1,0 +1,235 @@
+//! The journal writer: group commit. Doctor actors hand it decided events; it writes them
+//! in batches, one store transaction per batch, and only then completes each caller's reply
+//! (persist, then reply). It is a plain task with a bounded queue rather than an actor
+//! because it drains many messages at once.
+//!
+//! Failure rule: if a batch fails, every caller in it gets a storage error, and every later
+//! record of the same doctors from the same actor generation is refused too (it may have
+//! been decided on top of a failed one). The actors are told and stop; they are reactivated
+//! from the store, behind a fence.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::ActorRef;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::calendar::JournalRecord;
+use crate::doctor::DoctorMsg;
+use crate::error::EngineError;
+use crate::model::DoctorId;
+use crate::stats::EngineStats;
+use crate::store::Store;
+
+/// Called once with the batch's outcome; it sends the caller's reply.
+pub(crate) type Completion = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
+
+/// One record to make durable, with where to report.
+pub(crate) struct Entry {
+    pub record: JournalRecord,
+    /// The generation of the actor that decided it (see module docs).
+    pub generation: u64,
+    pub actor: ActorRef<DoctorMsg>,
+    pub done: Completion,
+}
+
+// Appends are nearly every message; boxing them would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
+enum JournalMsg {
+    Append(Entry),
+    /// Acknowledged once every record queued before it is durable or refused.
+    Fence(oneshot::Sender<()>),
+    /// Like a fence, then the writer exits.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cloneable handle to the writer's bounded queue.
+#[derive(Clone)]
+pub(crate) struct JournalHandle {
+    tx: mpsc::Sender<JournalMsg>,
+}
+
+/// A reserved place in the writer's queue: once held, appending cannot fail, so an actor
+/// reserves first, then decides and applies, then appends.
+pub(crate) struct JournalPermit<'a>(mpsc::Permit<'a, JournalMsg>);
+
+impl JournalPermit<'_> {
+    pub fn append(self, entry: Entry) {
+        self.0.send(JournalMsg::Append(entry));
+    }
+}
+
+impl JournalHandle {
+    /// A place in the queue, or `Overloaded` when it is full.
+    pub fn try_reserve(&self) -> Result<JournalPermit<'_>, EngineError> {
+        match self.tx.try_reserve() {
+            Ok(permit) => Ok(JournalPermit(permit)),
+            Err(mpsc::error::TrySendError::Full(())) => Err(EngineError::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                Err(EngineError::Unavailable("journal writer stopped".into()))
+            }
+        }
+    }
+
+    /// Waits until every record queued before this call is durable or refused.
+    pub async fn fence(&self) -> Result<(), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(JournalMsg::Fence(tx))
+            .await
+            .map_err(|_| EngineError::Unavailable("journal writer stopped".into()))?;
+        rx.await
+            .map_err(|_| EngineError::Unavailable("journal writer stopped".into()))
+    }
+
+    /// Flushes everything queued and stops the writer.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(JournalMsg::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+pub(crate) struct JournalConfig {
+    pub max_batch: usize,
+    pub flush_interval: Duration,
+    pub queue_capacity: usize,
+}
+
+/// Starts the writer task.
+pub(crate) fn spawn(
+    store: Arc<dyn Store>,
+    config: JournalConfig,
+    stats: Arc<EngineStats>,
+) -> (JournalHandle, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(config.queue_capacity);
+    let task = tokio::spawn(run(store, rx, config, stats));
+    (JournalHandle { tx }, task)
+}
+
+async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<JournalMsg>,
+    config: JournalConfig,
+    stats: Arc<EngineStats>,
+) {
+    let mut msgs = Vec::with_capacity(config.max_batch);
+    // Doctor -> highest actor generation whose records must be refused.
+    let mut poisoned: HashMap<DoctorId, u64> = HashMap::new();
+    loop {
+        if rx.recv_many(&mut msgs, config.max_batch).await == 0 {
+            return;
+        }
+        if !config.flush_interval.is_zero() && msgs.len() < config.max_batch {
+            let deadline = tokio::time::Instant::now() + config.flush_interval;
+            while msgs.len() < config.max_batch {
+                let room = config.max_batch - msgs.len();
+                match tokio::time::timeout_at(deadline, rx.recv_many(&mut msgs, room)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+        let mut batch = Batch::default();
+        let mut fences = Vec::new();
+        let mut stop = None;
+        for msg in msgs.drain(..) {
+            match msg {
+                JournalMsg::Append(entry) => {
+                    let doctor = entry.record.doctor_id;
+                    match poisoned.get(&doctor) {
+                        Some(&g) if entry.generation <= g => (entry.done)(Err(
+                            EngineError::Storage("an earlier write for this doctor failed".into()),
+                        )),
+                        Some(_) => {
+                            poisoned.remove(&doctor);
+                            batch.push(entry);
+                        }
+                        None => batch.push(entry),
+                    }
+                }
+                JournalMsg::Fence(ack) => fences.push(ack),
+                JournalMsg::Shutdown(ack) => stop = Some(ack),
+            }
+        }
+        if !batch.records.is_empty() {
+            batch.write(store.as_ref(), &stats, &mut poisoned).await;
+        }
+        for ack in fences {
+            let _ = ack.send(());
+        }
+        if let Some(ack) = stop {
+            let _ = ack.send(());
+            return;
+        }
+    }
+}
+
+/// Records and their reply routes, kept apart so the store gets a plain slice.
+#[derive(Default)]
+struct Batch {
+    records: Vec<JournalRecord>,
+    routes: Vec<(u64, ActorRef<DoctorMsg>, Completion)>,
+}
+
+impl Batch {
+    fn push(&mut self, e: Entry) {
+        self.records.push(e.record);
+        self.routes.push((e.generation, e.actor, e.done));
+    }
+
+    async fn write(
+        self,
+        store: &dyn Store,
+        stats: &EngineStats,
+        poisoned: &mut HashMap<DoctorId, u64>,
+    ) {
+        let started = Instant::now();
+        let result = store.append(&self.records).await;
+        stats
+            .journal_flush_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        EngineStats::bump(&stats.journal_batches);
+        // Per doctor: the actor to tell, its generation, and the highest seq in this batch.
+        let mut touched: HashMap<DoctorId, (ActorRef<DoctorMsg>, u64, u64)> = HashMap::new();
+        for (record, (generation, actor, _)) in self.records.iter().zip(&self.routes) {
+            let t = touched
+                .entry(record.doctor_id)
+                .or_insert_with(|| (actor.clone(), *generation, 0));
+            t.1 = t.1.max(*generation);
+            t.2 = t.2.max(record.seq);
+        }
+        match result {
+            Ok(()) => {
+                stats
+                    .journal_records
+                    .fetch_add(self.records.len() as u64, Relaxed);
+                for (_, _, done) in self.routes {
+                    done(Ok(()));
+                }
+                for (_, (actor, generation, seq)) in touched {
+                    let _ = actor.cast(DoctorMsg::Durable { generation, seq });
+                }
+            }
+            Err(e) => {
+                EngineStats::bump(&stats.journal_failed_batches);
+                tracing::error!(
+                    error = %e,
+                    records = self.records.len(),
+                    "journal batch failed; its callers get a storage error"
+                );
+                for (_, _, done) in self.routes {
+                    done(Err(EngineError::Storage(e.to_string())));
+                }
+                for (doctor, (actor, generation, _)) in touched {
+                    poisoned.insert(doctor, generation);
+                    let _ = actor.cast(DoctorMsg::JournalFailed { generation });
+                }
+            }
+        }
+    }
+}

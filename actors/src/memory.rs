@@ -1,0 +1,282 @@
+//! An in-memory [`Store`]: a real implementation of the port, with the same atomicity and
+//! uniqueness guards as the SQL adapters, for embedding without a database, examples and
+//! benchmarks. Nothing survives the process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::calendar::{DoctorEvent, JournalRecord};
+use crate::error::StoreError;
+use crate::model::{
+    Consultation, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile, NewDoctor,
+    PatientId, SessionStatus,
+};
+use crate::store::{DoctorHistory, Store, StoredSnapshot};
+
+#[derive(Default)]
+struct Tables {
+    doctors: BTreeMap<DoctorId, DoctorProfile>,
+    journal: BTreeMap<(DoctorId, u64), DoctorEvent>,
+    consultations: BTreeMap<ConsultationId, Consultation>,
+    snapshots: HashMap<DoctorId, StoredSnapshot>,
+}
+
+/// See the module docs.
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemoryStore {
+    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn apply_projection(t: &mut Tables, r: &JournalRecord) -> Result<(), StoreError> {
+    match &r.event {
+        DoctorEvent::Registered { profile } => {
+            t.doctors.insert(profile.id, profile.clone());
+        }
+        DoctorEvent::Booked { slot } => {
+            let taken = t.consultations.values().any(|c| {
+                c.doctor_id == r.doctor_id && c.scheduled_at == slot.start && c.status.is_active()
+            });
+            if taken || t.consultations.contains_key(&slot.id) {
+                return Err(StoreError::Constraint(format!(
+                    "consultation {} duplicates an active slot or id",
+                    slot.id
+                )));
+            }
+            t.consultations.insert(
+                slot.id,
+                Consultation {
+                    id: slot.id,
+                    reference: slot.reference.clone(),
+                    doctor_id: r.doctor_id,
+                    patient_id: slot.patient_id,
+                    scheduled_at: slot.start,
+                    duration_minutes: slot.duration_minutes,
+                    status: slot.status,
+                    consultation_mode: slot.mode,
+                    consult_mode: slot.mode,
+                    session_status: SessionStatus::initial_for(slot.mode),
+                    medical: r.medical.clone(),
+                    created_at: slot.created_at,
+                    cancelled_at: None,
+                },
+            );
+        }
+        DoctorEvent::Cancelled {
+            consultation_id,
+            at,
+        } => {
+            if let Some(c) = t.consultations.get_mut(consultation_id) {
+                c.status = ConsultationStatus::Cancelled;
+                c.cancelled_at = Some(*at);
+            }
+        }
+        DoctorEvent::ScheduleUpdated {
+            timezone,
+            slot_minutes,
+            schedule,
+        } => {
+            if let Some(d) = t.doctors.get_mut(&r.doctor_id) {
+                d.timezone = *timezone;
+                d.slot_minutes = *slot_minutes;
+                d.schedule = *schedule;
+            }
+        }
+        DoctorEvent::StatusChanged {
+            is_available,
+            is_approved,
+        } => {
+            if let Some(d) = t.doctors.get_mut(&r.doctor_id) {
+                d.is_available = *is_available;
+                d.is_approved = *is_approved;
+            }
+        }
+    }
+    if t.journal
+        .insert((r.doctor_id, r.seq), r.event.clone())
+        .is_some()
+    {
+        return Err(StoreError::Constraint(format!(
+            "journal already has doctor {} seq {}",
+            r.doctor_id, r.seq
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_doctor(
+        &self,
+        doctor: &NewDoctor,
+        now: DateTime<Utc>,
+    ) -> Result<DoctorProfile, StoreError> {
+        let mut t = self.tables();
+        let id = t.doctors.keys().next_back().map_or(1, |id| id + 1);
+        let profile = DoctorProfile {
+            id,
+            name: doctor.name.clone(),
+            specialty: doctor.specialty.clone(),
+            timezone: doctor.timezone,
+            slot_minutes: doctor.slot_minutes,
+            schedule: doctor.schedule,
+            is_available: doctor.is_available,
+            is_approved: doctor.is_approved,
+            created_at: now,
+        };
+        t.doctors.insert(id, profile.clone());
+        t.journal.insert(
+            (id, 1),
+            DoctorEvent::Registered {
+                profile: profile.clone(),
+            },
+        );
+        Ok(profile)
+    }
+
+    async fn load_doctor(&self, id: DoctorId) -> Result<Option<DoctorHistory>, StoreError> {
+        let t = self.tables();
+        if !t.doctors.contains_key(&id) {
+            return Ok(None);
+        }
+        let snapshot = t.snapshots.get(&id).cloned();
+        let after = snapshot.as_ref().map_or(0, |s| s.seq);
+        let events = t
+            .journal
+            .range((id, after + 1)..=(id, u64::MAX))
+            .map(|(&(_, seq), e)| (seq, e.clone()))
+            .collect();
+        Ok(Some(DoctorHistory { snapshot, events }))
+    }
+
+    async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        // All or nothing: work on a copy of what the batch can touch, then swap it in.
+        let mut work = Tables {
+            doctors: t.doctors.clone(),
+            journal: BTreeMap::new(),
+            consultations: t.consultations.clone(),
+            snapshots: HashMap::new(),
+        };
+        for r in batch {
+            if t.journal.contains_key(&(r.doctor_id, r.seq)) {
+                return Err(StoreError::Constraint(format!(
+                    "journal already has doctor {} seq {}",
+                    r.doctor_id, r.seq
+                )));
+            }
+            apply_projection(&mut work, r)?;
+        }
+        t.doctors = work.doctors;
+        t.consultations = work.consultations;
+        t.journal.append(&mut work.journal);
+        Ok(())
+    }
+
+    async fn save_snapshot(
+        &self,
+        doctor_id: DoctorId,
+        seq: u64,
+        blob: &[u8],
+    ) -> Result<(), StoreError> {
+        self.tables().snapshots.insert(
+            doctor_id,
+            StoredSnapshot {
+                seq,
+                blob: blob.to_vec(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn delete_snapshots(&self) -> Result<u64, StoreError> {
+        let mut t = self.tables();
+        let n = t.snapshots.len() as u64;
+        t.snapshots.clear();
+        Ok(n)
+    }
+
+    async fn max_consultation_id(&self) -> Result<ConsultationId, StoreError> {
+        Ok(self
+            .tables()
+            .consultations
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0))
+    }
+
+    async fn list_doctors(&self) -> Result<Vec<DoctorProfile>, StoreError> {
+        Ok(self.tables().doctors.values().cloned().collect())
+    }
+
+    async fn get_consultation(
+        &self,
+        id: ConsultationId,
+    ) -> Result<Option<Consultation>, StoreError> {
+        Ok(self.tables().consultations.get(&id).cloned())
+    }
+
+    async fn patient_consultations(
+        &self,
+        patient_id: PatientId,
+        limit: u32,
+    ) -> Result<Vec<Consultation>, StoreError> {
+        let mut v: Vec<_> = self
+            .tables()
+            .consultations
+            .values()
+            .filter(|c| c.patient_id == patient_id)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| b.scheduled_at.cmp(&a.scheduled_at).then(b.id.cmp(&a.id)));
+        v.truncate(limit as usize);
+        Ok(v)
+    }
+
+    async fn doctor_consultations(
+        &self,
+        doctor_id: DoctorId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Consultation>, StoreError> {
+        let mut v: Vec<_> = self
+            .tables()
+            .consultations
+            .values()
+            .filter(|c| c.doctor_id == doctor_id && c.scheduled_at >= from && c.scheduled_at < to)
+            .cloned()
+            .collect();
+        v.sort_by_key(|c| (c.scheduled_at, c.id));
+        v.truncate(limit as usize);
+        Ok(v)
+    }
+
+    async fn active_consultations(
+        &self,
+        doctor_id: Option<DoctorId>,
+    ) -> Result<Vec<Consultation>, StoreError> {
+        let mut v: Vec<_> = self
+            .tables()
+            .consultations
+            .values()
+            .filter(|c| c.status.is_active() && doctor_id.is_none_or(|d| c.doctor_id == d))
+            .cloned()
+            .collect();
+        v.sort_by_key(|c| (c.doctor_id, c.scheduled_at));
+        Ok(v)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

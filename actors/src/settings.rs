@@ -1,0 +1,177 @@
+//! Engine settings: every bound the engine enforces, named with its unit.
+
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::Rules;
+use crate::error::InvalidField;
+
+/// Tunables of the engine. Defaults suit one 2-core machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSettings {
+    /// Number of shard supervisors; doctors are spread over them by hash of their id.
+    pub shards: usize,
+    /// Requests allowed in flight per shard; past it, calls answer `Overloaded` at once.
+    pub max_in_flight_per_shard: usize,
+    /// Upper bound on any engine call, activation and journal wait included.
+    pub call_timeout_ms: u64,
+    /// How long a hold reserves a slot.
+    pub hold_ttl_s: u32,
+    /// A booking must start at least this long after now.
+    pub min_notice_minutes: u32,
+    /// A doctor actor idle this long is passivated (snapshot, stop) to free memory.
+    pub passivate_after_idle_ms: u64,
+    /// How often shards tick their actors (hold expiry, idle checks).
+    pub tick_interval_ms: u64,
+    /// How often dirty actors write a snapshot.
+    pub snapshot_interval_ms: u64,
+    /// Snapshot writes allowed at once (they share the store with the journal).
+    pub max_concurrent_snapshot_writes: usize,
+    /// Most records in one journal transaction.
+    pub journal_max_batch: usize,
+    /// How long the journal writer waits for more records after the first of a batch.
+    pub journal_flush_interval_ms: u64,
+    /// Journal records queued before actors answer `Overloaded`.
+    pub journal_queue_capacity: usize,
+    /// Most days one availability query may span.
+    pub max_availability_days: u16,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            shards: 16,
+            max_in_flight_per_shard: 4096,
+            call_timeout_ms: 5_000,
+            hold_ttl_s: 300,
+            min_notice_minutes: 0,
+            passivate_after_idle_ms: 15 * 60 * 1000,
+            tick_interval_ms: 1_000,
+            snapshot_interval_ms: 30_000,
+            max_concurrent_snapshot_writes: 4,
+            journal_max_batch: 4096,
+            journal_flush_interval_ms: 1,
+            journal_queue_capacity: 65_536,
+            max_availability_days: 62,
+        }
+    }
+}
+
+impl EngineSettings {
+    /// Refuses values that would make the engine unbounded or useless.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        fn check(ok: bool, field: &str, reason: &str) -> Result<(), InvalidField> {
+            if ok {
+                Ok(())
+            } else {
+                Err(InvalidField::new(format!("engine.{field}"), reason))
+            }
+        }
+        check(
+            (1..=4096).contains(&self.shards),
+            "shards",
+            "must be 1..=4096",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.max_in_flight_per_shard),
+            "max_in_flight_per_shard",
+            "must be 1..=1000000",
+        )?;
+        check(
+            (1..=600_000).contains(&self.call_timeout_ms),
+            "call_timeout_ms",
+            "must be 1..=600000",
+        )?;
+        check(
+            (1..=86_400).contains(&self.hold_ttl_s),
+            "hold_ttl_s",
+            "must be 1..=86400",
+        )?;
+        check(
+            self.min_notice_minutes <= 525_600,
+            "min_notice_minutes",
+            "must be at most a year",
+        )?;
+        check(
+            self.passivate_after_idle_ms >= 1,
+            "passivate_after_idle_ms",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=3_600_000).contains(&self.tick_interval_ms),
+            "tick_interval_ms",
+            "must be 1..=3600000",
+        )?;
+        check(
+            self.snapshot_interval_ms >= 1,
+            "snapshot_interval_ms",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=64).contains(&self.max_concurrent_snapshot_writes),
+            "max_concurrent_snapshot_writes",
+            "must be 1..=64",
+        )?;
+        check(
+            (1..=65_536).contains(&self.journal_max_batch),
+            "journal_max_batch",
+            "must be 1..=65536",
+        )?;
+        check(
+            self.journal_flush_interval_ms <= 2,
+            "journal_flush_interval_ms",
+            "must be at most 2 (a booking waits for it)",
+        )?;
+        check(
+            (1..=10_000_000).contains(&self.journal_queue_capacity),
+            "journal_queue_capacity",
+            "must be 1..=10000000",
+        )?;
+        check(
+            (1..=366).contains(&self.max_availability_days),
+            "max_availability_days",
+            "must be 1..=366",
+        )?;
+        Ok(())
+    }
+
+    pub fn rules(&self) -> Rules {
+        Rules {
+            min_notice_minutes: self.min_notice_minutes,
+            hold_ttl_s: self.hold_ttl_s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(EngineSettings::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn unbounded_values_are_refused_with_the_field_named() {
+        let s = EngineSettings {
+            journal_flush_interval_ms: 50,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.validate().unwrap_err().field,
+            "engine.journal_flush_interval_ms"
+        );
+        let s = EngineSettings {
+            shards: 0,
+            ..Default::default()
+        };
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let r: Result<EngineSettings, _> = serde_json::from_str(r#"{"shardz": 4}"#);
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! A shard supervisor owns the doctor actors whose id hashes to it (Orleans-style virtual
+//! actors). It activates a doctor on first use, exactly once however many first messages
+//! race: the first request starts one load, later ones wait on it. Loading happens in a
+//! task (fence the journal, read snapshot + later events, rebuild), so the shard keeps
+//! serving while a doctor loads. An actor that is still stopping (passivation, failure) is
+//! waited for before its successor loads, so two actors never own one doctor.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::concurrency::JoinHandle;
+use ractor::{
+    Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent,
+};
+use tokio::time::Instant;
+use tracing::{error, info};
+
+use crate::calendar::Calendar;
+use crate::doctor::{DoctorActor, DoctorArgs, DoctorMsg};
+use crate::engine::EngineContext;
+use crate::error::EngineError;
+use crate::model::DoctorId;
+use crate::stats::EngineStats;
+
+type ActivateReply = RpcReplyPort<Result<ActorRef<DoctorMsg>, EngineError>>;
+
+pub enum ShardMsg {
+    /// The actor of `doctor_id`, activated from the store if needed.
+    Activate {
+        doctor_id: DoctorId,
+        reply: ActivateReply,
+    },
+    /// A load task finished: the rebuilt calendar and the seq its snapshot covered.
+    Loaded {
+        doctor_id: DoctorId,
+        result: Result<(Box<Calendar>, u64), EngineError>,
+    },
+    Tick,
+    /// Final snapshots, then stop every child and the shard.
+    Shutdown {
+        reply: RpcReplyPort<()>,
+    },
+}
+
+pub struct ShardActor {
+    pub(crate) ctx: Arc<EngineContext>,
+}
+
+pub struct ShardState {
+    children: HashMap<DoctorId, ActorRef<DoctorMsg>>,
+    doctor_of: HashMap<ActorId, DoctorId>,
+    /// Callers waiting for an activation (load in progress, or old actor still stopping).
+    pending: HashMap<DoctorId, Vec<ActivateReply>>,
+    ticker: Option<JoinHandle<()>>,
+    last_snapshot_round: Instant,
+    stopping: bool,
+}
+
+fn is_alive(actor: &ActorRef<DoctorMsg>) -> bool {
+    matches!(
+        actor.get_status(),
+        ActorStatus::Running | ActorStatus::Starting | ActorStatus::Unstarted
+    )
+}
+
+impl Actor for ShardActor {
+    type Msg = ShardMsg;
+    type State = ShardState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let every = Duration::from_millis(self.ctx.settings.tick_interval_ms);
+        Ok(ShardState {
+            children: HashMap::new(),
+            doctor_of: HashMap::new(),
+            pending: HashMap::new(),
+            ticker: Some(myself.send_interval(every, || ShardMsg::Tick)),
+            last_snapshot_round: Instant::now(),
+            stopping: false,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.ticker.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ShardMsg::Activate { doctor_id, reply } => {
+                if state.stopping {
+                    let _ = reply.send(Err(EngineError::Unavailable("engine is stopping".into())));
+                } else if let Some(waiters) = state.pending.get_mut(&doctor_id) {
+                    waiters.push(reply);
+                } else {
+                    match state.children.get(&doctor_id) {
+                        Some(actor) if is_alive(actor) => {
+                            let _ = reply.send(Ok(actor.clone()));
+                        }
+                        // Still stopping: its termination event starts the load.
+                        Some(_) => {
+                            state.pending.insert(doctor_id, vec![reply]);
+                        }
+                        None => {
+                            state.pending.insert(doctor_id, vec![reply]);
+                            self.start_load(&myself, doctor_id);
+                        }
+                    }
+                }
+            }
+            ShardMsg::Loaded { doctor_id, result } => {
+                let waiters = state.pending.remove(&doctor_id).unwrap_or_default();
+                let answer = match result {
+                    _ if state.stopping => {
+                        Err(EngineError::Unavailable("engine is stopping".into()))
+                    }
+                    Ok((calendar, snapshot_seq)) => {
+                        self.spawn_doctor(&myself, state, doctor_id, *calendar, snapshot_seq)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                for w in waiters {
+                    let _ = w.send(answer.clone());
+                }
+            }
+            ShardMsg::Tick => {
+                let interval = Duration::from_millis(self.ctx.settings.snapshot_interval_ms);
+                let snapshot_due = state.last_snapshot_round.elapsed() >= interval;
+                if snapshot_due {
+                    state.last_snapshot_round = Instant::now();
+                }
+                for child in state.children.values() {
+                    let _ = child.cast(DoctorMsg::Tick { snapshot_due });
+                }
+            }
+            ShardMsg::Shutdown { reply } => {
+                self.shutdown(&myself, state).await;
+                let _ = reply.send(());
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, failure) = match event {
+            SupervisionEvent::ActorTerminated(cell, _, _) => (cell, None),
+            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err)),
+            _ => return Ok(()),
+        };
+        let id = cell.get_id();
+        let Some(doctor_id) = state.doctor_of.remove(&id) else {
+            return Ok(());
+        };
+        state.children.remove(&doctor_id);
+        self.ctx
+            .registry
+            .remove_if(&doctor_id, |_, actor| actor.get_id() == id);
+        if let Some(err) = failure {
+            EngineStats::bump(&self.ctx.stats.actor_failures);
+            error!(
+                doctor_id,
+                error = %err,
+                "doctor actor failed; it restarts from the store on next use"
+            );
+        }
+        if state.pending.contains_key(&doctor_id) && !state.stopping {
+            self.start_load(&myself, doctor_id);
+        }
+        Ok(())
+    }
+}
+
+impl ShardActor {
+    /// Loads a doctor in the background: fence the journal (every record an earlier actor
+    /// of this doctor queued is then durable or refused), read, rebuild.
+    fn start_load(&self, myself: &ActorRef<ShardMsg>, doctor_id: DoctorId) {
+        let ctx = Arc::clone(&self.ctx);
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let result = async {
+                ctx.journal.fence().await?;
+                let history = ctx
+                    .store
+                    .load_doctor(doctor_id)
+                    .await?
+                    .ok_or(EngineError::DoctorNotFound)?;
+                let snapshot_seq = history.snapshot.as_ref().map_or(0, |s| s.seq);
+                let mut calendar = Calendar::rebuild(history)?;
+                calendar.prune(ctx.clock.now());
+                Ok((Box::new(calendar), snapshot_seq))
+            }
+            .await;
+            let _ = myself.cast(ShardMsg::Loaded { doctor_id, result });
+        });
+    }
+
+    async fn spawn_doctor(
+        &self,
+        myself: &ActorRef<ShardMsg>,
+        state: &mut ShardState,
+        doctor_id: DoctorId,
+        calendar: Calendar,
+        snapshot_seq: u64,
+    ) -> Result<ActorRef<DoctorMsg>, EngineError> {
+        let args = DoctorArgs {
+            calendar,
+            generation: self.ctx.next_generation(),
+            snapshot_seq,
+        };
+        let handler = DoctorActor {
+            ctx: Arc::clone(&self.ctx),
+        };
+        let (actor, _) = Actor::spawn_linked(None, handler, args, myself.get_cell())
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("doctor actor did not start: {e}")))?;
+        state.children.insert(doctor_id, actor.clone());
+        state.doctor_of.insert(actor.get_id(), doctor_id);
+        self.ctx.registry.insert(doctor_id, actor.clone());
+        EngineStats::bump(&self.ctx.stats.activations);
+        Ok(actor)
+    }
+
+    /// Writes every dirty child's final snapshot, then stops the children.
+    async fn shutdown(&self, myself: &ActorRef<ShardMsg>, state: &mut ShardState) {
+        state.stopping = true;
+        for (_, waiters) in state.pending.drain() {
+            for w in waiters {
+                let _ = w.send(Err(EngineError::Unavailable("engine is stopping".into())));
+            }
+        }
+        let timeout = Duration::from_millis(self.ctx.settings.call_timeout_ms);
+        let mut written = 0u64;
+        for (&doctor_id, child) in &state.children {
+            let snap = child
+                .call(|reply| DoctorMsg::FinalSnapshot { reply }, Some(timeout))
+                .await;
+            if let Ok(ractor::rpc::CallResult::Success(Some((seq, blob)))) = snap {
+                match self.ctx.store.save_snapshot(doctor_id, seq, &blob).await {
+                    Ok(()) => written += 1,
+                    Err(e) => error!(doctor_id, error = %e, "final snapshot failed"),
+                }
+            }
+        }
+        EngineStats::add(&self.ctx.stats.snapshots_written, written);
+        myself
+            .stop_children_and_wait(Some("engine shutdown".into()), Some(timeout))
+            .await;
+        for (doctor_id, actor) in state.children.drain() {
+            let id = actor.get_id();
+            self.ctx
+                .registry
+                .remove_if(&doctor_id, |_, a| a.get_id() == id);
+        }
+        info!(final_snapshots = written, "shard stopped");
+    }
+}
