@@ -208,11 +208,12 @@ impl Batch {
                 stats
                     .journal_records
                     .fetch_add(self.records.len() as u64, Relaxed);
-                for (_, _, done) in self.routes {
-                    done(Ok(()));
-                }
+                // Actors hear first, so a caller reacting to its reply finds them up to date.
                 for (_, (actor, generation, seq)) in touched {
                     let _ = actor.cast(DoctorMsg::Durable { generation, seq });
+                }
+                for (_, _, done) in self.routes {
+                    done(Ok(()));
                 }
             }
             Err(e) => {
@@ -222,12 +223,14 @@ impl Batch {
                     records = self.records.len(),
                     "journal batch failed; its callers get a storage error"
                 );
-                for (_, _, done) in self.routes {
-                    done(Err(EngineError::Storage(e.to_string())));
-                }
+                // The failed actors must stop before any caller can retry against them:
+                // their memory holds the failed decisions.
                 for (doctor, (actor, generation, _)) in touched {
                     poisoned.insert(doctor, generation);
                     let _ = actor.cast(DoctorMsg::JournalFailed { generation });
+                }
+                for (_, _, done) in self.routes {
+                    done(Err(EngineError::Storage(e.to_string())));
                 }
             }
         }

@@ -1,0 +1,464 @@
+//! The Postgres adapter: production storage. A journal batch is one transaction of a few
+//! set-based statements whatever its size: one `INSERT ... SELECT FROM UNNEST` for the
+//! journal rows, one UNNEST insert for the bookings and one UNNEST update for the
+//! cancellations (per phase, see [`crate::batch::Plan`]), and per-row updates for the rare
+//! doctor changes. `synchronous_commit` stays on: commit means durable.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use consult_actors::calendar::{DoctorEvent, JournalRecord};
+use consult_actors::{
+    Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, NewDoctor, PatientId,
+    Store, StoreError, StoredSnapshot,
+};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Row};
+
+use crate::batch::{self, Cancellation, DoctorUpdate, JournalRow, NewConsultation};
+use crate::error::{config_error, db_error, migrate_error};
+use crate::rows::{self, ReadRow, CONSULTATION_COLUMNS, DOCTOR_COLUMNS};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Pool size: the journal writer, snapshots and the query traffic of one node.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a caller waits for a pooled connection.
+const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
+
+/// The store on one Postgres database.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database a `postgres:` / `postgresql:` URL names and runs the
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(config_error)?;
+        Self::connect_with(options).await
+    }
+
+    /// Like [`PgStore::connect`], from options.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for tests and operational queries.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl ReadRow for PgRow {
+    fn int8(&self, column: &str) -> Result<i64, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn int4(&self, column: &str) -> Result<i32, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn boolean(&self, column: &str) -> Result<bool, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+}
+
+async fn insert_journal(conn: &mut PgConnection, rows: &[JournalRow]) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO journal (doctor_id, seq, kind, payload, recorded_at) \
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], \
+         $5::timestamptz[])",
+    )
+    .bind(rows.iter().map(|r| r.doctor_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.payload.as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+async fn insert_consultations(
+    conn: &mut PgConnection,
+    rows: &[NewConsultation<'_>],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let medical = |field: fn(&consult_actors::MedicalInfo) -> &Option<String>| {
+        rows.iter()
+            .map(|c| field(c.medical).as_deref())
+            .collect::<Vec<_>>()
+    };
+    sqlx::query(
+        "INSERT INTO consultations (id, reference, doctor_id, patient_id, scheduled_at, \
+         duration_minutes, status, consultation_mode, consult_mode, session_status, reason, \
+         symptoms, medical_history, allergies, current_medications, created_at, updated_at) \
+         SELECT u.id, u.reference, u.doctor_id, u.patient_id, u.scheduled_at, \
+         u.duration_minutes, u.status, u.mode, u.mode, u.session_status, u.reason, u.symptoms, \
+         u.medical_history, u.allergies, u.current_medications, u.created_at, u.created_at \
+         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], \
+         $6::int[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+         $13::text[], $14::text[], $15::timestamptz[]) \
+         AS u(id, reference, doctor_id, patient_id, scheduled_at, duration_minutes, status, \
+         mode, session_status, reason, symptoms, medical_history, allergies, \
+         current_medications, created_at)",
+    )
+    .bind(rows.iter().map(|c| c.id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|c| c.reference).collect::<Vec<_>>())
+    .bind(rows.iter().map(|c| c.doctor_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|c| c.patient_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|c| c.scheduled_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|c| c.duration_minutes).collect::<Vec<_>>())
+    .bind(rows.iter().map(|c| c.status).collect::<Vec<_>>())
+    .bind(rows.iter().map(|c| c.mode).collect::<Vec<_>>())
+    .bind(rows.iter().map(|c| c.session_status).collect::<Vec<_>>())
+    .bind(medical(|m| &m.reason))
+    .bind(medical(|m| &m.symptoms))
+    .bind(medical(|m| &m.medical_history))
+    .bind(medical(|m| &m.allergies))
+    .bind(medical(|m| &m.current_medications))
+    .bind(rows.iter().map(|c| c.created_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+async fn cancel_consultations(
+    conn: &mut PgConnection,
+    rows: &[Cancellation],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let updated = sqlx::query(
+        "UPDATE consultations AS c \
+         SET status = 'cancelled', cancelled_at = u.at, updated_at = u.at \
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[]) AS u(id, doctor_id, at) \
+         WHERE c.id = u.id AND c.doctor_id = u.doctor_id",
+    )
+    .bind(rows.iter().map(|c| c.id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|c| c.doctor_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|c| c.at).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    if updated != rows.len() as u64 {
+        tracing::warn!(
+            expected = rows.len(),
+            updated,
+            "cancellation events without a matching consultation row"
+        );
+    }
+    Ok(())
+}
+
+async fn update_doctor(conn: &mut PgConnection, update: &DoctorUpdate) -> Result<(), StoreError> {
+    let query = match update {
+        DoctorUpdate::Schedule {
+            doctor_id,
+            timezone,
+            slot_minutes,
+            schedule_json,
+            at,
+        } => sqlx::query(
+            "UPDATE doctors SET timezone = $1, slot_minutes = $2, availability_schedule = $3, \
+             updated_at = $4 WHERE id = $5",
+        )
+        .bind(*timezone)
+        .bind(*slot_minutes)
+        .bind(schedule_json.as_str())
+        .bind(*at)
+        .bind(*doctor_id),
+        DoctorUpdate::Status {
+            doctor_id,
+            is_available,
+            is_approved,
+            at,
+        } => sqlx::query(
+            "UPDATE doctors SET is_available = $1, is_approved = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(*is_available)
+        .bind(*is_approved)
+        .bind(*at)
+        .bind(*doctor_id),
+    };
+    query.execute(conn).await.map_err(db_error)?;
+    Ok(())
+}
+
+fn consultations(rows: Vec<PgRow>) -> Result<Vec<Consultation>, StoreError> {
+    rows.iter().map(rows::consultation).collect()
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_doctor(
+        &self,
+        doctor: &NewDoctor,
+        now: DateTime<Utc>,
+    ) -> Result<DoctorProfile, StoreError> {
+        let schedule = batch::schedule_json(&doctor.schedule)?;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO doctors (name, specialty, timezone, slot_minutes, availability_schedule, \
+             is_available, is_approved, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+        )
+        .bind(&doctor.name)
+        .bind(&doctor.specialty)
+        .bind(doctor.timezone.name())
+        .bind(i32::from(doctor.slot_minutes))
+        .bind(schedule)
+        .bind(doctor.is_available)
+        .bind(doctor.is_approved)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let profile = DoctorProfile {
+            id,
+            name: doctor.name.clone(),
+            specialty: doctor.specialty.clone(),
+            timezone: doctor.timezone,
+            slot_minutes: doctor.slot_minutes,
+            schedule: doctor.schedule,
+            is_available: doctor.is_available,
+            is_approved: doctor.is_approved,
+            created_at: now,
+        };
+        let event = DoctorEvent::Registered {
+            profile: profile.clone(),
+        };
+        sqlx::query(
+            "INSERT INTO journal (doctor_id, seq, kind, payload, recorded_at) \
+             VALUES ($1, 1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(event.kind())
+        .bind(event.encode())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(profile)
+    }
+
+    async fn load_doctor(&self, id: DoctorId) -> Result<Option<DoctorHistory>, StoreError> {
+        let exists = sqlx::query("SELECT 1 FROM doctors WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let snapshot = sqlx::query("SELECT seq, blob FROM snapshots WHERE doctor_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .map(|row| -> Result<StoredSnapshot, StoreError> {
+                Ok(StoredSnapshot {
+                    seq: rows::seq_from_i64(row.try_get("seq").map_err(db_error)?)?,
+                    blob: row.try_get("blob").map_err(db_error)?,
+                })
+            })
+            .transpose()?;
+        let after = snapshot.as_ref().map_or(0, |s| s.seq);
+        let events = sqlx::query(
+            "SELECT seq, payload FROM journal WHERE doctor_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(id)
+        .bind(batch::seq_to_i64(after)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| {
+            let seq = rows::seq_from_i64(row.try_get("seq").map_err(db_error)?)?;
+            let payload: &[u8] = row.try_get("payload").map_err(db_error)?;
+            Ok((seq, DoctorEvent::decode(payload)?))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(DoctorHistory { snapshot, events }))
+    }
+
+    async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let plan = batch::plan(batch)?;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        insert_journal(&mut tx, &plan.journal).await?;
+        for phase in &plan.phases {
+            insert_consultations(&mut tx, &phase.bookings).await?;
+            cancel_consultations(&mut tx, &phase.cancellations).await?;
+        }
+        for update in &plan.doctor_updates {
+            update_doctor(&mut tx, update).await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn save_snapshot(
+        &self,
+        doctor_id: DoctorId,
+        seq: u64,
+        blob: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO snapshots (doctor_id, seq, blob, taken_at) VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (doctor_id) DO UPDATE \
+             SET seq = excluded.seq, blob = excluded.blob, taken_at = excluded.taken_at",
+        )
+        .bind(doctor_id)
+        .bind(batch::seq_to_i64(seq)?)
+        .bind(blob)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delete_snapshots(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM snapshots")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected())
+    }
+
+    async fn max_consultation_id(&self) -> Result<ConsultationId, StoreError> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM consultations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn list_doctors(&self) -> Result<Vec<DoctorProfile>, StoreError> {
+        sqlx::query(&format!("SELECT {DOCTOR_COLUMNS} FROM doctors ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(rows::doctor)
+            .collect()
+    }
+
+    async fn get_consultation(
+        &self,
+        id: ConsultationId,
+    ) -> Result<Option<Consultation>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {CONSULTATION_COLUMNS} FROM consultations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(rows::consultation)
+        .transpose()
+    }
+
+    async fn patient_consultations(
+        &self,
+        patient_id: PatientId,
+        limit: u32,
+    ) -> Result<Vec<Consultation>, StoreError> {
+        let found = sqlx::query(&format!(
+            "SELECT {CONSULTATION_COLUMNS} FROM consultations WHERE patient_id = $1 \
+             ORDER BY scheduled_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(patient_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        consultations(found)
+    }
+
+    async fn doctor_consultations(
+        &self,
+        doctor_id: DoctorId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Consultation>, StoreError> {
+        let found = sqlx::query(&format!(
+            "SELECT {CONSULTATION_COLUMNS} FROM consultations \
+             WHERE doctor_id = $1 AND scheduled_at >= $2 AND scheduled_at < $3 \
+             ORDER BY scheduled_at, id LIMIT $4"
+        ))
+        .bind(doctor_id)
+        .bind(from)
+        .bind(to)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        consultations(found)
+    }
+
+    async fn active_consultations(
+        &self,
+        doctor_id: Option<DoctorId>,
+    ) -> Result<Vec<Consultation>, StoreError> {
+        let found = sqlx::query(&format!(
+            "SELECT {CONSULTATION_COLUMNS} FROM consultations \
+             WHERE status IN ('pending', 'scheduled') \
+             AND ($1::bigint IS NULL OR doctor_id = $1) \
+             ORDER BY doctor_id, scheduled_at, id"
+        ))
+        .bind(doctor_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        consultations(found)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,507 @@
+//! The SQLite adapter: the embedded default. One database file in WAL mode with
+//! `synchronous = FULL`, so an acknowledged batch survives a crash or power loss. Writers
+//! take the write lock up front (`BEGIN IMMEDIATE`) and wait up to the busy timeout for it;
+//! readers run concurrently from the pool. Timestamps are stored as fixed-format RFC 3339
+//! UTC text (see [`ts`]) so that text order is time order.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use consult_actors::calendar::{DoctorEvent, JournalRecord};
+use consult_actors::{
+    Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, NewDoctor, PatientId,
+    Store, StoreError, StoredSnapshot,
+};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, SqliteConnection};
+
+use crate::batch::{self, Cancellation, DoctorUpdate, JournalRow, NewConsultation};
+use crate::error::{config_error, db_error, migrate_error};
+use crate::rows::{self, ReadRow, CONSULTATION_COLUMNS, DOCTOR_COLUMNS};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Pool size: one writer at a time (SQLite's rule) plus concurrent readers.
+const MAX_CONNECTIONS: u32 = 8;
+/// How long a writer waits for another writer's lock before failing.
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+/// How long a caller waits for a pooled connection.
+const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
+/// SQLite's bound-parameter limit per statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
+const MAX_BOUND_VARIABLES: usize = 32_766;
+const JOURNAL_COLUMNS: usize = 5;
+const CONSULTATION_INSERT_COLUMNS: usize = 17;
+
+/// The store on one SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its parent directory if missing) the database a
+    /// `sqlite:` URL names, e.g. `sqlite://data/consult-scheduler.db` (relative) or
+    /// `sqlite:///abs/path.db`, and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url).map_err(config_error)?;
+        Self::connect_with(options).await
+    }
+
+    /// Like [`SqliteStore::connect`], from options. The durability settings (WAL,
+    /// `synchronous = FULL`, busy timeout, foreign keys, create if missing) are always
+    /// applied over what `options` says.
+    pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+            .foreign_keys(true);
+        create_parent_dir(options.get_filename())?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for tests and operational queries.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes every connection (checkpointing the WAL); later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// sqlx creates the file but not its directory. In-memory databases have no directory.
+fn create_parent_dir(filename: &Path) -> Result<(), StoreError> {
+    let name = filename.to_string_lossy();
+    if name == ":memory:" || name.starts_with("file:") {
+        return Ok(());
+    }
+    match filename.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create the database directory: {e}"))
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A timestamp as stored: RFC 3339 UTC with exactly six fractional digits and `Z`, so
+/// that text comparison is time comparison. Truncated to microseconds, like Postgres.
+fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn parse_ts(column: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| StoreError::Corrupt(format!("{column} is not an RFC 3339 timestamp")))
+}
+
+impl ReadRow for SqliteRow {
+    fn int8(&self, column: &str) -> Result<i64, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn int4(&self, column: &str) -> Result<i32, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn boolean(&self, column: &str) -> Result<bool, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        parse_ts(column, &self.text(column)?)
+    }
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.opt_text(column)?
+            .map(|text| parse_ts(column, &text))
+            .transpose()
+    }
+}
+
+async fn insert_journal(
+    conn: &mut SqliteConnection,
+    rows: &[JournalRow],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(MAX_BOUND_VARIABLES / JOURNAL_COLUMNS) {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO journal (doctor_id, seq, kind, payload, recorded_at) ",
+        );
+        query.push_values(chunk, |mut row, r| {
+            row.push_bind(r.doctor_id)
+                .push_bind(r.seq)
+                .push_bind(r.kind)
+                .push_bind(r.payload.as_slice())
+                .push_bind(ts(r.recorded_at));
+        });
+        query.build().execute(&mut *conn).await.map_err(db_error)?;
+    }
+    Ok(())
+}
+
+async fn insert_consultations(
+    conn: &mut SqliteConnection,
+    rows: &[NewConsultation<'_>],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(MAX_BOUND_VARIABLES / CONSULTATION_INSERT_COLUMNS) {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO consultations (id, reference, doctor_id, patient_id, scheduled_at, \
+             duration_minutes, status, consultation_mode, consult_mode, session_status, reason, \
+             symptoms, medical_history, allergies, current_medications, created_at, updated_at) ",
+        );
+        query.push_values(chunk, |mut row, c| {
+            row.push_bind(c.id)
+                .push_bind(c.reference)
+                .push_bind(c.doctor_id)
+                .push_bind(c.patient_id)
+                .push_bind(ts(c.scheduled_at))
+                .push_bind(c.duration_minutes)
+                .push_bind(c.status)
+                .push_bind(c.mode)
+                .push_bind(c.mode)
+                .push_bind(c.session_status)
+                .push_bind(c.medical.reason.as_deref())
+                .push_bind(c.medical.symptoms.as_deref())
+                .push_bind(c.medical.medical_history.as_deref())
+                .push_bind(c.medical.allergies.as_deref())
+                .push_bind(c.medical.current_medications.as_deref())
+                .push_bind(ts(c.created_at))
+                .push_bind(ts(c.created_at));
+        });
+        query.build().execute(&mut *conn).await.map_err(db_error)?;
+    }
+    Ok(())
+}
+
+async fn cancel_consultations(
+    conn: &mut SqliteConnection,
+    rows: &[Cancellation],
+) -> Result<(), StoreError> {
+    let mut updated = 0;
+    for c in rows {
+        updated += sqlx::query(
+            "UPDATE consultations SET status = 'cancelled', cancelled_at = ?1, updated_at = ?1 \
+             WHERE id = ?2 AND doctor_id = ?3",
+        )
+        .bind(ts(c.at))
+        .bind(c.id)
+        .bind(c.doctor_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+    }
+    if updated != rows.len() as u64 {
+        tracing::warn!(
+            expected = rows.len(),
+            updated,
+            "cancellation events without a matching consultation row"
+        );
+    }
+    Ok(())
+}
+
+async fn update_doctor(
+    conn: &mut SqliteConnection,
+    update: &DoctorUpdate,
+) -> Result<(), StoreError> {
+    let query = match update {
+        DoctorUpdate::Schedule {
+            doctor_id,
+            timezone,
+            slot_minutes,
+            schedule_json,
+            at,
+        } => sqlx::query(
+            "UPDATE doctors SET timezone = ?1, slot_minutes = ?2, availability_schedule = ?3, \
+             updated_at = ?4 WHERE id = ?5",
+        )
+        .bind(*timezone)
+        .bind(*slot_minutes)
+        .bind(schedule_json.as_str())
+        .bind(ts(*at))
+        .bind(*doctor_id),
+        DoctorUpdate::Status {
+            doctor_id,
+            is_available,
+            is_approved,
+            at,
+        } => sqlx::query(
+            "UPDATE doctors SET is_available = ?1, is_approved = ?2, updated_at = ?3 WHERE id = ?4",
+        )
+        .bind(*is_available)
+        .bind(*is_approved)
+        .bind(ts(*at))
+        .bind(*doctor_id),
+    };
+    query.execute(&mut *conn).await.map_err(db_error)?;
+    Ok(())
+}
+
+fn consultations(rows: Vec<SqliteRow>) -> Result<Vec<Consultation>, StoreError> {
+    rows.iter().map(rows::consultation).collect()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_doctor(
+        &self,
+        doctor: &NewDoctor,
+        now: DateTime<Utc>,
+    ) -> Result<DoctorProfile, StoreError> {
+        let schedule = batch::schedule_json(&doctor.schedule)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO doctors (name, specialty, timezone, slot_minutes, availability_schedule, \
+             is_available, is_approved, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING id",
+        )
+        .bind(&doctor.name)
+        .bind(&doctor.specialty)
+        .bind(doctor.timezone.name())
+        .bind(i32::from(doctor.slot_minutes))
+        .bind(schedule)
+        .bind(doctor.is_available)
+        .bind(doctor.is_approved)
+        .bind(ts(now))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let profile = DoctorProfile {
+            id,
+            name: doctor.name.clone(),
+            specialty: doctor.specialty.clone(),
+            timezone: doctor.timezone,
+            slot_minutes: doctor.slot_minutes,
+            schedule: doctor.schedule,
+            is_available: doctor.is_available,
+            is_approved: doctor.is_approved,
+            created_at: now,
+        };
+        let event = DoctorEvent::Registered {
+            profile: profile.clone(),
+        };
+        sqlx::query(
+            "INSERT INTO journal (doctor_id, seq, kind, payload, recorded_at) \
+             VALUES (?1, 1, ?2, ?3, ?4)",
+        )
+        .bind(id)
+        .bind(event.kind())
+        .bind(event.encode())
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(profile)
+    }
+
+    async fn load_doctor(&self, id: DoctorId) -> Result<Option<DoctorHistory>, StoreError> {
+        let exists = sqlx::query("SELECT 1 FROM doctors WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let snapshot = sqlx::query("SELECT seq, blob FROM snapshots WHERE doctor_id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .map(|row| -> Result<StoredSnapshot, StoreError> {
+                Ok(StoredSnapshot {
+                    seq: rows::seq_from_i64(row.try_get("seq").map_err(db_error)?)?,
+                    blob: row.try_get("blob").map_err(db_error)?,
+                })
+            })
+            .transpose()?;
+        let after = snapshot.as_ref().map_or(0, |s| s.seq);
+        let events = sqlx::query(
+            "SELECT seq, payload FROM journal WHERE doctor_id = ?1 AND seq > ?2 ORDER BY seq",
+        )
+        .bind(id)
+        .bind(batch::seq_to_i64(after)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| {
+            let seq = rows::seq_from_i64(row.try_get("seq").map_err(db_error)?)?;
+            let payload: &[u8] = row.try_get("payload").map_err(db_error)?;
+            Ok((seq, DoctorEvent::decode(payload)?))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(DoctorHistory { snapshot, events }))
+    }
+
+    async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let plan = batch::plan(batch)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        insert_journal(&mut tx, &plan.journal).await?;
+        for phase in &plan.phases {
+            insert_consultations(&mut tx, &phase.bookings).await?;
+            cancel_consultations(&mut tx, &phase.cancellations).await?;
+        }
+        for update in &plan.doctor_updates {
+            update_doctor(&mut tx, update).await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn save_snapshot(
+        &self,
+        doctor_id: DoctorId,
+        seq: u64,
+        blob: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO snapshots (doctor_id, seq, blob, taken_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (doctor_id) DO UPDATE \
+             SET seq = excluded.seq, blob = excluded.blob, taken_at = excluded.taken_at",
+        )
+        .bind(doctor_id)
+        .bind(batch::seq_to_i64(seq)?)
+        .bind(blob)
+        .bind(ts(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delete_snapshots(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM snapshots")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected())
+    }
+
+    async fn max_consultation_id(&self) -> Result<ConsultationId, StoreError> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM consultations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn list_doctors(&self) -> Result<Vec<DoctorProfile>, StoreError> {
+        sqlx::query(&format!("SELECT {DOCTOR_COLUMNS} FROM doctors ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(rows::doctor)
+            .collect()
+    }
+
+    async fn get_consultation(
+        &self,
+        id: ConsultationId,
+    ) -> Result<Option<Consultation>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {CONSULTATION_COLUMNS} FROM consultations WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(rows::consultation)
+        .transpose()
+    }
+
+    async fn patient_consultations(
+        &self,
+        patient_id: PatientId,
+        limit: u32,
+    ) -> Result<Vec<Consultation>, StoreError> {
+        let found = sqlx::query(&format!(
+            "SELECT {CONSULTATION_COLUMNS} FROM consultations WHERE patient_id = ?1 \
+             ORDER BY scheduled_at DESC, id DESC LIMIT ?2"
+        ))
+        .bind(patient_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        consultations(found)
+    }
+
+    async fn doctor_consultations(
+        &self,
+        doctor_id: DoctorId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Consultation>, StoreError> {
+        let found = sqlx::query(&format!(
+            "SELECT {CONSULTATION_COLUMNS} FROM consultations \
+             WHERE doctor_id = ?1 AND scheduled_at >= ?2 AND scheduled_at < ?3 \
+             ORDER BY scheduled_at, id LIMIT ?4"
+        ))
+        .bind(doctor_id)
+        .bind(ts(from))
+        .bind(ts(to))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        consultations(found)
+    }
+
+    async fn active_consultations(
+        &self,
+        doctor_id: Option<DoctorId>,
+    ) -> Result<Vec<Consultation>, StoreError> {
+        let found = sqlx::query(&format!(
+            "SELECT {CONSULTATION_COLUMNS} FROM consultations \
+             WHERE status IN ('pending', 'scheduled') AND (?1 IS NULL OR doctor_id = ?1) \
+             ORDER BY doctor_id, scheduled_at, id"
+        ))
+        .bind(doctor_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        consultations(found)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}

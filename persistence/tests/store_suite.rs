@@ -1,0 +1,832 @@
+//! The storage test suite: every test in `store_test_suite!` runs once against SQLite and
+//! once against Postgres, each on its own fresh database (quickwit's
+//! `metastore_test_suite!` pattern). Backend-specific tests follow at the end.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono_tz::Tz;
+use consult_actors::calendar::{BookedSlot, DoctorEvent, JournalRecord, LocalTime, WeeklySchedule};
+use consult_actors::{
+    reference_for, ConsultMode, Consultation, ConsultationStatus, DoctorProfile, MedicalInfo,
+    NewDoctor, SessionStatus, Store, StoreError, StoredSnapshot,
+};
+use consult_persistence::{open_store, testing, SqliteStore};
+
+// ---------------------------------------------------------------------------------------
+// Running one test on each backend
+
+/// Runs `test` on a fresh SQLite file, then removes the file, even if the test panicked.
+async fn on_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (store, path) = testing::fresh_sqlite().await;
+    let handle = store.clone();
+    let outcome = tokio::spawn(test(Arc::new(store))).await;
+    handle.close().await;
+    testing::remove_sqlite(&path);
+    rethrow(outcome);
+}
+
+/// Runs `test` on a fresh Postgres database, then drops it, even if the test panicked.
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some((store, name)) = testing::fresh_postgres().await else {
+        return;
+    };
+    let handle = store.clone();
+    let outcome = tokio::spawn(test(Arc::new(store))).await;
+    handle.close().await;
+    testing::drop_postgres(&name).await;
+    rethrow(outcome);
+}
+
+fn rethrow(outcome: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("test task did not finish: {e}"),
+        }
+    }
+}
+
+macro_rules! store_test_suite {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::on_sqlite(super::$test).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::on_postgres(super::$test).await;
+                }
+            )*
+        }
+    };
+}
+
+store_test_suite!(
+    create_doctor_then_load_doctor_returns_registered_at_seq_1_with_the_profile,
+    load_doctor_of_an_unknown_doctor_is_none,
+    an_appended_batch_is_reflected_in_the_journal_and_every_projection,
+    a_batch_with_two_active_consultations_at_one_start_fails_whole_with_constraint,
+    a_batch_with_a_duplicate_journal_seq_fails_whole_with_constraint,
+    a_batch_for_an_unknown_doctor_fails_with_constraint,
+    a_batch_that_books_cancels_and_rebooks_one_slot_succeeds,
+    snapshots_are_replaced_hide_the_events_they_cover_and_can_be_deleted,
+    max_consultation_id_is_zero_then_the_highest_id,
+    patient_consultations_are_newest_first_and_limited,
+    doctor_consultations_filter_a_half_open_range_across_a_utc_day_boundary,
+    timestamps_round_trip_at_microsecond_precision,
+    a_five_thousand_row_append_is_stored,
+    concurrent_appends_and_doctor_creations_all_commit,
+    ping_answers,
+);
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+        .single()
+        .expect("valid UTC time")
+}
+
+/// When the fixtures' facts are recorded.
+fn now() -> DateTime<Utc> {
+    utc(2030, 1, 1, 8, 0, 0)
+}
+
+fn new_doctor(name: &str) -> NewDoctor {
+    NewDoctor {
+        name: name.to_owned(),
+        specialty: "cardiology".to_owned(),
+        timezone: "Europe/London".parse::<Tz>().expect("known timezone"),
+        slot_minutes: 30,
+        schedule: WeeklySchedule::weekdays(LocalTime::hm(9, 0), LocalTime::hm(17, 0)),
+        is_available: true,
+        is_approved: true,
+    }
+}
+
+fn medical(reason: &str) -> MedicalInfo {
+    MedicalInfo {
+        reason: Some(reason.to_owned()),
+        symptoms: Some("shortness of breath".to_owned()),
+        medical_history: None,
+        allergies: Some("penicillin".to_owned()),
+        current_medications: None,
+    }
+}
+
+fn booking(
+    doctor_id: i64,
+    seq: u64,
+    id: i64,
+    patient_id: i64,
+    start: DateTime<Utc>,
+    medical: MedicalInfo,
+) -> JournalRecord {
+    JournalRecord {
+        doctor_id,
+        seq,
+        recorded_at: now(),
+        event: DoctorEvent::Booked {
+            slot: BookedSlot {
+                id,
+                reference: reference_for(id),
+                patient_id,
+                start,
+                duration_minutes: 30,
+                status: ConsultationStatus::Scheduled,
+                mode: ConsultMode::Video,
+                created_at: now(),
+            },
+        },
+        medical,
+    }
+}
+
+fn cancellation(doctor_id: i64, seq: u64, consultation_id: i64) -> JournalRecord {
+    JournalRecord {
+        doctor_id,
+        seq,
+        recorded_at: now() + Duration::minutes(5),
+        event: DoctorEvent::Cancelled {
+            consultation_id,
+            at: now() + Duration::minutes(5),
+        },
+        medical: MedicalInfo::default(),
+    }
+}
+
+/// The consultation a `booking` record should project to.
+fn projected(record: &JournalRecord) -> Consultation {
+    let DoctorEvent::Booked { slot } = &record.event else {
+        panic!("not a booking");
+    };
+    Consultation {
+        id: slot.id,
+        reference: slot.reference.clone(),
+        doctor_id: record.doctor_id,
+        patient_id: slot.patient_id,
+        scheduled_at: slot.start,
+        duration_minutes: slot.duration_minutes,
+        status: slot.status,
+        consultation_mode: slot.mode,
+        consult_mode: slot.mode,
+        session_status: SessionStatus::initial_for(slot.mode),
+        medical: record.medical.clone(),
+        created_at: slot.created_at,
+        cancelled_at: None,
+    }
+}
+
+async fn create(store: &dyn Store, name: &str) -> DoctorProfile {
+    store
+        .create_doctor(&new_doctor(name), now())
+        .await
+        .expect("create_doctor")
+}
+
+async fn journal_seqs(store: &dyn Store, doctor_id: i64) -> Vec<u64> {
+    store
+        .load_doctor(doctor_id)
+        .await
+        .expect("load_doctor")
+        .expect("doctor exists")
+        .events
+        .iter()
+        .map(|(seq, _)| *seq)
+        .collect()
+}
+
+fn ids(consultations: &[Consultation]) -> Vec<i64> {
+    consultations.iter().map(|c| c.id).collect()
+}
+
+/// Monday 2030-01-07, 09:00 UTC plus `slots` half hours.
+fn slot(slots: i64) -> DateTime<Utc> {
+    utc(2030, 1, 7, 9, 0, 0) + Duration::minutes(30 * slots)
+}
+
+// ---------------------------------------------------------------------------------------
+// The suite
+
+async fn create_doctor_then_load_doctor_returns_registered_at_seq_1_with_the_profile(
+    store: Arc<dyn Store>,
+) {
+    let first = create(&*store, "Dr. Ada Okafor").await;
+    let second = create(&*store, "Dr. Ben Lind").await;
+    assert_ne!(first.id, second.id);
+    let expected = new_doctor("Dr. Ada Okafor");
+    assert_eq!(first.name, expected.name);
+    assert_eq!(first.timezone, expected.timezone);
+    assert_eq!(first.schedule, expected.schedule);
+    assert_eq!(first.created_at, now());
+
+    let history = store
+        .load_doctor(first.id)
+        .await
+        .expect("load_doctor")
+        .expect("doctor exists");
+    assert_eq!(history.snapshot, None);
+    assert_eq!(
+        history.events,
+        vec![(
+            1,
+            DoctorEvent::Registered {
+                profile: first.clone()
+            }
+        )]
+    );
+    assert_eq!(
+        store.list_doctors().await.expect("list_doctors"),
+        vec![first, second]
+    );
+}
+
+async fn load_doctor_of_an_unknown_doctor_is_none(store: Arc<dyn Store>) {
+    assert_eq!(store.load_doctor(42).await.expect("load_doctor"), None);
+}
+
+async fn an_appended_batch_is_reflected_in_the_journal_and_every_projection(store: Arc<dyn Store>) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let other = create(&*store, "Dr. Ben Lind").await;
+    let new_schedule = WeeklySchedule::weekdays(LocalTime::hm(8, 0), LocalTime::hm(12, 0));
+    let new_tz = "America/New_York".parse::<Tz>().expect("known timezone");
+    let b1 = booking(doctor.id, 2, 1, 100, slot(0), medical("chest pain"));
+    let b2 = booking(doctor.id, 3, 2, 101, slot(1), MedicalInfo::default());
+    let b3 = booking(other.id, 2, 3, 100, slot(0), medical("follow-up"));
+    let batch = vec![
+        b1.clone(),
+        b2.clone(),
+        b3.clone(),
+        cancellation(doctor.id, 4, 2),
+        JournalRecord {
+            doctor_id: doctor.id,
+            seq: 5,
+            recorded_at: now(),
+            event: DoctorEvent::ScheduleUpdated {
+                timezone: new_tz,
+                slot_minutes: 20,
+                schedule: new_schedule,
+            },
+            medical: MedicalInfo::default(),
+        },
+        JournalRecord {
+            doctor_id: doctor.id,
+            seq: 6,
+            recorded_at: now(),
+            event: DoctorEvent::StatusChanged {
+                is_available: false,
+                is_approved: true,
+            },
+            medical: MedicalInfo::default(),
+        },
+    ];
+    store.append(&batch).await.expect("append");
+    store.append(&[]).await.expect("an empty batch is a no-op");
+
+    // The journal holds every event, in order, after Registered.
+    let history = store
+        .load_doctor(doctor.id)
+        .await
+        .expect("load_doctor")
+        .expect("doctor exists");
+    let expected: Vec<(u64, DoctorEvent)> = batch
+        .iter()
+        .filter(|r| r.doctor_id == doctor.id)
+        .map(|r| (r.seq, r.event.clone()))
+        .collect();
+    assert_eq!(history.events[0].0, 1);
+    assert_eq!(history.events[1..], expected[..]);
+    assert_eq!(journal_seqs(&*store, other.id).await, vec![1, 2]);
+
+    // The doctors rows.
+    let doctors = store.list_doctors().await.expect("list_doctors");
+    let updated = DoctorProfile {
+        timezone: new_tz,
+        slot_minutes: 20,
+        schedule: new_schedule,
+        is_available: false,
+        ..doctor.clone()
+    };
+    assert_eq!(doctors, vec![updated, other.clone()]);
+
+    // The consultations rows, medical text included.
+    assert_eq!(
+        store.get_consultation(1).await.expect("get"),
+        Some(projected(&b1))
+    );
+    assert_eq!(
+        store.get_consultation(3).await.expect("get"),
+        Some(projected(&b3))
+    );
+    let cancelled = store
+        .get_consultation(2)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        cancelled,
+        Consultation {
+            status: ConsultationStatus::Cancelled,
+            cancelled_at: Some(now() + Duration::minutes(5)),
+            ..projected(&b2)
+        }
+    );
+    assert_eq!(store.get_consultation(99).await.expect("get"), None);
+
+    // Active consultations exclude the cancelled one, ordered by doctor then start.
+    assert_eq!(
+        ids(&store.active_consultations(None).await.expect("active")),
+        vec![1, 3]
+    );
+    assert_eq!(
+        ids(&store
+            .active_consultations(Some(doctor.id))
+            .await
+            .expect("active")),
+        vec![1]
+    );
+}
+
+async fn a_batch_with_two_active_consultations_at_one_start_fails_whole_with_constraint(
+    store: Arc<dyn Store>,
+) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    store
+        .append(&[booking(
+            doctor.id,
+            2,
+            1,
+            100,
+            slot(0),
+            MedicalInfo::default(),
+        )])
+        .await
+        .expect("first booking");
+
+    // Against a stored booking.
+    let batch = [
+        booking(doctor.id, 3, 2, 101, slot(1), medical("a")),
+        booking(doctor.id, 4, 3, 102, slot(0), medical("b")),
+    ];
+    let err = store.append(&batch).await.expect_err("duplicate start");
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    assert!(!err.to_string().contains("penicillin"), "{err}");
+
+    // Inside one batch.
+    let batch = [
+        booking(doctor.id, 3, 2, 101, slot(2), MedicalInfo::default()),
+        booking(doctor.id, 4, 3, 102, slot(2), MedicalInfo::default()),
+    ];
+    let err = store.append(&batch).await.expect_err("duplicate start");
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+
+    // Nothing of either batch was stored.
+    assert_eq!(journal_seqs(&*store, doctor.id).await, vec![1, 2]);
+    assert_eq!(store.get_consultation(2).await.expect("get"), None);
+    assert_eq!(store.get_consultation(3).await.expect("get"), None);
+    assert_eq!(store.max_consultation_id().await.expect("max"), 1);
+    assert_eq!(
+        ids(&store.active_consultations(None).await.expect("active")),
+        vec![1]
+    );
+}
+
+async fn a_batch_with_a_duplicate_journal_seq_fails_whole_with_constraint(store: Arc<dyn Store>) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let batch = [
+        booking(doctor.id, 2, 1, 100, slot(0), MedicalInfo::default()),
+        booking(doctor.id, 2, 2, 101, slot(1), MedicalInfo::default()),
+    ];
+    let err = store.append(&batch).await.expect_err("duplicate seq");
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+
+    // Against Registered at seq 1.
+    let batch = [
+        booking(doctor.id, 1, 1, 100, slot(0), MedicalInfo::default()),
+        booking(doctor.id, 2, 2, 101, slot(1), MedicalInfo::default()),
+    ];
+    let err = store.append(&batch).await.expect_err("duplicate seq");
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+
+    assert_eq!(journal_seqs(&*store, doctor.id).await, vec![1]);
+    assert_eq!(store.max_consultation_id().await.expect("max"), 0);
+}
+
+async fn a_batch_for_an_unknown_doctor_fails_with_constraint(store: Arc<dyn Store>) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let batch = [
+        booking(doctor.id, 2, 1, 100, slot(0), MedicalInfo::default()),
+        booking(doctor.id + 1, 2, 2, 101, slot(1), MedicalInfo::default()),
+    ];
+    let err = store.append(&batch).await.expect_err("unknown doctor");
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    assert_eq!(journal_seqs(&*store, doctor.id).await, vec![1]);
+    assert_eq!(store.max_consultation_id().await.expect("max"), 0);
+}
+
+async fn a_batch_that_books_cancels_and_rebooks_one_slot_succeeds(store: Arc<dyn Store>) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let batch = [
+        booking(doctor.id, 2, 1, 100, slot(0), MedicalInfo::default()),
+        cancellation(doctor.id, 3, 1),
+        booking(doctor.id, 4, 2, 101, slot(0), MedicalInfo::default()),
+        cancellation(doctor.id, 5, 2),
+        booking(doctor.id, 6, 3, 102, slot(0), medical("third time")),
+    ];
+    store.append(&batch).await.expect("append");
+    assert_eq!(
+        journal_seqs(&*store, doctor.id).await,
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    let active = store
+        .active_consultations(Some(doctor.id))
+        .await
+        .expect("active");
+    assert_eq!(active, vec![projected(&batch[4])]);
+    for id in [1, 2] {
+        let c = store
+            .get_consultation(id)
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(c.status, ConsultationStatus::Cancelled);
+    }
+}
+
+async fn snapshots_are_replaced_hide_the_events_they_cover_and_can_be_deleted(
+    store: Arc<dyn Store>,
+) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let other = create(&*store, "Dr. Ben Lind").await;
+    let batch: Vec<JournalRecord> = (0..3)
+        .map(|i| {
+            booking(
+                doctor.id,
+                2 + i as u64,
+                1 + i,
+                100,
+                slot(i),
+                MedicalInfo::default(),
+            )
+        })
+        .collect();
+    store.append(&batch).await.expect("append");
+
+    store
+        .save_snapshot(doctor.id, 3, b"\x01state at 3")
+        .await
+        .expect("save");
+    let history = store
+        .load_doctor(doctor.id)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(
+        history.snapshot,
+        Some(StoredSnapshot {
+            seq: 3,
+            blob: b"\x01state at 3".to_vec()
+        })
+    );
+    assert_eq!(history.events, vec![(4, batch[2].event.clone())]);
+
+    store
+        .save_snapshot(doctor.id, 4, b"\x01state at 4")
+        .await
+        .expect("save again");
+    store
+        .save_snapshot(other.id, 1, b"\x01other")
+        .await
+        .expect("save other");
+    let history = store
+        .load_doctor(doctor.id)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(
+        history.snapshot,
+        Some(StoredSnapshot {
+            seq: 4,
+            blob: b"\x01state at 4".to_vec()
+        })
+    );
+    assert!(history.events.is_empty());
+
+    assert_eq!(store.delete_snapshots().await.expect("delete"), 2);
+    assert_eq!(store.delete_snapshots().await.expect("delete"), 0);
+    let history = store
+        .load_doctor(doctor.id)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(history.snapshot, None);
+    assert_eq!(
+        history.events.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+}
+
+async fn max_consultation_id_is_zero_then_the_highest_id(store: Arc<dyn Store>) {
+    assert_eq!(store.max_consultation_id().await.expect("max"), 0);
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    store
+        .append(&[
+            booking(doctor.id, 2, 17, 100, slot(0), MedicalInfo::default()),
+            booking(doctor.id, 3, 5, 100, slot(1), MedicalInfo::default()),
+            cancellation(doctor.id, 4, 17),
+        ])
+        .await
+        .expect("append");
+    assert_eq!(store.max_consultation_id().await.expect("max"), 17);
+}
+
+async fn patient_consultations_are_newest_first_and_limited(store: Arc<dyn Store>) {
+    let a = create(&*store, "Dr. Ada Okafor").await;
+    let b = create(&*store, "Dr. Ben Lind").await;
+    store
+        .append(&[
+            booking(a.id, 2, 1, 100, slot(3), MedicalInfo::default()),
+            booking(a.id, 3, 2, 100, slot(0), MedicalInfo::default()),
+            booking(b.id, 2, 3, 100, slot(5), MedicalInfo::default()),
+            booking(b.id, 3, 4, 100, slot(1), MedicalInfo::default()),
+            booking(b.id, 4, 5, 200, slot(4), MedicalInfo::default()),
+            cancellation(a.id, 4, 1),
+        ])
+        .await
+        .expect("append");
+    let all = store.patient_consultations(100, 50).await.expect("query");
+    assert_eq!(ids(&all), vec![3, 1, 4, 2]);
+    assert_eq!(all[1].status, ConsultationStatus::Cancelled);
+    let newest = store.patient_consultations(100, 2).await.expect("query");
+    assert_eq!(ids(&newest), vec![3, 1]);
+    assert!(store
+        .patient_consultations(999, 10)
+        .await
+        .expect("query")
+        .is_empty());
+}
+
+async fn doctor_consultations_filter_a_half_open_range_across_a_utc_day_boundary(
+    store: Arc<dyn Store>,
+) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let other = create(&*store, "Dr. Ben Lind").await;
+    let late = utc(2030, 3, 1, 23, 0, 0);
+    let starts = [
+        (1, utc(2030, 3, 1, 22, 59, 59)),
+        (2, late),
+        (3, utc(2030, 3, 1, 23, 59, 59)),
+        (4, utc(2030, 3, 1, 23, 59, 59) + Duration::milliseconds(250)),
+        (5, utc(2030, 3, 2, 0, 0, 0)),
+        (6, utc(2030, 3, 2, 0, 30, 0)),
+        (7, utc(2030, 3, 2, 1, 0, 0)),
+        (8, utc(2031, 3, 2, 0, 0, 0)),
+    ];
+    let mut batch: Vec<JournalRecord> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, (id, start))| {
+            booking(
+                doctor.id,
+                2 + i as u64,
+                *id,
+                100,
+                *start,
+                MedicalInfo::default(),
+            )
+        })
+        .collect();
+    batch.push(booking(other.id, 2, 9, 100, late, MedicalInfo::default()));
+    store.append(&batch).await.expect("append");
+
+    let found = store
+        .doctor_consultations(doctor.id, late, utc(2030, 3, 2, 1, 0, 0), 100)
+        .await
+        .expect("query");
+    assert_eq!(ids(&found), vec![2, 3, 4, 5, 6]);
+    assert_eq!(found[2].scheduled_at, starts[3].1);
+
+    let limited = store
+        .doctor_consultations(doctor.id, late, utc(2030, 3, 2, 1, 0, 0), 2)
+        .await
+        .expect("query");
+    assert_eq!(ids(&limited), vec![2, 3]);
+
+    let next_day = store
+        .doctor_consultations(
+            doctor.id,
+            utc(2030, 3, 2, 0, 0, 0),
+            utc(2030, 3, 3, 0, 0, 0),
+            100,
+        )
+        .await
+        .expect("query");
+    assert_eq!(ids(&next_day), vec![5, 6, 7]);
+}
+
+async fn timestamps_round_trip_at_microsecond_precision(store: Arc<dyn Store>) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let start = slot(0) + Duration::nanoseconds(123_456_789);
+    store
+        .append(&[booking(doctor.id, 2, 1, 100, start, MedicalInfo::default())])
+        .await
+        .expect("append");
+    let stored = store
+        .get_consultation(1)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        stored.scheduled_at,
+        slot(0) + Duration::microseconds(123_456)
+    );
+}
+
+async fn a_five_thousand_row_append_is_stored(store: Arc<dyn Store>) {
+    const ROWS: i64 = 5_000;
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let mut batch: Vec<JournalRecord> = (0..ROWS)
+        .map(|i| {
+            booking(
+                doctor.id,
+                2 + i as u64,
+                1 + i,
+                1_000 + i % 7,
+                slot(i),
+                medical(&format!("visit {i}")),
+            )
+        })
+        .collect();
+    batch
+        .extend((0..ROWS / 10).map(|i| cancellation(doctor.id, (2 + ROWS + i) as u64, 1 + i * 10)));
+    store.append(&batch).await.expect("append");
+
+    let history = store
+        .load_doctor(doctor.id)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(history.events.len() as i64, 1 + ROWS + ROWS / 10);
+    assert_eq!(store.max_consultation_id().await.expect("max"), ROWS);
+    let all = store
+        .doctor_consultations(doctor.id, slot(0), slot(ROWS), 10_000)
+        .await
+        .expect("query");
+    assert_eq!(all.len() as i64, ROWS);
+    assert_eq!(all[4_321], projected(&batch[4_321]));
+    let active = store
+        .active_consultations(Some(doctor.id))
+        .await
+        .expect("active");
+    assert_eq!(active.len() as i64, ROWS - ROWS / 10);
+}
+
+async fn concurrent_appends_and_doctor_creations_all_commit(store: Arc<dyn Store>) {
+    const WRITERS: i64 = 6;
+    const BATCHES: i64 = 15;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let doctor = create(&*store, &format!("Dr. Writer {w}")).await;
+            for b in 0..BATCHES {
+                let id = 1 + w * BATCHES + b;
+                let record = booking(doctor.id, 2 + b as u64, id, 100 + w, slot(b), medical("x"));
+                store.append(&[record]).await.expect("append");
+                store.ping().await.expect("ping");
+            }
+            doctor.id
+        }));
+    }
+    for task in tasks {
+        let doctor_id = task.await.expect("writer task");
+        let seqs = journal_seqs(&*store, doctor_id).await;
+        assert_eq!(seqs, (1..=1 + BATCHES as u64).collect::<Vec<_>>());
+    }
+    assert_eq!(
+        store
+            .active_consultations(None)
+            .await
+            .expect("active")
+            .len() as i64,
+        WRITERS * BATCHES
+    );
+    assert_eq!(
+        store.list_doctors().await.expect("list").len() as i64,
+        WRITERS
+    );
+}
+
+async fn ping_answers(store: Arc<dyn Store>) {
+    store.ping().await.expect("ping");
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite only
+
+fn temp_dir(prefix: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(testing::unique_name(prefix))
+}
+
+#[tokio::test]
+async fn sqlite_connect_creates_a_missing_parent_directory() {
+    let root = temp_dir("consult_test_dir");
+    let file = root.join("nested").join("deeper").join("consult.db");
+    let store = SqliteStore::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .expect("connect");
+    store.ping().await.expect("ping");
+    store.close().await;
+    assert!(file.is_file(), "{} was not created", file.display());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn reopening_a_sqlite_file_keeps_the_data() {
+    let root = temp_dir("consult_test_reopen");
+    let url = format!("sqlite://{}", root.join("consult.db").display());
+    let store = SqliteStore::connect(&url).await.expect("connect");
+    let doctor = create(&store, "Dr. Ada Okafor").await;
+    let record = booking(doctor.id, 2, 1, 100, slot(0), medical("chest pain"));
+    store
+        .append(std::slice::from_ref(&record))
+        .await
+        .expect("append");
+    store
+        .save_snapshot(doctor.id, 2, b"\x01s")
+        .await
+        .expect("snapshot");
+    store.close().await;
+    drop(store);
+
+    let store = open_store(&url).await.expect("reopen");
+    let history = store
+        .load_doctor(doctor.id)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(history.snapshot.map(|s| s.seq), Some(2));
+    assert_eq!(store.list_doctors().await.expect("list"), vec![doctor]);
+    assert_eq!(
+        store.get_consultation(1).await.expect("get"),
+        Some(projected(&record))
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn sqlite_connections_use_wal_full_sync_and_foreign_keys() {
+    let (store, path) = testing::fresh_sqlite().await;
+    let mut conn = store.pool().acquire().await.expect("acquire");
+    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("pragma");
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("pragma");
+    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("pragma");
+    let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("pragma");
+    drop(conn);
+    store.close().await;
+    testing::remove_sqlite(&path);
+    assert_eq!(journal_mode, "wal");
+    assert_eq!(synchronous, 2, "FULL");
+    assert_eq!(foreign_keys, 1);
+    assert_eq!(busy_timeout, 5_000);
+}
+
+#[tokio::test]
+async fn open_store_refuses_an_unknown_scheme_without_echoing_the_url() {
+    let err = open_store("mysql://user:secret@host/db")
+        .await
+        .err()
+        .expect("unknown scheme");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
