@@ -1,0 +1,277 @@
+//! Persist, then reply: what was acknowledged survives failures and restarts, and what was
+//! not acknowledged is not stored.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use consult_actors::*;
+use futures::future::join_all;
+
+use crate::helpers::*;
+
+async fn a_failing_batch_acknowledges_nothing_stores_nothing_and_later_bookings_succeed(
+    b: &Backend,
+) {
+    let store = FaultyStore::wrap(b.store.clone());
+    let engine = start(store.clone()).await;
+    let d1 = engine
+        .create_doctor(open_doctor("Dr. A", chrono_tz::UTC))
+        .await
+        .unwrap();
+    let d2 = engine
+        .create_doctor(open_doctor("Dr. B", chrono_tz::UTC))
+        .await
+        .unwrap();
+    // Activate both before the store fails, so the failure hits the journal, not a load.
+    engine.doctor(d1.id).await.unwrap();
+    engine.doctor(d2.id).await.unwrap();
+
+    store.fail_appends.store(true, Ordering::SeqCst);
+    let tasks = (0..40i64).map(|i| {
+        let engine = engine.clone();
+        let doctor = if i % 2 == 0 { d1.id } else { d2.id };
+        tokio::spawn(async move { engine.book(booking(doctor, i, slot(i / 2))).await })
+    });
+    for r in join_all(tasks).await {
+        let err = r
+            .unwrap()
+            .expect_err("no caller of a failed batch sees success");
+        assert!(
+            matches!(err, EngineError::Storage(_)),
+            "a storage error, got {err:?}"
+        );
+    }
+    store.fail_appends.store(false, Ordering::SeqCst);
+    assert!(b.store.active_consultations(None).await.unwrap().is_empty());
+    for d in [d1.id, d2.id] {
+        let history = b.store.load_doctor(d).await.unwrap().unwrap();
+        assert_eq!(
+            history.events.len(),
+            1,
+            "only the registration is journaled"
+        );
+    }
+    assert!(engine.stats().journal_failed_batches >= 1);
+
+    // The same slots are free again: the actors reloaded from the store.
+    let tasks = (0..40i64).map(|i| {
+        let engine = engine.clone();
+        let doctor = if i % 2 == 0 { d1.id } else { d2.id };
+        tokio::spawn(async move { engine.book(booking(doctor, i, slot(i / 2))).await })
+    });
+    for r in join_all(tasks).await {
+        r.unwrap().expect("bookings after the failure succeed");
+    }
+    assert_eq!(b.store.active_consultations(None).await.unwrap().len(), 40);
+    engine.shutdown().await;
+}
+
+/// Books from many tasks on several doctors, cancels a few; returns what was acknowledged
+/// as still active.
+async fn book_a_mixed_load(engine: &Engine) -> (Vec<DoctorProfile>, HashSet<ConsultationId>) {
+    let mut doctors = Vec::new();
+    for i in 0..5 {
+        let tz = [
+            chrono_tz::UTC,
+            chrono_tz::Europe::Berlin,
+            chrono_tz::America::New_York,
+        ][i % 3];
+        doctors.push(
+            engine
+                .create_doctor(open_doctor(&format!("Dr. {i}"), tz))
+                .await
+                .unwrap(),
+        );
+    }
+    let tasks = (0..300i64).map(|i| {
+        let engine = engine.clone();
+        let doctor = doctors[(i % 5) as usize].id;
+        tokio::spawn(async move { engine.book(booking(doctor, i, slot(i % 90))).await })
+    });
+    let mut acked: HashSet<ConsultationId> = join_all(tasks)
+        .await
+        .into_iter()
+        .filter_map(|r| r.unwrap().ok())
+        .map(|c| c.id)
+        .collect();
+    let cancelled: Vec<ConsultationId> = acked.iter().copied().take(10).collect();
+    for id in cancelled {
+        let c = engine.consultation(id).await.unwrap();
+        let done = engine
+            .cancel(id, Requester::Patient(c.patient_id))
+            .await
+            .unwrap();
+        assert_eq!(done.status, ConsultationStatus::Cancelled);
+        acked.remove(&id);
+    }
+    (doctors, acked)
+}
+
+/// After a restart: the store and every actor hold exactly the acknowledged bookings, and
+/// each of their slots still conflicts.
+async fn assert_restart_kept(
+    engine: &Engine,
+    doctors: &[DoctorProfile],
+    acked: &HashSet<ConsultationId>,
+) {
+    let active = engine.store().active_consultations(None).await.unwrap();
+    let stored: HashSet<_> = active.iter().map(|c| c.id).collect();
+    assert_eq!(&stored, acked);
+    assert_no_overlaps(&active);
+    let mut in_memory = HashSet::new();
+    for d in doctors {
+        in_memory.extend(
+            engine
+                .observe(d.id)
+                .await
+                .unwrap()
+                .active
+                .iter()
+                .map(|s| s.id),
+        );
+    }
+    assert_eq!(
+        &in_memory, acked,
+        "actors rebuilt exactly the acknowledged bookings"
+    );
+    for c in &active {
+        let again = engine
+            .book(booking(c.doctor_id, 10_000, c.scheduled_at))
+            .await;
+        assert_eq!(
+            again.unwrap_err(),
+            EngineError::Rejected(Rejection::Conflict)
+        );
+    }
+}
+
+async fn a_restart_keeps_every_acknowledged_booking_with_and_without_snapshots(b: &Backend) {
+    let engine = start(b.store.clone()).await;
+    let (doctors, acked) = book_a_mixed_load(&engine).await;
+    engine.shutdown().await;
+    assert!(
+        engine.stats().snapshots_written >= 1,
+        "shutdown wrote snapshots"
+    );
+    assert!(engine
+        .book(booking(doctors[0].id, 1, slot(200)))
+        .await
+        .is_err());
+
+    // Restart on snapshots + journal.
+    let engine = start(b.reopen().await).await;
+    assert_restart_kept(&engine, &doctors, &acked).await;
+    // Ids continue after the highest stored one.
+    let next = engine
+        .book(booking(doctors[0].id, 1, slot(300)))
+        .await
+        .unwrap();
+    assert!(acked.iter().all(|id| *id < next.id));
+    engine.cancel(next.id, Requester::Admin).await.unwrap();
+    engine.shutdown().await;
+
+    // Restart on the journal alone.
+    let store = b.reopen().await;
+    assert!(store.delete_snapshots().await.unwrap() >= 1);
+    let engine = start(store).await;
+    assert_restart_kept(&engine, &doctors, &acked).await;
+    engine.shutdown().await;
+}
+
+async fn periodic_snapshots_cover_the_journal_and_activation_uses_them(b: &Backend) {
+    let engine = start(b.store.clone()).await;
+    let doctor = engine
+        .create_doctor(open_doctor("Dr. Snap", chrono_tz::UTC))
+        .await
+        .unwrap();
+    for i in 0..25 {
+        engine.book(booking(doctor.id, i, slot(i))).await.unwrap();
+    }
+    let settled = eventually(std::time::Duration::from_secs(5), || {
+        engine.stats().snapshots_written >= 1
+    })
+    .await;
+    assert!(settled, "a periodic snapshot was written");
+    let seen = engine.observe(doctor.id).await.unwrap();
+    assert_eq!(seen.seq, 26, "registered + 25 bookings");
+    let history = b.store.load_doctor(doctor.id).await.unwrap().unwrap();
+    let snap = history.snapshot.expect("stored snapshot");
+    assert_eq!(snap.seq + history.events.len() as u64, 26);
+    assert_eq!(snap.blob[0], calendar::SNAPSHOT_FORMAT_VERSION);
+    engine.shutdown().await;
+}
+
+async fn cancellations_and_status_changes_survive_a_restart(b: &Backend) {
+    let engine = start(b.store.clone()).await;
+    let doctor = engine
+        .create_doctor(open_doctor("Dr. Change", chrono_tz::UTC))
+        .await
+        .unwrap();
+    let c = engine.book(booking(doctor.id, 5, slot(4))).await.unwrap();
+    assert_eq!(
+        engine
+            .cancel(c.id, Requester::Patient(6))
+            .await
+            .unwrap_err(),
+        EngineError::Forbidden
+    );
+    let cancelled = engine.cancel(c.id, Requester::Patient(5)).await.unwrap();
+    assert_eq!(cancelled.status, ConsultationStatus::Cancelled);
+    assert_eq!(
+        engine
+            .cancel(c.id, Requester::Patient(5))
+            .await
+            .unwrap_err(),
+        EngineError::NotCancellable("consultation is not active")
+    );
+    let profile = engine
+        .set_status(
+            doctor.id,
+            StatusUpdate {
+                is_available: Some(false),
+                is_approved: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!profile.is_available);
+    engine.shutdown().await;
+
+    let engine = start(b.reopen().await).await;
+    let stored = engine.consultation(c.id).await.unwrap();
+    assert_eq!(stored.status, ConsultationStatus::Cancelled);
+    assert!(stored.cancelled_at.is_some());
+    assert_eq!(stored.medical.reason.as_deref(), Some("follow-up"));
+    assert_eq!(
+        engine
+            .book(booking(doctor.id, 7, slot(4)))
+            .await
+            .unwrap_err(),
+        EngineError::Rejected(Rejection::DoctorUnavailable),
+        "the status change is durable"
+    );
+    engine
+        .set_status(
+            doctor.id,
+            StatusUpdate {
+                is_available: Some(true),
+                is_approved: None,
+            },
+        )
+        .await
+        .unwrap();
+    engine
+        .book(booking(doctor.id, 7, slot(4)))
+        .await
+        .expect("the cancelled slot is free");
+    let listed = engine.list_doctors().await.unwrap();
+    assert!(listed.iter().any(|d| d.id == doctor.id && d.is_available));
+    engine.shutdown().await;
+}
+
+crate::on_every_backend!(
+    a_failing_batch_acknowledges_nothing_stores_nothing_and_later_bookings_succeed,
+    a_restart_keeps_every_acknowledged_booking_with_and_without_snapshots,
+    periodic_snapshots_cover_the_journal_and_activation_uses_them,
+    cancellations_and_status_changes_survive_a_restart,
+);
