@@ -206,11 +206,10 @@ impl Actor for DoctorActor {
                     hold,
                     outcome = result.err().map_or("available", Rejection::code),
                 );
-                let _ = reply.send(
-                    result
-                        .map(|held_until| SlotCheck { held_until })
-                        .map_err(EngineError::from),
-                );
+                let answer = result
+                    .map(|held_until| SlotCheck { held_until })
+                    .map_err(EngineError::from);
+                self.reply_when_durable(state, reply, answer);
             }
             DoctorMsg::ReleaseHold { patient_id, reply } => {
                 state.last_activity = Instant::now();
@@ -332,7 +331,7 @@ impl DoctorActor {
             } else {
                 debug!(doctor_id, reason = rejection.code(), "booking rejected");
             }
-            let _ = reply.send(Err(rejection.into()));
+            self.reply_when_durable(state, reply, Err(rejection.into()));
             return;
         }
         let id = ctx.allocate_consultation_id();
@@ -386,6 +385,32 @@ impl DoctorActor {
             }
             let _ = reply.send(result.map(|()| Consultation { medical, ..c }));
         });
+    }
+
+    /// Sends `answer` now if everything this actor decided is durable; otherwise once it
+    /// is, so an answer never rests on a decision that a failed batch later undoes (then the
+    /// caller gets a retryable storage error instead).
+    fn reply_when_durable<T: Send + 'static>(
+        &self,
+        state: &DoctorState,
+        reply: Reply<T>,
+        answer: Result<T, EngineError>,
+    ) {
+        if state.is_quiet() {
+            let _ = reply.send(answer);
+            return;
+        }
+        let done: crate::journal::Completion = Box::new(move |durable| {
+            let _ = reply.send(durable.and(answer));
+        });
+        let doctor_id = state.calendar.profile().id;
+        if let Err(done) = self
+            .ctx
+            .journal
+            .try_after(doctor_id, state.generation, done)
+        {
+            done(Err(EngineError::Overloaded));
+        }
     }
 
     fn journal_profile_change(

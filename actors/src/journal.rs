@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::calendar::JournalRecord;
 use crate::doctor::DoctorMsg;
-use crate::error::EngineError;
+use crate::error::{EngineError, StoreError};
 use crate::model::DoctorId;
 use crate::stats::EngineStats;
 use crate::store::Store;
@@ -40,6 +40,14 @@ pub(crate) struct Entry {
 #[allow(clippy::large_enum_variant)]
 enum JournalMsg {
     Append(Entry),
+    /// Runs `done` once every record of the doctor queued before it is durable (`Ok`), or
+    /// with an error if one of them failed. Lets an answer that depends on undurable state
+    /// wait for it.
+    After {
+        doctor_id: DoctorId,
+        generation: u64,
+        done: Completion,
+    },
     /// Acknowledged once every record queued before it is durable or refused.
     Fence(oneshot::Sender<()>),
     /// Like a fence, then the writer exits.
@@ -72,6 +80,26 @@ impl JournalHandle {
                 Err(EngineError::Unavailable("journal writer stopped".into()))
             }
         }
+    }
+
+    /// Queues `done` behind the doctor's records (see `JournalMsg::After`); gives it back
+    /// if the queue is full or closed.
+    pub fn try_after(
+        &self,
+        doctor_id: DoctorId,
+        generation: u64,
+        done: Completion,
+    ) -> Result<(), Completion> {
+        self.tx
+            .try_send(JournalMsg::After {
+                doctor_id,
+                generation,
+                done,
+            })
+            .map_err(|e| match e.into_inner() {
+                JournalMsg::After { done, .. } => done,
+                _ => unreachable!("only an After was sent"),
+            })
     }
 
     /// Waits until every record queued before this call is durable or refused.
@@ -152,11 +180,16 @@ async fn run(
                         None => batch.push(entry),
                     }
                 }
+                JournalMsg::After {
+                    doctor_id,
+                    generation,
+                    done,
+                } => batch.after.push((doctor_id, generation, done)),
                 JournalMsg::Fence(ack) => fences.push(ack),
                 JournalMsg::Shutdown(ack) => stop = Some(ack),
             }
         }
-        if !batch.records.is_empty() {
+        if !batch.records.is_empty() || !batch.after.is_empty() {
             batch.write(store.as_ref(), &stats, &mut poisoned).await;
         }
         for ack in fences {
@@ -174,6 +207,8 @@ async fn run(
 struct Batch {
     records: Vec<JournalRecord>,
     routes: Vec<(u64, ActorRef<DoctorMsg>, Completion)>,
+    /// Answers waiting for their doctor's earlier records: doctor, generation, callback.
+    after: Vec<(DoctorId, u64, Completion)>,
 }
 
 impl Batch {
@@ -183,11 +218,37 @@ impl Batch {
     }
 
     async fn write(
-        self,
+        mut self,
         store: &dyn Store,
         stats: &EngineStats,
         poisoned: &mut HashMap<DoctorId, u64>,
     ) {
+        let result = if self.records.is_empty() {
+            Ok(())
+        } else {
+            self.append(store, stats, poisoned).await
+        };
+        // Waiters: their doctor's earlier records are settled now, in this batch or before.
+        for (doctor, generation, done) in self.after {
+            let failed = poisoned.get(&doctor).is_some_and(|&g| generation <= g);
+            done(if failed {
+                Err(EngineError::Storage(match &result {
+                    Err(e) => e.to_string(),
+                    Ok(()) => "an earlier write for this doctor failed".into(),
+                }))
+            } else {
+                Ok(())
+            });
+        }
+    }
+
+    /// Writes the records and answers their callers; returns the store's verdict.
+    async fn append(
+        &mut self,
+        store: &dyn Store,
+        stats: &EngineStats,
+        poisoned: &mut HashMap<DoctorId, u64>,
+    ) -> Result<(), StoreError> {
         let started = Instant::now();
         let result = store.append(&self.records).await;
         stats
@@ -203,7 +264,7 @@ impl Batch {
             t.1 = t.1.max(*generation);
             t.2 = t.2.max(record.seq);
         }
-        match result {
+        match &result {
             Ok(()) => {
                 stats
                     .journal_records
@@ -212,7 +273,7 @@ impl Batch {
                 for (_, (actor, generation, seq)) in touched {
                     let _ = actor.cast(DoctorMsg::Durable { generation, seq });
                 }
-                for (_, _, done) in self.routes {
+                for (_, _, done) in self.routes.drain(..) {
                     done(Ok(()));
                 }
             }
@@ -229,10 +290,11 @@ impl Batch {
                     poisoned.insert(doctor, generation);
                     let _ = actor.cast(DoctorMsg::JournalFailed { generation });
                 }
-                for (_, _, done) in self.routes {
+                for (_, _, done) in self.routes.drain(..) {
                     done(Err(EngineError::Storage(e.to_string())));
                 }
             }
         }
+        result
     }
 }
