@@ -5,6 +5,8 @@
 mod event;
 mod rules;
 mod schedule;
+#[cfg(test)]
+mod tests;
 
 pub use event::{BookedSlot, DoctorEvent, JournalRecord, EVENT_FORMAT_VERSION};
 pub use rules::{
