@@ -115,6 +115,25 @@ pub enum DoctorMsg {
     Crash,
 }
 
+/// Loads a doctor for activation or reload: fence the doctor's journal writer (every record
+/// an earlier incarnation queued is then durable or refused), read the latest snapshot and
+/// later events, rebuild, prune. Returns the calendar and the seq its snapshot covered.
+pub(crate) async fn load_calendar(
+    ctx: &EngineContext,
+    doctor_id: crate::model::DoctorId,
+) -> Result<(Calendar, u64), EngineError> {
+    ctx.journal.fence(doctor_id).await?;
+    let history = ctx
+        .store
+        .load_doctor(doctor_id)
+        .await?
+        .ok_or(EngineError::DoctorNotFound)?;
+    let snapshot_seq = history.snapshot.as_ref().map_or(0, |s| s.seq);
+    let mut calendar = Calendar::rebuild(history)?;
+    calendar.prune(ctx.clock.now());
+    Ok((calendar, snapshot_seq))
+}
+
 /// The actor; read-only, shared context only. Mutable state is [`DoctorState`].
 pub struct DoctorActor {
     pub(crate) ctx: Arc<EngineContext>,
@@ -276,13 +295,25 @@ impl Actor for DoctorActor {
             }
             DoctorMsg::JournalFailed { generation } => {
                 if generation == state.generation {
-                    // What reached the disk is unknown: stop, and let the next message
-                    // reactivate this doctor from the store behind a journal fence.
+                    // What reached the disk is unknown: reload from the store behind a fence.
+                    // Messages queued meanwhile wait and are then decided on the reloaded state.
+                    let doctor_id = state.calendar.profile().id;
                     warn!(
-                        doctor_id = state.calendar.profile().id,
-                        "journal write failed; doctor actor stops and reloads on next use"
+                        doctor_id,
+                        "journal write failed; reloading the doctor from the store"
                     );
-                    myself.stop(Some("journal write failed".into()));
+                    match load_calendar(ctx, doctor_id).await {
+                        Ok((calendar, snapshot_seq)) => {
+                            state.durable_seq = calendar.seq();
+                            state.calendar = calendar;
+                            state.snapshot_seq = snapshot_seq;
+                            state.generation = ctx.next_generation();
+                        }
+                        Err(e) => {
+                            warn!(doctor_id, error = %e, "reload failed; doctor actor stops");
+                            myself.stop(Some("reload after a failed journal write failed".into()));
+                        }
+                    }
                 }
             }
             DoctorMsg::Tick { snapshot_due } => self.tick(&myself, state, snapshot_due, now),
@@ -455,7 +486,7 @@ impl DoctorActor {
         medical: crate::model::MedicalInfo,
         done: impl FnOnce(Result<(), EngineError>) + Send + 'static,
     ) {
-        let permit = match self.ctx.journal.try_reserve() {
+        let permit = match self.ctx.journal.try_reserve(state.calendar.profile().id) {
             Ok(p) => p,
             Err(e) => {
                 if e == EngineError::Overloaded {

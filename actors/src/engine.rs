@@ -147,9 +147,14 @@ impl EngineBuilder {
         settings.validate()?;
         let next_id = self.store.max_consultation_id().await? + 1;
         let stats = Arc::new(EngineStats::default());
-        let (journal, writer) = journal::spawn(
+        let writers = match settings.journal_writers {
+            0 => self.store.preferred_append_concurrency().clamp(1, 64),
+            n => n,
+        };
+        let (journal, writer_tasks) = journal::spawn(
             Arc::clone(&self.store),
             JournalConfig {
+                writers,
                 max_batch: settings.journal_max_batch,
                 flush_interval: Duration::from_millis(settings.journal_flush_interval_ms),
                 queue_capacity: settings.journal_queue_capacity,
@@ -168,7 +173,7 @@ impl EngineBuilder {
             next_generation: AtomicU64::new(1),
             settings,
         });
-        let mut tasks = vec![writer];
+        let mut tasks = writer_tasks;
         let mut shards = Vec::with_capacity(ctx.settings.shards);
         for _ in 0..ctx.settings.shards {
             let handler = ShardActor {
@@ -185,6 +190,7 @@ impl EngineBuilder {
         }
         info!(
             shards = ctx.settings.shards,
+            journal_writers = writers,
             next_consultation_id = next_id,
             "engine started"
         );
@@ -466,7 +472,7 @@ impl Engine {
             let all = settings.max_in_flight_per_shard as u32;
             let _ = tokio::time::timeout(wait, shard.permits.acquire_many(all)).await;
         }
-        let _ = self.ctx().journal.fence().await;
+        let _ = self.ctx().journal.fence_all().await;
         for shard in &self.inner.shards {
             let _ = shard
                 .actor

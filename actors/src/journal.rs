@@ -54,10 +54,12 @@ enum JournalMsg {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// A cloneable handle to the writer's bounded queue.
+/// A cloneable handle to the writers' bounded queues. Each doctor's records always go to
+/// the same writer (by hash of its id), so per-doctor order and the failure rule hold
+/// within one writer, while writers for different doctors commit concurrently.
 #[derive(Clone)]
 pub(crate) struct JournalHandle {
-    tx: mpsc::Sender<JournalMsg>,
+    writers: Arc<[mpsc::Sender<JournalMsg>]>,
 }
 
 /// A reserved place in the writer's queue: once held, appending cannot fail, so an actor
@@ -71,9 +73,13 @@ impl JournalPermit<'_> {
 }
 
 impl JournalHandle {
-    /// A place in the queue, or `Overloaded` when it is full.
-    pub fn try_reserve(&self) -> Result<JournalPermit<'_>, EngineError> {
-        match self.tx.try_reserve() {
+    fn writer(&self, doctor_id: DoctorId) -> &mpsc::Sender<JournalMsg> {
+        &self.writers[crate::engine::shard_index(doctor_id, self.writers.len())]
+    }
+
+    /// A place in the doctor's writer queue, or `Overloaded` when it is full.
+    pub fn try_reserve(&self, doctor_id: DoctorId) -> Result<JournalPermit<'_>, EngineError> {
+        match self.writer(doctor_id).try_reserve() {
             Ok(permit) => Ok(JournalPermit(permit)),
             Err(mpsc::error::TrySendError::Full(())) => Err(EngineError::Overloaded),
             Err(mpsc::error::TrySendError::Closed(())) => {
@@ -90,7 +96,7 @@ impl JournalHandle {
         generation: u64,
         done: Completion,
     ) -> Result<(), Completion> {
-        self.tx
+        self.writer(doctor_id)
             .try_send(JournalMsg::After {
                 doctor_id,
                 generation,
@@ -102,47 +108,81 @@ impl JournalHandle {
             })
     }
 
-    /// Waits until every record queued before this call is durable or refused.
-    pub async fn fence(&self) -> Result<(), EngineError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(JournalMsg::Fence(tx))
-            .await
-            .map_err(|_| EngineError::Unavailable("journal writer stopped".into()))?;
-        rx.await
-            .map_err(|_| EngineError::Unavailable("journal writer stopped".into()))
+    /// Waits until every record of the doctor queued before this call is durable or
+    /// refused.
+    pub async fn fence(&self, doctor_id: DoctorId) -> Result<(), EngineError> {
+        fence(self.writer(doctor_id)).await
     }
 
-    /// Flushes everything queued and stops the writer.
+    /// Like [`Self::fence`], for every doctor.
+    pub async fn fence_all(&self) -> Result<(), EngineError> {
+        for w in self.writers.iter() {
+            fence(w).await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything queued and stops the writers.
     pub async fn shutdown(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(JournalMsg::Shutdown(tx)).await.is_ok() {
-            let _ = rx.await;
+        for w in self.writers.iter() {
+            let (tx, rx) = oneshot::channel();
+            if w.send(JournalMsg::Shutdown(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
         }
     }
 }
 
+async fn fence(writer: &mpsc::Sender<JournalMsg>) -> Result<(), EngineError> {
+    let (tx, rx) = oneshot::channel();
+    writer
+        .send(JournalMsg::Fence(tx))
+        .await
+        .map_err(|_| EngineError::Unavailable("journal writer stopped".into()))?;
+    rx.await
+        .map_err(|_| EngineError::Unavailable("journal writer stopped".into()))
+}
+
 pub(crate) struct JournalConfig {
+    pub writers: usize,
     pub max_batch: usize,
     pub flush_interval: Duration,
     pub queue_capacity: usize,
 }
 
-/// Starts the writer task.
+/// Starts the writer tasks; the queue capacity is shared out among them.
 pub(crate) fn spawn(
     store: Arc<dyn Store>,
     config: JournalConfig,
     stats: Arc<EngineStats>,
-) -> (JournalHandle, JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(config.queue_capacity);
-    let task = tokio::spawn(run(store, rx, config, stats));
-    (JournalHandle { tx }, task)
+) -> (JournalHandle, Vec<JoinHandle<()>>) {
+    let writers = config.writers.max(1);
+    let capacity = (config.queue_capacity / writers).max(1);
+    let config = Arc::new(config);
+    let mut senders = Vec::with_capacity(writers);
+    let mut tasks = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        let (tx, rx) = mpsc::channel(capacity);
+        senders.push(tx);
+        tasks.push(tokio::spawn(run(
+            Arc::clone(&store),
+            rx,
+            Arc::clone(&config),
+            Arc::clone(&stats),
+        )));
+    }
+    (
+        JournalHandle {
+            writers: senders.into(),
+        },
+        tasks,
+    )
 }
 
 async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<JournalMsg>,
-    config: JournalConfig,
+    config: Arc<JournalConfig>,
     stats: Arc<EngineStats>,
 ) {
     let mut msgs = Vec::with_capacity(config.max_batch);

@@ -2,7 +2,7 @@
 //! uniqueness guards as the SQL adapters, for embedding without a database, examples and
 //! benchmarks. Nothing survives the process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -21,6 +21,8 @@ struct Tables {
     doctors: BTreeMap<DoctorId, DoctorProfile>,
     journal: BTreeMap<(DoctorId, u64), DoctorEvent>,
     consultations: BTreeMap<ConsultationId, Consultation>,
+    /// (doctor, start) of every active consultation: the unique guard.
+    active_slots: HashSet<(DoctorId, DateTime<Utc>)>,
     snapshots: HashMap<DoctorId, StoredSnapshot>,
 }
 
@@ -36,21 +38,65 @@ impl MemoryStore {
     }
 }
 
-fn apply_projection(t: &mut Tables, r: &JournalRecord) -> Result<(), StoreError> {
+/// Checks a batch against the tables without changing them, in order (a booking may
+/// follow a cancellation of the same slot in one batch), so applying it cannot fail.
+fn validate(t: &Tables, batch: &[JournalRecord]) -> Result<(), StoreError> {
+    let mut journal_keys = HashSet::new();
+    let mut freed = HashSet::new();
+    let mut taken = HashSet::new();
+    let mut new_ids = HashMap::new();
+    for r in batch {
+        if t.journal.contains_key(&(r.doctor_id, r.seq))
+            || !journal_keys.insert((r.doctor_id, r.seq))
+        {
+            return Err(StoreError::Constraint(format!(
+                "journal already has doctor {} seq {}",
+                r.doctor_id, r.seq
+            )));
+        }
+        if !t.doctors.contains_key(&r.doctor_id) {
+            return Err(StoreError::Constraint(format!("no doctor {}", r.doctor_id)));
+        }
+        match &r.event {
+            DoctorEvent::Booked { slot } => {
+                let key = (r.doctor_id, slot.start);
+                let busy = (t.active_slots.contains(&key) && !freed.contains(&key))
+                    || taken.contains(&key);
+                if busy || t.consultations.contains_key(&slot.id) || new_ids.contains_key(&slot.id)
+                {
+                    return Err(StoreError::Constraint(format!(
+                        "consultation {} duplicates an active slot or id",
+                        slot.id
+                    )));
+                }
+                taken.insert(key);
+                new_ids.insert(slot.id, key);
+            }
+            DoctorEvent::Cancelled {
+                consultation_id, ..
+            } => {
+                let key = match t.consultations.get(consultation_id) {
+                    Some(c) if c.status.is_active() => Some((c.doctor_id, c.scheduled_at)),
+                    _ => new_ids.get(consultation_id).copied(),
+                };
+                if let Some(key) = key {
+                    taken.remove(&key);
+                    freed.insert(key);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn apply_projection(t: &mut Tables, r: &JournalRecord) {
     match &r.event {
         DoctorEvent::Registered { profile } => {
             t.doctors.insert(profile.id, profile.clone());
         }
         DoctorEvent::Booked { slot } => {
-            let taken = t.consultations.values().any(|c| {
-                c.doctor_id == r.doctor_id && c.scheduled_at == slot.start && c.status.is_active()
-            });
-            if taken || t.consultations.contains_key(&slot.id) {
-                return Err(StoreError::Constraint(format!(
-                    "consultation {} duplicates an active slot or id",
-                    slot.id
-                )));
-            }
+            t.active_slots.insert((r.doctor_id, slot.start));
             t.consultations.insert(
                 slot.id,
                 Consultation {
@@ -75,6 +121,9 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) -> Result<(), StoreError>
             at,
         } => {
             if let Some(c) = t.consultations.get_mut(consultation_id) {
+                if c.status.is_active() {
+                    t.active_slots.remove(&(c.doctor_id, c.scheduled_at));
+                }
                 c.status = ConsultationStatus::Cancelled;
                 c.cancelled_at = Some(*at);
             }
@@ -100,16 +149,7 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) -> Result<(), StoreError>
             }
         }
     }
-    if t.journal
-        .insert((r.doctor_id, r.seq), r.event.clone())
-        .is_some()
-    {
-        return Err(StoreError::Constraint(format!(
-            "journal already has doctor {} seq {}",
-            r.doctor_id, r.seq
-        )));
-    }
-    Ok(())
+    t.journal.insert((r.doctor_id, r.seq), r.event.clone());
 }
 
 #[async_trait]
@@ -159,25 +199,10 @@ impl Store for MemoryStore {
 
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError> {
         let mut t = self.tables();
-        // All or nothing: work on a copy of what the batch can touch, then swap it in.
-        let mut work = Tables {
-            doctors: t.doctors.clone(),
-            journal: BTreeMap::new(),
-            consultations: t.consultations.clone(),
-            snapshots: HashMap::new(),
-        };
+        validate(&t, batch)?;
         for r in batch {
-            if t.journal.contains_key(&(r.doctor_id, r.seq)) {
-                return Err(StoreError::Constraint(format!(
-                    "journal already has doctor {} seq {}",
-                    r.doctor_id, r.seq
-                )));
-            }
-            apply_projection(&mut work, r)?;
+            apply_projection(&mut t, r);
         }
-        t.doctors = work.doctors;
-        t.consultations = work.consultations;
-        t.journal.append(&mut work.journal);
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tracing::{error, info};
 
 use crate::calendar::Calendar;
-use crate::doctor::{DoctorActor, DoctorArgs, DoctorMsg};
+use crate::doctor::{load_calendar, DoctorActor, DoctorArgs, DoctorMsg};
 use crate::engine::EngineContext;
 use crate::error::EngineError;
 use crate::model::DoctorId;
@@ -194,25 +194,14 @@ impl Actor for ShardActor {
 }
 
 impl ShardActor {
-    /// Loads a doctor in the background: fence the journal (every record an earlier actor
-    /// of this doctor queued is then durable or refused), read, rebuild.
+    /// Loads a doctor in the background (see [`load_calendar`]).
     fn start_load(&self, myself: &ActorRef<ShardMsg>, doctor_id: DoctorId) {
         let ctx = Arc::clone(&self.ctx);
         let myself = myself.clone();
         tokio::spawn(async move {
-            let result = async {
-                ctx.journal.fence().await?;
-                let history = ctx
-                    .store
-                    .load_doctor(doctor_id)
-                    .await?
-                    .ok_or(EngineError::DoctorNotFound)?;
-                let snapshot_seq = history.snapshot.as_ref().map_or(0, |s| s.seq);
-                let mut calendar = Calendar::rebuild(history)?;
-                calendar.prune(ctx.clock.now());
-                Ok((Box::new(calendar), snapshot_seq))
-            }
-            .await;
+            let result = load_calendar(&ctx, doctor_id)
+                .await
+                .map(|(calendar, snapshot_seq)| (Box::new(calendar), snapshot_seq));
             let _ = myself.cast(ShardMsg::Loaded { doctor_id, result });
         });
     }

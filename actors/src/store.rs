@@ -91,4 +91,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap reachability check for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// How many `append` transactions this store runs well at once. The engine runs that
+    /// many journal writers (each owning a fixed subset of doctors) unless its settings say
+    /// otherwise. A single-writer database (SQLite) says 1.
+    fn preferred_append_concurrency(&self) -> usize {
+        1
+    }
 }

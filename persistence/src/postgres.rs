@@ -454,6 +454,12 @@ impl Store for PgStore {
         consultations(found)
     }
 
+    /// Several transactions overlap well on Postgres: while one commits (fsync), another
+    /// is being written.
+    fn preferred_append_concurrency(&self) -> usize {
+        4
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -40,8 +40,8 @@ async fn a_failing_batch_acknowledges_nothing_stores_nothing_and_later_bookings_
             .unwrap()
             .expect_err("no caller of a failed batch sees success");
         assert!(
-            matches!(err, EngineError::Storage(_)),
-            "a storage error, never a conflict with an undurable booking; got {err:?}"
+            err.is_retryable(),
+            "a retryable error, never a conflict with an undurable booking; got {err:?}"
         );
     }
     store.fail_appends.store(false, Ordering::SeqCst);
