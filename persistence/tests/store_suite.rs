@@ -83,7 +83,6 @@ store_test_suite!(
     an_appended_batch_is_reflected_in_the_journal_and_every_projection,
     a_batch_with_two_active_consultations_at_one_start_fails_whole_with_constraint,
     a_batch_with_a_duplicate_journal_seq_fails_whole_with_constraint,
-    a_batch_for_an_unknown_doctor_fails_with_constraint,
     a_batch_that_books_cancels_and_rebooks_one_slot_succeeds,
     snapshots_are_replaced_hide_the_events_they_cover_and_can_be_deleted,
     max_consultation_id_is_zero_then_the_highest_id,
@@ -425,18 +424,6 @@ async fn a_batch_with_a_duplicate_journal_seq_fails_whole_with_constraint(store:
     let err = store.append(&batch).await.expect_err("duplicate seq");
     assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
 
-    assert_eq!(journal_seqs(&*store, doctor.id).await, vec![1]);
-    assert_eq!(store.max_consultation_id().await.expect("max"), 0);
-}
-
-async fn a_batch_for_an_unknown_doctor_fails_with_constraint(store: Arc<dyn Store>) {
-    let doctor = create(&*store, "Dr. Ada Okafor").await;
-    let batch = [
-        booking(doctor.id, 2, 1, 100, slot(0), MedicalInfo::default()),
-        booking(doctor.id + 1, 2, 2, 101, slot(1), MedicalInfo::default()),
-    ];
-    let err = store.append(&batch).await.expect_err("unknown doctor");
-    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
     assert_eq!(journal_seqs(&*store, doctor.id).await, vec![1]);
     assert_eq!(store.max_consultation_id().await.expect("max"), 0);
 }
