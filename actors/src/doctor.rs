@@ -4,7 +4,8 @@
 //! reply is sent by the writer when the batch is durable (persist, then reply). The actor
 //! never waits for the disk.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -139,16 +140,52 @@ pub struct DoctorActor {
     pub(crate) ctx: Arc<EngineContext>,
 }
 
-pub struct DoctorArgs {
+/// What a doctor actor publishes so plain reads (check without hold, availability) need no
+/// message: its calendar and how much of it is durable. Only the actor writes it.
+pub(crate) struct View {
     pub calendar: Calendar,
+    /// Last journal sequence number known durable.
+    pub durable_seq: u64,
+    /// Set by readers; the actor counts it as activity (so a read-hot doctor is not
+    /// passivated) and clears it.
+    pub read_since_tick: AtomicBool,
+}
+
+impl View {
+    pub fn new(calendar: Calendar) -> Self {
+        Self {
+            durable_seq: calendar.seq(),
+            calendar,
+            read_since_tick: AtomicBool::new(false),
+        }
+    }
+
+    /// Everything decided is durable: an answer from this view cannot be undone by a
+    /// failed journal batch.
+    pub fn is_quiet(&self) -> bool {
+        self.durable_seq == self.calendar.seq()
+    }
+}
+
+pub(crate) type SharedView = Arc<RwLock<View>>;
+
+/// A registered doctor: its actor, and its published view.
+#[derive(Clone)]
+pub(crate) struct DoctorHandle {
+    pub actor: ActorRef<DoctorMsg>,
+    pub view: SharedView,
+}
+
+pub struct DoctorArgs {
+    pub(crate) view: SharedView,
     pub generation: u64,
     pub snapshot_seq: u64,
 }
 
 pub struct DoctorState {
-    calendar: Calendar,
+    view: SharedView,
+    doctor_id: crate::model::DoctorId,
     generation: u64,
-    durable_seq: u64,
     snapshot_seq: u64,
     snapshot_in_flight: bool,
     last_activity: Instant,
@@ -156,13 +193,40 @@ pub struct DoctorState {
 }
 
 impl DoctorState {
+    /// Locks are only ever held in synchronous sections, never across an await.
+    fn read(&self) -> RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn is_quiet(&self) -> bool {
-        self.durable_seq == self.calendar.seq()
+        self.read().is_quiet()
     }
 
     fn is_dirty(&self) -> bool {
-        self.calendar.seq() > self.snapshot_seq && !self.snapshot_in_flight
+        self.read().calendar.seq() > self.snapshot_seq && !self.snapshot_in_flight
     }
+}
+
+/// The seed's `time_slot_conflict_check` log line.
+pub(crate) fn log_check<T>(
+    doctor_id: crate::model::DoctorId,
+    patient_id: PatientId,
+    at: DateTime<Utc>,
+    hold: bool,
+    result: &Result<T, Rejection>,
+) {
+    info!(
+        event_type = "time_slot_conflict_check",
+        doctor_id,
+        patient_id,
+        scheduled_at = %at,
+        hold,
+        outcome = result.as_ref().err().map_or("available", |r| r.code()),
+    );
 }
 
 impl Actor for DoctorActor {
@@ -175,9 +239,16 @@ impl Actor for DoctorActor {
         _myself: ActorRef<Self::Msg>,
         args: DoctorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let doctor_id = args
+            .view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .calendar
+            .profile()
+            .id;
         Ok(DoctorState {
-            durable_seq: args.calendar.seq(),
-            calendar: args.calendar,
+            view: args.view,
+            doctor_id,
             generation: args.generation,
             snapshot_seq: args.snapshot_seq,
             snapshot_in_flight: false,
@@ -197,7 +268,11 @@ impl Actor for DoctorActor {
         match msg {
             DoctorMsg::Availability { from, days, reply } => {
                 state.last_activity = Instant::now();
-                let _ = reply.send(Ok(state.calendar.availability(from, days, now, &ctx.rules)));
+                let availability = state
+                    .read()
+                    .calendar
+                    .availability(from, days, now, &ctx.rules);
+                let _ = reply.send(Ok(availability));
             }
             DoctorMsg::CheckSlot {
                 patient_id,
@@ -207,24 +282,20 @@ impl Actor for DoctorActor {
             } => {
                 state.last_activity = Instant::now();
                 let result = if hold {
-                    state
+                    let placed = state
+                        .write()
                         .calendar
-                        .place_hold(patient_id, at, now, &ctx.rules)
-                        .map(Some)
+                        .place_hold(patient_id, at, now, &ctx.rules);
+                    placed.map(Some)
                 } else {
-                    state
-                        .calendar
-                        .check_slot(Some(patient_id), at, now, &ctx.rules)
-                        .map(|()| None)
+                    let checked =
+                        state
+                            .read()
+                            .calendar
+                            .check_slot(Some(patient_id), at, now, &ctx.rules);
+                    checked.map(|()| None)
                 };
-                info!(
-                    event_type = "time_slot_conflict_check",
-                    doctor_id = state.calendar.profile().id,
-                    patient_id,
-                    scheduled_at = %at,
-                    hold,
-                    outcome = result.err().map_or("available", Rejection::code),
-                );
+                log_check(state.doctor_id, patient_id, at, hold, &result);
                 let answer = result
                     .map(|held_until| SlotCheck { held_until })
                     .map_err(EngineError::from);
@@ -232,7 +303,8 @@ impl Actor for DoctorActor {
             }
             DoctorMsg::ReleaseHold { patient_id, reply } => {
                 state.last_activity = Instant::now();
-                let _ = reply.send(Ok(state.calendar.release_hold(patient_id).is_some()));
+                let released = state.write().calendar.release_hold(patient_id).is_some();
+                let _ = reply.send(Ok(released));
             }
             DoctorMsg::Book { request, reply } => {
                 state.last_activity = Instant::now();
@@ -244,7 +316,11 @@ impl Actor for DoctorActor {
                 reply,
             } => {
                 state.last_activity = Instant::now();
-                match state.calendar.decide_cancel(consultation_id, by, now) {
+                let decision = state
+                    .read()
+                    .calendar
+                    .decide_cancel(consultation_id, by, now);
+                match decision {
                     Ok(event) => self.journal(&myself, state, event, Default::default(), {
                         move |r| {
                             let _ = reply.send(r.map(|()| now));
@@ -257,7 +333,8 @@ impl Actor for DoctorActor {
             }
             DoctorMsg::UpdateSchedule { update, reply } => {
                 state.last_activity = Instant::now();
-                match state.calendar.decide_schedule(&update) {
+                let decision = state.read().calendar.decide_schedule(&update);
+                match decision {
                     Ok(event) => self.journal_profile_change(&myself, state, event, reply),
                     Err(e) => {
                         let _ = reply.send(Err(e.into()));
@@ -266,46 +343,53 @@ impl Actor for DoctorActor {
             }
             DoctorMsg::SetStatus { update, reply } => {
                 state.last_activity = Instant::now();
-                match state.calendar.decide_status(update) {
+                let decision = state.read().calendar.decide_status(update);
+                match decision {
                     Some(event) => self.journal_profile_change(&myself, state, event, reply),
                     None => {
-                        let _ = reply.send(Ok(state.calendar.profile().clone()));
+                        let profile = state.read().calendar.profile().clone();
+                        let _ = reply.send(Ok(profile));
                     }
                 }
             }
             DoctorMsg::Profile { reply } => {
                 state.last_activity = Instant::now();
-                let _ = reply.send(Ok(state.calendar.profile().clone()));
+                let profile = state.read().calendar.profile().clone();
+                let _ = reply.send(Ok(profile));
             }
             DoctorMsg::Observe { reply } => {
-                let _ = reply.send(Ok(DoctorSnapshot {
-                    profile: state.calendar.profile().clone(),
-                    seq: state.calendar.seq(),
-                    durable_seq: state.durable_seq,
-                    snapshot_seq: state.snapshot_seq,
-                    generation: state.generation,
-                    active: state.calendar.active().cloned().collect(),
-                    live_holds: state.calendar.live_holds(now).cloned().collect(),
-                }));
+                let snapshot = {
+                    let v = state.read();
+                    DoctorSnapshot {
+                        profile: v.calendar.profile().clone(),
+                        seq: v.calendar.seq(),
+                        durable_seq: v.durable_seq,
+                        snapshot_seq: state.snapshot_seq,
+                        generation: state.generation,
+                        active: v.calendar.active().cloned().collect(),
+                        live_holds: v.calendar.live_holds(now).cloned().collect(),
+                    }
+                };
+                let _ = reply.send(Ok(snapshot));
             }
             DoctorMsg::Durable { generation, seq } => {
                 if generation == state.generation {
-                    state.durable_seq = state.durable_seq.max(seq);
+                    let mut v = state.write();
+                    v.durable_seq = v.durable_seq.max(seq);
                 }
             }
             DoctorMsg::JournalFailed { generation } => {
                 if generation == state.generation {
                     // What reached the disk is unknown: reload from the store behind a fence.
                     // Messages queued meanwhile wait and are then decided on the reloaded state.
-                    let doctor_id = state.calendar.profile().id;
+                    let doctor_id = state.doctor_id;
                     warn!(
                         doctor_id,
                         "journal write failed; reloading the doctor from the store"
                     );
                     match load_calendar(ctx, doctor_id).await {
                         Ok((calendar, snapshot_seq)) => {
-                            state.durable_seq = calendar.seq();
-                            state.calendar = calendar;
+                            *state.write() = View::new(calendar);
                             state.snapshot_seq = snapshot_seq;
                             state.generation = ctx.next_generation();
                         }
@@ -324,8 +408,10 @@ impl Actor for DoctorActor {
                 }
             }
             DoctorMsg::FinalSnapshot { reply } => {
-                let snap = (state.is_quiet() && state.is_dirty())
-                    .then(|| (state.calendar.seq(), state.calendar.encode_snapshot()));
+                let snap = (state.is_quiet() && state.is_dirty()).then(|| {
+                    let v = state.read();
+                    (v.calendar.seq(), v.calendar.encode_snapshot())
+                });
                 let _ = reply.send(snap);
             }
             #[cfg(feature = "fault-injection")]
@@ -345,12 +431,14 @@ impl DoctorActor {
         now: DateTime<Utc>,
     ) {
         let ctx = &self.ctx;
-        let doctor_id = state.calendar.profile().id;
-        if let Err(rejection) =
-            state
-                .calendar
-                .check_slot(Some(req.patient_id), req.scheduled_at, now, &ctx.rules)
-        {
+        let doctor_id = state.doctor_id;
+        let checked = state.read().calendar.check_slot(
+            Some(req.patient_id),
+            req.scheduled_at,
+            now,
+            &ctx.rules,
+        );
+        if let Err(rejection) = checked {
             if rejection == Rejection::Conflict {
                 info!(
                     event_type = "time_slot_conflict",
@@ -366,7 +454,8 @@ impl DoctorActor {
             return;
         }
         let id = ctx.allocate_consultation_id();
-        let event = match state.calendar.decide_book(&req, id, now, &ctx.rules) {
+        let decision = state.read().calendar.decide_book(&req, id, now, &ctx.rules);
+        let event = match decision {
             Ok(event) => event,
             Err(rejection) => {
                 let _ = reply.send(Err(rejection.into()));
@@ -434,11 +523,10 @@ impl DoctorActor {
         let done: crate::journal::Completion = Box::new(move |durable| {
             let _ = reply.send(durable.and(answer));
         });
-        let doctor_id = state.calendar.profile().id;
         if let Err(done) = self
             .ctx
             .journal
-            .try_after(doctor_id, state.generation, done)
+            .try_after(state.doctor_id, state.generation, done)
         {
             done(Err(EngineError::Overloaded));
         }
@@ -451,7 +539,7 @@ impl DoctorActor {
         event: DoctorEvent,
         reply: Reply<DoctorProfile>,
     ) {
-        let mut profile = state.calendar.profile().clone();
+        let mut profile = state.read().calendar.profile().clone();
         match &event {
             DoctorEvent::ScheduleUpdated {
                 timezone,
@@ -486,7 +574,7 @@ impl DoctorActor {
         medical: crate::model::MedicalInfo,
         done: impl FnOnce(Result<(), EngineError>) + Send + 'static,
     ) {
-        let permit = match self.ctx.journal.try_reserve(state.calendar.profile().id) {
+        let permit = match self.ctx.journal.try_reserve(state.doctor_id) {
             Ok(p) => p,
             Err(e) => {
                 if e == EngineError::Overloaded {
@@ -496,11 +584,15 @@ impl DoctorActor {
                 return;
             }
         };
-        let seq = state.calendar.seq() + 1;
-        state.calendar.apply(seq, &event);
+        let seq = {
+            let mut v = state.write();
+            let seq = v.calendar.seq() + 1;
+            v.calendar.apply(seq, &event);
+            seq
+        };
         permit.append(Entry {
             record: JournalRecord {
-                doctor_id: state.calendar.profile().id,
+                doctor_id: state.doctor_id,
                 seq,
                 recorded_at: self.ctx.clock.now(),
                 event,
@@ -522,19 +614,24 @@ impl DoctorActor {
         if state.passivating {
             return;
         }
-        state.calendar.prune(now);
+        let (has_holds, read) = {
+            let mut v = state.write();
+            v.calendar.prune(now);
+            let read = v.read_since_tick.swap(false, Ordering::Relaxed);
+            let has_holds = v.calendar.live_holds(now).next().is_some();
+            (has_holds, read)
+        };
+        if read {
+            state.last_activity = Instant::now();
+        }
         let idle_ms = state.last_activity.elapsed().as_millis() as u64;
-        let has_holds = state.calendar.live_holds(now).next().is_some();
         if idle_ms >= self.ctx.settings.passivate_after_idle_ms && state.is_quiet() && !has_holds {
             if state.is_dirty() {
                 self.save_snapshot(myself, state);
             }
             state.passivating = true;
             EngineStats::bump(&self.ctx.stats.passivations);
-            debug!(
-                doctor_id = state.calendar.profile().id,
-                "passivating idle doctor actor"
-            );
+            debug!(doctor_id = state.doctor_id, "passivating idle doctor actor");
             // Messages already queued are still handled; later ones are refused and their
             // callers reactivate the doctor through its shard.
             let _ = myself.drain();
@@ -545,9 +642,11 @@ impl DoctorActor {
 
     /// Encodes the (durable) state and writes it in the background.
     fn save_snapshot(&self, myself: &ActorRef<DoctorMsg>, state: &mut DoctorState) {
-        let seq = state.calendar.seq();
-        let blob = state.calendar.encode_snapshot();
-        let doctor_id = state.calendar.profile().id;
+        let (seq, blob) = {
+            let v = state.read();
+            (v.calendar.seq(), v.calendar.encode_snapshot())
+        };
+        let doctor_id = state.doctor_id;
         state.snapshot_in_flight = true;
         let ctx = Arc::clone(&self.ctx);
         let myself = myself.clone();

@@ -16,9 +16,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::calendar::{validate_slot_minutes, Availability, Rules};
+use crate::calendar::{validate_slot_minutes, Availability, Calendar, Rules};
 use crate::clock::{Clock, SystemClock};
-use crate::doctor::{DoctorMsg, DoctorSnapshot, SlotCheck};
+use crate::doctor::{log_check, DoctorHandle, DoctorMsg, DoctorSnapshot, SlotCheck};
 use crate::error::{EngineError, InvalidField};
 use crate::journal::{self, JournalConfig, JournalHandle};
 use crate::model::{
@@ -46,8 +46,9 @@ pub(crate) struct EngineContext {
     pub settings: EngineSettings,
     pub rules: Rules,
     pub stats: Arc<EngineStats>,
-    /// Doctor id -> its live actor; lets callers skip the shard.
-    pub registry: DashMap<DoctorId, ActorRef<DoctorMsg>>,
+    /// Doctor id -> its live actor and published view; lets callers skip the shard, and
+    /// plain reads skip the actor.
+    pub registry: DashMap<DoctorId, DoctorHandle>,
     pub snapshot_permits: Semaphore,
     next_consultation_id: AtomicI64,
     next_generation: AtomicU64,
@@ -287,6 +288,12 @@ impl Engine {
         if days == 0 || days > max {
             return Err(InvalidField::new("days", format!("must be 1 to {max}")).into());
         }
+        self.ensure_open()?;
+        if let Some(a) = self.read_view(doctor_id, |cal| {
+            cal.availability(from, days, self.now(), &self.ctx().rules)
+        }) {
+            return Ok(a);
+        }
         self.call(doctor_id, |reply| DoctorMsg::Availability {
             from,
             days,
@@ -303,6 +310,20 @@ impl Engine {
         at: DateTime<Utc>,
         hold: bool,
     ) -> Result<SlotCheck, EngineError> {
+        self.ensure_open()?;
+        if !hold {
+            // From the published view when everything the actor decided is durable; else
+            // through the actor, which makes the answer wait for the journal.
+            let checked = self.read_quiet_view(doctor_id, |cal| {
+                cal.check_slot(Some(patient_id), at, self.now(), &self.ctx().rules)
+            });
+            if let Some(result) = checked {
+                log_check(doctor_id, patient_id, at, false, &result);
+                return result
+                    .map(|()| SlotCheck { held_until: None })
+                    .map_err(EngineError::from);
+            }
+        }
         self.call(doctor_id, |reply| DoctorMsg::CheckSlot {
             patient_id,
             at,
@@ -495,6 +516,29 @@ impl Engine {
         }
     }
 
+    /// Runs `read` on the doctor's published calendar, if the doctor is active.
+    fn read_view<T>(&self, doctor_id: DoctorId, read: impl FnOnce(&Calendar) -> T) -> Option<T> {
+        let handle = self.ctx().registry.get(&doctor_id)?;
+        let view = handle.view.read().ok()?;
+        mark_read(&view);
+        Some(read(&view.calendar))
+    }
+
+    /// Like [`Self::read_view`], only when all the actor decided is durable.
+    fn read_quiet_view<T>(
+        &self,
+        doctor_id: DoctorId,
+        read: impl FnOnce(&Calendar) -> T,
+    ) -> Option<T> {
+        let handle = self.ctx().registry.get(&doctor_id)?;
+        let view = handle.view.read().ok()?;
+        if !view.is_quiet() {
+            return None;
+        }
+        mark_read(&view);
+        Some(read(&view.calendar))
+    }
+
     fn deadline(&self) -> Instant {
         Instant::now() + Duration::from_millis(self.settings().call_timeout_ms)
     }
@@ -538,9 +582,9 @@ impl Engine {
         doctor_id: DoctorId,
         deadline: Instant,
     ) -> Result<ActorRef<DoctorMsg>, EngineError> {
-        if let Some(actor) = self.ctx().registry.get(&doctor_id) {
-            if actor.get_status() == ActorStatus::Running {
-                return Ok(actor.clone());
+        if let Some(h) = self.ctx().registry.get(&doctor_id) {
+            if h.actor.get_status() == ActorStatus::Running {
+                return Ok(h.actor.clone());
             }
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -559,6 +603,13 @@ impl Engine {
                 Err(EngineError::Unavailable("shard supervisor stopped".into()))
             }
         }
+    }
+}
+
+/// Tells the actor it is being read (only if not told already: no shared-line write per read).
+fn mark_read(view: &crate::doctor::View) {
+    if !view.read_since_tick.load(Ordering::Relaxed) {
+        view.read_since_tick.store(true, Ordering::Relaxed);
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tracing::{error, info};
 
 use crate::calendar::Calendar;
-use crate::doctor::{load_calendar, DoctorActor, DoctorArgs, DoctorMsg};
+use crate::doctor::{load_calendar, DoctorActor, DoctorArgs, DoctorHandle, DoctorMsg, View};
 use crate::engine::EngineContext;
 use crate::error::EngineError;
 use crate::model::DoctorId;
@@ -177,7 +177,7 @@ impl Actor for ShardActor {
         state.children.remove(&doctor_id);
         self.ctx
             .registry
-            .remove_if(&doctor_id, |_, actor| actor.get_id() == id);
+            .remove_if(&doctor_id, |_, h| h.actor.get_id() == id);
         if let Some(err) = failure {
             EngineStats::bump(&self.ctx.stats.actor_failures);
             error!(
@@ -214,8 +214,9 @@ impl ShardActor {
         calendar: Calendar,
         snapshot_seq: u64,
     ) -> Result<ActorRef<DoctorMsg>, EngineError> {
+        let view = Arc::new(std::sync::RwLock::new(View::new(calendar)));
         let args = DoctorArgs {
-            calendar,
+            view: Arc::clone(&view),
             generation: self.ctx.next_generation(),
             snapshot_seq,
         };
@@ -227,7 +228,13 @@ impl ShardActor {
             .map_err(|e| EngineError::Unavailable(format!("doctor actor did not start: {e}")))?;
         state.children.insert(doctor_id, actor.clone());
         state.doctor_of.insert(actor.get_id(), doctor_id);
-        self.ctx.registry.insert(doctor_id, actor.clone());
+        self.ctx.registry.insert(
+            doctor_id,
+            DoctorHandle {
+                actor: actor.clone(),
+                view,
+            },
+        );
         EngineStats::bump(&self.ctx.stats.activations);
         Ok(actor)
     }
@@ -261,7 +268,7 @@ impl ShardActor {
             let id = actor.get_id();
             self.ctx
                 .registry
-                .remove_if(&doctor_id, |_, a| a.get_id() == id);
+                .remove_if(&doctor_id, |_, h| h.actor.get_id() == id);
         }
         info!(final_snapshots = written, "shard stopped");
     }

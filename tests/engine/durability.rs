@@ -69,6 +69,43 @@ async fn a_failing_batch_acknowledges_nothing_stores_nothing_and_later_bookings_
     engine.shutdown().await;
 }
 
+async fn a_plain_check_never_reports_a_slot_taken_by_an_undurable_booking(b: &Backend) {
+    let store = FaultyStore::wrap(b.store.clone());
+    let engine = start(store.clone()).await;
+    let doctor = engine
+        .create_doctor(open_doctor("Dr. Check", chrono_tz::UTC))
+        .await
+        .unwrap();
+    engine.doctor(doctor.id).await.unwrap();
+    store.fail_appends.store(true, Ordering::SeqCst);
+    // Bookings (all failing) and plain checks race on the same 10 slots.
+    let books = (0..100i64).map(|i| {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.book(booking(doctor.id, i, slot(i % 10))).await })
+    });
+    let checks = (0..400i64).map(|i| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .check_slot(doctor.id, 1_000 + i, slot(i % 10), false)
+                .await
+        })
+    });
+    let (books, checks) = tokio::join!(join_all(books), join_all(checks));
+    assert!(books.into_iter().all(|r| r.unwrap().is_err()));
+    for r in checks {
+        match r.unwrap() {
+            Ok(check) => assert_eq!(check.held_until, None),
+            Err(e) => assert!(
+                e.is_retryable(),
+                "nothing became durable, so never a conflict; got {e:?}"
+            ),
+        }
+    }
+    store.fail_appends.store(false, Ordering::SeqCst);
+    engine.shutdown().await;
+}
+
 /// Books from many tasks on several doctors, cancels a few; returns what was acknowledged
 /// as still active.
 async fn book_a_mixed_load(engine: &Engine) -> (Vec<DoctorProfile>, HashSet<ConsultationId>) {
@@ -274,6 +311,7 @@ async fn cancellations_and_status_changes_survive_a_restart(b: &Backend) {
 
 crate::on_every_backend!(
     a_failing_batch_acknowledges_nothing_stores_nothing_and_later_bookings_succeed,
+    a_plain_check_never_reports_a_slot_taken_by_an_undurable_booking,
     a_restart_keeps_every_acknowledged_booking_with_and_without_snapshots,
     periodic_snapshots_cover_the_journal_and_activation_uses_them,
     cancellations_and_status_changes_survive_a_restart,
