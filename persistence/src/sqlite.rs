@@ -31,6 +31,10 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// Pool size: one writer at a time (SQLite's rule) plus concurrent readers.
 const MAX_CONNECTIONS: u32 = 8;
 /// How long a writer waits for another writer's lock before failing.
+/// WAL size, in pages, past which a commit checkpoints it.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+/// Page cache per connection, in KiB.
+const CACHE_KIB: u32 = 64 * 1024;
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 /// How long a caller waits for a pooled connection.
 const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
@@ -42,7 +46,12 @@ const CONSULTATION_INSERT_COLUMNS: usize = 17;
 /// The store on one SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Readers.
     pool: SqlitePool,
+    /// The one connection every write goes through: SQLite has a single writer anyway, and
+    /// one connection keeps its page cache warm (a cache is per connection and is dropped
+    /// whenever another connection writes).
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -63,16 +72,29 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A booking touches several index pages; a larger page cache keeps a batch's
+            // dirty pages in memory instead of spilling them mid-transaction.
+            .pragma("cache_size", format!("-{CACHE_KIB}"))
+            .pragma("temp_store", "memory")
+            // Checkpoint the WAL into the database less often (default 1,000 pages), so a
+            // page rewritten by many batches is copied once.
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         create_parent_dir(options.get_filename())?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+            .connect_with(options.clone())
+            .await
+            .map_err(db_error)?;
+        MIGRATOR.run(&writer).await.map_err(migrate_error)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
             .connect_with(options)
             .await
             .map_err(db_error)?;
-        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
     /// The connection pool, for tests and operational queries.
@@ -83,6 +105,7 @@ impl SqliteStore {
     /// Closes every connection (checkpointing the WAL); later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
@@ -270,7 +293,7 @@ impl Store for SqliteStore {
     ) -> Result<DoctorProfile, StoreError> {
         let schedule = batch::schedule_json(&doctor.schedule)?;
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error)?;
@@ -365,7 +388,7 @@ impl Store for SqliteStore {
         }
         let plan = batch::plan(batch)?;
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error)?;
@@ -395,7 +418,7 @@ impl Store for SqliteStore {
         .bind(batch::seq_to_i64(seq)?)
         .bind(blob)
         .bind(ts(Utc::now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -403,7 +426,7 @@ impl Store for SqliteStore {
 
     async fn delete_snapshots(&self) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM snapshots")
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_error)?
             .rows_affected())
