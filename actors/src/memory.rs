@@ -161,17 +161,7 @@ impl Store for MemoryStore {
     ) -> Result<DoctorProfile, StoreError> {
         let mut t = self.tables();
         let id = t.doctors.keys().next_back().map_or(1, |id| id + 1);
-        let profile = DoctorProfile {
-            id,
-            name: doctor.name.clone(),
-            specialty: doctor.specialty.clone(),
-            timezone: doctor.timezone,
-            slot_minutes: doctor.slot_minutes,
-            schedule: doctor.schedule,
-            is_available: doctor.is_available,
-            is_approved: doctor.is_approved,
-            created_at: now,
-        };
+        let profile = doctor.profile(id, now);
         t.doctors.insert(id, profile.clone());
         t.journal.insert(
             (id, 1),

@@ -50,6 +50,23 @@ pub struct NewDoctor {
     pub is_approved: bool,
 }
 
+impl NewDoctor {
+    /// The profile this registration becomes, once the store has given it `id`.
+    pub fn profile(&self, id: DoctorId, created_at: DateTime<Utc>) -> DoctorProfile {
+        DoctorProfile {
+            id,
+            name: self.name.clone(),
+            specialty: self.specialty.clone(),
+            timezone: self.timezone,
+            slot_minutes: self.slot_minutes,
+            schedule: self.schedule,
+            is_available: self.is_available,
+            is_approved: self.is_approved,
+            created_at,
+        }
+    }
+}
+
 /// Lifecycle of a consultation. `Pending` and `Scheduled` are active: they hold their slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

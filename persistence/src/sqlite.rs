@@ -313,17 +313,7 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
-        let profile = DoctorProfile {
-            id,
-            name: doctor.name.clone(),
-            specialty: doctor.specialty.clone(),
-            timezone: doctor.timezone,
-            slot_minutes: doctor.slot_minutes,
-            schedule: doctor.schedule,
-            is_available: doctor.is_available,
-            is_approved: doctor.is_approved,
-            created_at: now,
-        };
+        let profile = doctor.profile(id, now);
         let event = DoctorEvent::Registered {
             profile: profile.clone(),
         };
