@@ -171,7 +171,16 @@ impl Calendar {
     pub fn rebuild(history: DoctorHistory) -> Result<Self, StoreError> {
         let mut events = history.events.into_iter();
         let mut cal = match history.snapshot {
-            Some(snap) => Self::decode_snapshot(&snap.blob)?,
+            Some(snap) => {
+                let cal = Self::decode_snapshot(&snap.blob)?;
+                if cal.seq != snap.seq {
+                    return Err(StoreError::Corrupt(format!(
+                        "snapshot of doctor {} says seq {} but is stored as seq {}",
+                        cal.profile.id, cal.seq, snap.seq
+                    )));
+                }
+                cal
+            }
             None => match events.next() {
                 Some((1, DoctorEvent::Registered { profile })) => Self::new(profile),
                 Some((seq, e)) => {
@@ -218,9 +227,15 @@ impl Calendar {
             }
             None => return Err(StoreError::Corrupt("empty snapshot".into())),
         };
-        let (snap, _): (CalendarSnapshot, usize) =
+        let (snap, read): (CalendarSnapshot, usize) =
             bincode::serde::decode_from_slice(body, bincode::config::standard())
                 .map_err(|e| StoreError::Corrupt(format!("snapshot: {e}")))?;
+        if read != body.len() {
+            return Err(StoreError::Corrupt(format!(
+                "snapshot has {} trailing bytes",
+                body.len() - read
+            )));
+        }
         let mut cal = Self::new(snap.profile);
         cal.seq = snap.seq;
         for slot in snap.active {

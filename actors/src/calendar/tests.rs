@@ -1205,6 +1205,7 @@ fn an_empty_truncated_or_garbage_snapshot_is_corrupt() {
         blob[..blob.len() - 1].to_vec(),
         vec![SNAPSHOT_FORMAT_VERSION, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
         b"\x01{\"profile\": \"not bincode\"}".to_vec(),
+        [blob.clone(), vec![0]].concat(),
     ];
     for b in bad {
         assert!(
@@ -1212,6 +1213,22 @@ fn an_empty_truncated_or_garbage_snapshot_is_corrupt() {
             "{b:?}"
         );
     }
+}
+
+#[test]
+fn a_snapshot_stored_under_another_seq_is_corrupt() {
+    let cal = busy_harness().cal;
+    let history = DoctorHistory {
+        snapshot: Some(StoredSnapshot {
+            seq: cal.seq() - 1,
+            blob: cal.encode_snapshot(),
+        }),
+        events: Vec::new(),
+    };
+    assert!(matches!(
+        Calendar::rebuild(history),
+        Err(StoreError::Corrupt(_))
+    ));
 }
 
 #[test]
