@@ -218,6 +218,17 @@ async fn a_restart_keeps_every_acknowledged_booking_with_and_without_snapshots(b
     engine.shutdown().await;
 }
 
+async fn acknowledged_bookings_survive_without_a_graceful_shutdown(b: &Backend) {
+    let engine = start(b.store.clone()).await;
+    let (doctors, acked) = book_a_mixed_load(&engine).await;
+    // No shutdown: no final flush, no final snapshots. What was acknowledged is already
+    // durable, so a new engine on a new connection sees all of it.
+    drop(engine);
+    let engine = start(b.reopen().await).await;
+    assert_restart_kept(&engine, &doctors, &acked).await;
+    engine.shutdown().await;
+}
+
 async fn periodic_snapshots_cover_the_journal_and_activation_uses_them(b: &Backend) {
     let engine = start(b.store.clone()).await;
     let doctor = engine
@@ -313,6 +324,7 @@ crate::on_every_backend!(
     a_failing_batch_acknowledges_nothing_stores_nothing_and_later_bookings_succeed,
     a_plain_check_never_reports_a_slot_taken_by_an_undurable_booking,
     a_restart_keeps_every_acknowledged_booking_with_and_without_snapshots,
+    acknowledged_bookings_survive_without_a_graceful_shutdown,
     periodic_snapshots_cover_the_journal_and_activation_uses_them,
     cancellations_and_status_changes_survive_a_restart,
 );
