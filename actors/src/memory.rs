@@ -38,6 +38,11 @@ impl MemoryStore {
     }
 }
 
+/// What the SQL stores keep of a timestamp: microseconds.
+fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
 /// Checks a batch against the tables without changing them, in order (a booking may
 /// follow a cancellation of the same slot in one batch), so applying it cannot fail.
 fn validate(t: &Tables, batch: &[JournalRecord]) -> Result<(), StoreError> {
@@ -59,7 +64,7 @@ fn validate(t: &Tables, batch: &[JournalRecord]) -> Result<(), StoreError> {
         }
         match &r.event {
             DoctorEvent::Booked { slot } => {
-                let key = (r.doctor_id, slot.start);
+                let key = (r.doctor_id, micros(slot.start));
                 let busy = (t.active_slots.contains(&key) && !freed.contains(&key))
                     || taken.contains(&key);
                 if busy || t.consultations.contains_key(&slot.id) || new_ids.contains_key(&slot.id)
@@ -96,7 +101,7 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) {
             t.doctors.insert(profile.id, profile.clone());
         }
         DoctorEvent::Booked { slot } => {
-            t.active_slots.insert((r.doctor_id, slot.start));
+            t.active_slots.insert((r.doctor_id, micros(slot.start)));
             t.consultations.insert(
                 slot.id,
                 Consultation {
@@ -104,14 +109,14 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) {
                     reference: slot.reference.clone(),
                     doctor_id: r.doctor_id,
                     patient_id: slot.patient_id,
-                    scheduled_at: slot.start,
+                    scheduled_at: micros(slot.start),
                     duration_minutes: slot.duration_minutes,
                     status: slot.status,
                     consultation_mode: slot.mode,
                     consult_mode: slot.mode,
                     session_status: SessionStatus::initial_for(slot.mode),
                     medical: r.medical.clone(),
-                    created_at: slot.created_at,
+                    created_at: micros(slot.created_at),
                     cancelled_at: None,
                 },
             );
@@ -125,7 +130,7 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) {
                     t.active_slots.remove(&(c.doctor_id, c.scheduled_at));
                 }
                 c.status = ConsultationStatus::Cancelled;
-                c.cancelled_at = Some(*at);
+                c.cancelled_at = Some(micros(*at));
             }
         }
         DoctorEvent::ScheduleUpdated {
@@ -161,7 +166,7 @@ impl Store for MemoryStore {
     ) -> Result<DoctorProfile, StoreError> {
         let mut t = self.tables();
         let id = t.doctors.keys().next_back().map_or(1, |id| id + 1);
-        let profile = doctor.profile(id, now);
+        let profile = doctor.profile(id, micros(now));
         t.doctors.insert(id, profile.clone());
         t.journal.insert(
             (id, 1),

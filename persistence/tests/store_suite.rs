@@ -47,6 +47,17 @@ where
     rethrow(outcome);
 }
 
+/// The engine's in-memory store: a real implementation of the same port, so it must pass
+/// the same suite.
+async fn on_memory<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let store = Arc::new(consult_actors::memory::MemoryStore::default());
+    rethrow(tokio::spawn(test(store)).await);
+}
+
 fn rethrow(outcome: Result<(), tokio::task::JoinError>) {
     if let Err(e) = outcome {
         match e.try_into_panic() {
@@ -71,6 +82,14 @@ macro_rules! store_test_suite {
                 #[tokio::test]
                 async fn $test() {
                     super::on_postgres(super::$test).await;
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::on_memory(super::$test).await;
                 }
             )*
         }
