@@ -135,6 +135,24 @@ pub(crate) async fn load_calendar(
     Ok((calendar, snapshot_seq))
 }
 
+impl DoctorMsg {
+    /// Whether the message is someone using the doctor (it keeps the actor from being
+    /// passivated); internal and diagnostic messages are not.
+    fn is_request(&self) -> bool {
+        matches!(
+            self,
+            Self::Availability { .. }
+                | Self::CheckSlot { .. }
+                | Self::ReleaseHold { .. }
+                | Self::Book { .. }
+                | Self::Cancel { .. }
+                | Self::UpdateSchedule { .. }
+                | Self::SetStatus { .. }
+                | Self::Profile { .. }
+        )
+    }
+}
+
 /// The actor; read-only, shared context only. Mutable state is [`DoctorState`].
 pub struct DoctorActor {
     pub(crate) ctx: Arc<EngineContext>,
@@ -265,9 +283,11 @@ impl Actor for DoctorActor {
     ) -> Result<(), ActorProcessingErr> {
         let ctx = &self.ctx;
         let now = ctx.clock.now();
+        if msg.is_request() {
+            state.last_activity = Instant::now();
+        }
         match msg {
             DoctorMsg::Availability { from, days, reply } => {
-                state.last_activity = Instant::now();
                 let availability = state
                     .read()
                     .calendar
@@ -280,7 +300,6 @@ impl Actor for DoctorActor {
                 hold,
                 reply,
             } => {
-                state.last_activity = Instant::now();
                 let result = if hold {
                     let placed = state
                         .write()
@@ -302,12 +321,10 @@ impl Actor for DoctorActor {
                 self.reply_when_durable(state, reply, answer);
             }
             DoctorMsg::ReleaseHold { patient_id, reply } => {
-                state.last_activity = Instant::now();
                 let released = state.write().calendar.release_hold(patient_id).is_some();
                 let _ = reply.send(Ok(released));
             }
             DoctorMsg::Book { request, reply } => {
-                state.last_activity = Instant::now();
                 self.book(&myself, state, request, reply, now);
             }
             DoctorMsg::Cancel {
@@ -315,7 +332,6 @@ impl Actor for DoctorActor {
                 by,
                 reply,
             } => {
-                state.last_activity = Instant::now();
                 let decision = state
                     .read()
                     .calendar
@@ -332,7 +348,6 @@ impl Actor for DoctorActor {
                 }
             }
             DoctorMsg::UpdateSchedule { update, reply } => {
-                state.last_activity = Instant::now();
                 let decision = state.read().calendar.decide_schedule(&update);
                 match decision {
                     Ok(event) => self.journal_profile_change(&myself, state, event, reply),
@@ -342,7 +357,6 @@ impl Actor for DoctorActor {
                 }
             }
             DoctorMsg::SetStatus { update, reply } => {
-                state.last_activity = Instant::now();
                 let decision = state.read().calendar.decide_status(update);
                 match decision {
                     Some(event) => self.journal_profile_change(&myself, state, event, reply),
@@ -353,7 +367,6 @@ impl Actor for DoctorActor {
                 }
             }
             DoctorMsg::Profile { reply } => {
-                state.last_activity = Instant::now();
                 let profile = state.read().calendar.profile().clone();
                 let _ = reply.send(Ok(profile));
             }
