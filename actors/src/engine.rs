@@ -77,6 +77,22 @@ struct EngineInner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// Dropping the last handle without [`Engine::shutdown`] stops the shards and their doctor
+/// actors, so the engine's tasks end and release the store; records already queued are
+/// still written (the writers drain their queues before exiting). Acknowledged bookings are
+/// durable either way; `shutdown` additionally writes final snapshots.
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        if self.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        for shard in &self.shards {
+            shard.actor.stop_children(Some("engine dropped".into()));
+            shard.actor.stop(Some("engine dropped".into()));
+        }
+    }
+}
+
 /// The scheduling engine. Cheap to clone; all clones drive the same engine.
 ///
 /// ```

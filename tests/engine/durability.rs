@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use consult_actors::*;
 use futures::future::join_all;
@@ -229,6 +230,24 @@ async fn acknowledged_bookings_survive_without_a_graceful_shutdown(b: &Backend) 
     engine.shutdown().await;
 }
 
+async fn dropping_the_engine_without_shutdown_ends_its_tasks(b: &Backend) {
+    let store = b.reopen().await;
+    let engine = start(store.clone()).await;
+    let doctor = engine
+        .create_doctor(open_doctor("Dr. Drop", chrono_tz::UTC))
+        .await
+        .unwrap();
+    engine.book(booking(doctor.id, 1, slot(1))).await.unwrap();
+    assert!(Arc::strong_count(&store) > 1, "the engine holds the store");
+    drop(engine);
+    let released = eventually(std::time::Duration::from_secs(5), || {
+        Arc::strong_count(&store) == 1
+    })
+    .await;
+    assert!(released, "every engine task ended and released the store");
+    assert_eq!(store.active_consultations(None).await.unwrap().len(), 1);
+}
+
 async fn periodic_snapshots_cover_the_journal_and_activation_uses_them(b: &Backend) {
     let engine = start(b.store.clone()).await;
     let doctor = engine
@@ -325,6 +344,7 @@ crate::on_every_backend!(
     a_plain_check_never_reports_a_slot_taken_by_an_undurable_booking,
     a_restart_keeps_every_acknowledged_booking_with_and_without_snapshots,
     acknowledged_bookings_survive_without_a_graceful_shutdown,
+    dropping_the_engine_without_shutdown_ends_its_tasks,
     periodic_snapshots_cover_the_journal_and_activation_uses_them,
     cancellations_and_status_changes_survive_a_restart,
 );
