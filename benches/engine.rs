@@ -85,6 +85,8 @@ struct Args {
     max_requests: Option<u64>,
     clients: Vec<usize>,
     settings: EngineSettings,
+    /// `--memory-doctors N`: only measure resident memory per active doctor actor.
+    memory_doctors: Option<u64>,
 }
 
 impl Args {
@@ -95,6 +97,7 @@ impl Args {
         let mut max_requests = None;
         let mut clients = DEFAULT_CLIENTS.to_vec();
         let mut settings = bench_settings();
+        let mut memory_doctors = None;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -129,6 +132,10 @@ impl Args {
                         .map_err(|_| format!("--flush-ms must be an integer, got {text:?}"))?;
                 }
                 "--quick" => quick = true,
+                "--memory-doctors" => {
+                    memory_doctors =
+                        Some(positive(&value("--memory-doctors")?, "--memory-doctors")?)
+                }
                 _ => {}
             }
         }
@@ -144,6 +151,7 @@ impl Args {
             max_requests,
             clients,
             settings,
+            memory_doctors,
         })
     }
 }
@@ -859,6 +867,53 @@ fn print_verdicts(load: &[LoadRow], hot: &[HotRow]) -> bool {
     all_ok
 }
 
+/// Resident memory of this process, from `/proc/self/statm` (Linux), in bytes.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Resident memory per active doctor actor: N doctors on the in-memory store, all activated.
+async fn memory_run(doctors: u64, settings: &EngineSettings) {
+    let store = Arc::new(consult_scheduler::engine::memory::MemoryStore::default());
+    let engine = Engine::start(settings.clone(), store)
+        .await
+        .expect("engine starts");
+    let mut ids = Vec::with_capacity(doctors as usize);
+    for i in 0..doctors as usize {
+        ids.push(
+            engine
+                .create_doctor(bench_doctor(i))
+                .await
+                .expect("create")
+                .id,
+        );
+    }
+    let before = resident_bytes();
+    let started = Instant::now();
+    for chunk in ids.chunks(SETUP_CONCURRENCY * 8) {
+        let calls = chunk.iter().map(|&id| engine.doctor(id));
+        for r in futures::future::join_all(calls).await {
+            r.expect("activate");
+        }
+    }
+    let took = started.elapsed();
+    let after = resident_bytes();
+    let active = engine.stats().active_actors;
+    println!("| active doctors | activation time | resident before | resident after | per active doctor |");
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {active} | {:.1} s | {:.1} MiB | {:.1} MiB | {:.0} bytes |",
+        took.as_secs_f64(),
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
+        after.saturating_sub(before) as f64 / active.max(1) as f64
+    );
+    engine.shutdown().await;
+}
+
 fn main() {
     let args = match Args::parse() {
         Ok(args) => args,
@@ -871,6 +926,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if let Some(doctors) = args.memory_doctors {
+        runtime.block_on(memory_run(doctors, &args.settings));
+        return;
+    }
     let s = &args.settings;
     println!("# Engine load benchmark\n");
     println!(
