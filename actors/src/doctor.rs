@@ -467,14 +467,7 @@ impl DoctorActor {
             return;
         }
         let id = ctx.allocate_consultation_id();
-        let decision = state.read().calendar.decide_book(&req, id, now, &ctx.rules);
-        let event = match decision {
-            Ok(event) => event,
-            Err(rejection) => {
-                let _ = reply.send(Err(rejection.into()));
-                return;
-            }
-        };
+        let event = state.read().calendar.booked_event(&req, id, now);
         let DoctorEvent::Booked { slot } = &event else {
             unreachable!("decide_book decides bookings")
         };
@@ -553,25 +546,7 @@ impl DoctorActor {
         reply: Reply<DoctorProfile>,
     ) {
         let mut profile = state.read().calendar.profile().clone();
-        match &event {
-            DoctorEvent::ScheduleUpdated {
-                timezone,
-                slot_minutes,
-                schedule,
-            } => {
-                profile.timezone = *timezone;
-                profile.slot_minutes = *slot_minutes;
-                profile.schedule = *schedule;
-            }
-            DoctorEvent::StatusChanged {
-                is_available,
-                is_approved,
-            } => {
-                profile.is_available = *is_available;
-                profile.is_approved = *is_approved;
-            }
-            _ => {}
-        }
+        event.apply_to_profile(&mut profile);
         self.journal(myself, state, event, Default::default(), move |r| {
             let _ = reply.send(r.map(|()| profile));
         });

@@ -133,24 +133,9 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) {
                 c.cancelled_at = Some(micros(*at));
             }
         }
-        DoctorEvent::ScheduleUpdated {
-            timezone,
-            slot_minutes,
-            schedule,
-        } => {
+        DoctorEvent::ScheduleUpdated { .. } | DoctorEvent::StatusChanged { .. } => {
             if let Some(d) = t.doctors.get_mut(&r.doctor_id) {
-                d.timezone = *timezone;
-                d.slot_minutes = *slot_minutes;
-                d.schedule = *schedule;
-            }
-        }
-        DoctorEvent::StatusChanged {
-            is_available,
-            is_approved,
-        } => {
-            if let Some(d) = t.doctors.get_mut(&r.doctor_id) {
-                d.is_available = *is_available;
-                d.is_approved = *is_approved;
+                r.event.apply_to_profile(d);
             }
         }
     }

@@ -159,15 +159,7 @@ async fn an_overloaded_shard_answers_overloaded_at_once_and_books_nothing_extra(
         "admission refused some of 400 calls with 8 permits"
     );
     assert_eq!(acked.len() + overloaded, 400, "everything else was booked");
-    let stored: HashSet<_> = b
-        .store
-        .active_consultations(Some(doctor.id))
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.id)
-        .collect();
-    assert_eq!(stored, acked);
+    assert_eq!(active_ids(b.store.as_ref(), doctor.id).await, acked);
     assert_eq!(engine.stats().overloaded as usize, overloaded);
     engine.shutdown().await;
 }
@@ -216,15 +208,7 @@ async fn passivation_under_concurrent_messages_loses_nothing(b: &Backend) {
     let stats = engine.stats();
     assert!(stats.passivations >= 1, "the actor passivated: {stats:?}");
     assert!(stats.activations >= 2, "and was reactivated: {stats:?}");
-    let stored: HashSet<_> = b
-        .store
-        .active_consultations(Some(doctor.id))
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.id)
-        .collect();
-    assert_eq!(stored, acked);
+    assert_eq!(active_ids(b.store.as_ref(), doctor.id).await, acked);
     // Idle now: it passivates, and comes back with every booking on the next message.
     let passivated = eventually(StdDuration::from_secs(5), || !engine.is_active(doctor.id)).await;
     assert!(passivated);

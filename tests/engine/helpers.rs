@@ -1,6 +1,7 @@
 //! Shared fixtures for the engine suite: a fresh database per test on each backend, a store
 //! wrapper that injects failures and counts loads, and doctor / slot builders.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -245,6 +246,17 @@ pub fn booking(doctor_id: DoctorId, patient_id: PatientId, at: DateTime<Utc>) ->
             ..Default::default()
         },
     }
+}
+
+/// Ids of the doctor's active consultations in the store.
+pub async fn active_ids(store: &dyn Store, doctor_id: DoctorId) -> HashSet<ConsultationId> {
+    store
+        .active_consultations(Some(doctor_id))
+        .await
+        .expect("read active consultations")
+        .iter()
+        .map(|c| c.id)
+        .collect()
 }
 
 /// Asserts that no two active consultations of one doctor overlap in time.

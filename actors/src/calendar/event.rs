@@ -72,6 +72,29 @@ impl DoctorEvent {
         }
     }
 
+    /// Applies a schedule or status change to `profile`; other events leave it as it is.
+    pub fn apply_to_profile(&self, profile: &mut DoctorProfile) {
+        match self {
+            Self::ScheduleUpdated {
+                timezone,
+                slot_minutes,
+                schedule,
+            } => {
+                profile.timezone = *timezone;
+                profile.slot_minutes = *slot_minutes;
+                profile.schedule = *schedule;
+            }
+            Self::StatusChanged {
+                is_available,
+                is_approved,
+            } => {
+                profile.is_available = *is_available;
+                profile.is_approved = *is_approved;
+            }
+            Self::Registered { .. } | Self::Booked { .. } | Self::Cancelled { .. } => {}
+        }
+    }
+
     /// Journal payload: a version byte, then JSON.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(160);

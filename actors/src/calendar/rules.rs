@@ -268,21 +268,8 @@ impl Calendar {
                     self.active.remove(&start);
                 }
             }
-            DoctorEvent::ScheduleUpdated {
-                timezone,
-                slot_minutes,
-                schedule,
-            } => {
-                self.profile.timezone = *timezone;
-                self.profile.slot_minutes = *slot_minutes;
-                self.profile.schedule = *schedule;
-            }
-            DoctorEvent::StatusChanged {
-                is_available,
-                is_approved,
-            } => {
-                self.profile.is_available = *is_available;
-                self.profile.is_approved = *is_approved;
+            DoctorEvent::ScheduleUpdated { .. } | DoctorEvent::StatusChanged { .. } => {
+                event.apply_to_profile(&mut self.profile);
             }
         }
     }
@@ -392,7 +379,17 @@ impl Calendar {
         rules: &Rules,
     ) -> Result<DoctorEvent, Rejection> {
         self.check_slot(Some(req.patient_id), req.scheduled_at, now, rules)?;
-        Ok(DoctorEvent::Booked {
+        Ok(self.booked_event(req, id, now))
+    }
+
+    /// The `Booked` event for a request that already passed [`Self::check_slot`].
+    pub fn booked_event(
+        &self,
+        req: &BookingRequest,
+        id: ConsultationId,
+        now: DateTime<Utc>,
+    ) -> DoctorEvent {
+        DoctorEvent::Booked {
             slot: BookedSlot {
                 id,
                 reference: reference_for(id),
@@ -403,7 +400,7 @@ impl Calendar {
                 mode: req.mode,
                 created_at: now,
             },
-        })
+        }
     }
 
     /// Decides a cancellation by `by`. Only active consultations that have not started can
