@@ -1,5 +1,5 @@
 //! Consult Scheduler: an actor-based, in-memory scheduling engine for telehealth
-//! consultations, embeddable as a library.
+//! consultations, with its HTTP front end ([`Application`]), embeddable as a library.
 //!
 //! The engine lives in [`engine`] (`consult-actors`); durable storage adapters for SQLite
 //! (the embedded default) and Postgres in [`persistence`] (`consult-persistence`).
@@ -54,3 +54,13 @@
 
 pub use consult_actors as engine;
 pub use consult_persistence as persistence;
+
+pub mod cli;
+pub mod demo;
+pub mod http;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
+
+pub use settings::Settings;
+pub use startup::{Application, StartupError};

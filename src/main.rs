@@ -1,16 +1,15 @@
-//! The `consult-scheduler` binary. The HTTP front end is the next milestone; until then the
-//! binary opens the configured store, starts the engine, and stops cleanly on Ctrl-C.
+//! The `consult-scheduler` binary: parse the command line, run it.
 
-use consult_scheduler::engine::{Engine, EngineSettings};
+use clap::Parser;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("CONSULT__DATABASE__URL")
-        .unwrap_or_else(|_| "sqlite://data/consult-scheduler.db".to_owned());
-    let store = consult_scheduler::persistence::open_store(&url).await?;
-    let engine = Engine::start(EngineSettings::default(), store).await?;
-    println!("engine running on {url}; press Ctrl-C to stop");
-    tokio::signal::ctrl_c().await?;
-    engine.shutdown().await;
-    Ok(())
+async fn main() -> std::process::ExitCode {
+    let cli = consult_scheduler::cli::Cli::parse();
+    match consult_scheduler::cli::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("consult-scheduler: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -241,7 +241,7 @@ pub(crate) fn log_check<T>(
         event_type = "time_slot_conflict_check",
         doctor_id,
         patient_id,
-        scheduled_at = %at,
+        scheduled_at = %rfc3339(at),
         hold,
         outcome = result.as_ref().err().map_or("available", |r| r.code()),
     );
@@ -457,7 +457,7 @@ impl DoctorActor {
                     event_type = "time_slot_conflict",
                     doctor_id,
                     patient_id = req.patient_id,
-                    scheduled_at = %req.scheduled_at,
+                    scheduled_at = %rfc3339(req.scheduled_at),
                     consultation_mode = req.mode.as_str(),
                 );
             } else {
@@ -496,7 +496,7 @@ impl DoctorActor {
                     consultation_reference = %c.reference,
                     doctor_id = c.doctor_id,
                     patient_id = c.patient_id,
-                    scheduled_at = %c.scheduled_at,
+                    scheduled_at = %rfc3339(c.scheduled_at),
                     consultation_mode = c.consultation_mode.as_str(),
                 ),
                 Err(e) => warn!(
@@ -504,7 +504,7 @@ impl DoctorActor {
                     consultation_id = c.id,
                     doctor_id = c.doctor_id,
                     patient_id = c.patient_id,
-                    scheduled_at = %c.scheduled_at,
+                    scheduled_at = %rfc3339(c.scheduled_at),
                     consultation_mode = c.consultation_mode.as_str(),
                     error = %e,
                 ),
@@ -656,4 +656,9 @@ impl DoctorActor {
             let _ = myself.cast(DoctorMsg::SnapshotWritten { seq, ok });
         });
     }
+}
+
+/// Log form of an instant: RFC 3339 UTC, as the API answers.
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -524,6 +524,11 @@ impl Engine {
         info!("engine stopped");
     }
 
+    /// Whether the engine takes calls (false once `shutdown` has begun).
+    pub fn is_running(&self) -> bool {
+        !self.inner.closing.load(Ordering::Relaxed)
+    }
+
     fn ensure_open(&self) -> Result<(), EngineError> {
         if self.inner.closing.load(Ordering::Relaxed) {
             Err(EngineError::Unavailable("engine is stopping".into()))

@@ -291,9 +291,10 @@ impl Batch {
     ) -> Result<(), StoreError> {
         let started = Instant::now();
         let result = store.append(&self.records).await;
-        stats
-            .journal_flush_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        let micros = started.elapsed().as_micros() as u64;
+        stats.journal_flush_micros.fetch_add(micros, Relaxed);
+        stats.journal_flush_latency_us.observe(micros);
+        stats.journal_batch_sizes.observe(self.records.len() as u64);
         EngineStats::bump(&stats.journal_batches);
         // Per doctor: the actor to tell, its generation, and the highest seq in this batch.
         let mut touched: HashMap<DoctorId, (ActorRef<DoctorMsg>, u64, u64)> = HashMap::new();

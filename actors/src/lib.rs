@@ -26,5 +26,5 @@ pub use engine::{shard_index, Engine, EngineBuilder, MAX_LIST_LIMIT};
 pub use error::{EngineError, InvalidField, Rejection, StoreError};
 pub use model::*;
 pub use settings::EngineSettings;
-pub use stats::StatsSnapshot;
+pub use stats::{HistogramSnapshot, StatsSnapshot};
 pub use store::{DoctorHistory, Store, StoredSnapshot};

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct EngineStats {
     pub activations: AtomicU64,
     pub passivations: AtomicU64,
@@ -14,10 +14,95 @@ pub(crate) struct EngineStats {
     pub journal_failed_batches: AtomicU64,
     pub journal_flush_micros: AtomicU64,
     pub snapshots_written: AtomicU64,
+    pub journal_batch_sizes: Buckets<{ BATCH_SIZE_BOUNDS.len() }>,
+    pub journal_flush_latency_us: Buckets<{ FLUSH_LATENCY_BOUNDS_US.len() }>,
+}
+
+/// Upper bounds of the journal batch size histogram, in records.
+pub const BATCH_SIZE_BOUNDS: [u64; 12] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
+/// Upper bounds of the journal flush latency histogram, in microseconds.
+pub const FLUSH_LATENCY_BOUNDS_US: [u64; 12] = [
+    250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 512_000, 2_000_000,
+];
+
+/// A fixed-bucket histogram of relaxed atomics: one increment per observation, readable
+/// at any time without stopping writers.
+#[derive(Debug)]
+pub(crate) struct Buckets<const N: usize> {
+    bounds: &'static [u64; N],
+    /// counts[i]: observations <= bounds[i] and > bounds[i - 1]; counts[N]: above all.
+    counts: [AtomicU64; N],
+    overflow: AtomicU64,
+    sum: AtomicU64,
+}
+
+impl<const N: usize> Buckets<N> {
+    pub const fn new(bounds: &'static [u64; N]) -> Self {
+        Self {
+            bounds,
+            counts: [const { AtomicU64::new(0) }; N],
+            overflow: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: u64) {
+        match self.bounds.iter().position(|b| value <= *b) {
+            Some(i) => self.counts[i].fetch_add(1, Relaxed),
+            None => self.overflow.fetch_add(1, Relaxed),
+        };
+        self.sum.fetch_add(value, Relaxed);
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = 0;
+        let buckets = self
+            .bounds
+            .iter()
+            .zip(&self.counts)
+            .map(|(b, c)| {
+                cumulative += c.load(Relaxed);
+                (*b, cumulative)
+            })
+            .collect();
+        HistogramSnapshot {
+            buckets,
+            count: cumulative + self.overflow.load(Relaxed),
+            sum: self.sum.load(Relaxed),
+        }
+    }
+}
+
+/// A histogram read from the engine: cumulative counts per upper bound, Prometheus-style.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// (upper bound, observations <= bound), bounds ascending.
+    pub buckets: Vec<(u64, u64)>,
+    /// All observations, including those above the last bound.
+    pub count: u64,
+    pub sum: u64,
+}
+
+impl Default for EngineStats {
+    fn default() -> Self {
+        Self {
+            activations: AtomicU64::new(0),
+            passivations: AtomicU64::new(0),
+            actor_failures: AtomicU64::new(0),
+            overloaded: AtomicU64::new(0),
+            journal_batches: AtomicU64::new(0),
+            journal_records: AtomicU64::new(0),
+            journal_failed_batches: AtomicU64::new(0),
+            journal_flush_micros: AtomicU64::new(0),
+            snapshots_written: AtomicU64::new(0),
+            journal_batch_sizes: Buckets::new(&BATCH_SIZE_BOUNDS),
+            journal_flush_latency_us: Buckets::new(&FLUSH_LATENCY_BOUNDS_US),
+        }
+    }
 }
 
 /// A point-in-time copy of the engine's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     /// Doctor actors started from the store.
     pub activations: u64,
@@ -37,6 +122,10 @@ pub struct StatsSnapshot {
     pub snapshots_written: u64,
     /// Doctor actors currently active.
     pub active_actors: u64,
+    /// Records per journal transaction.
+    pub journal_batch_sizes: HistogramSnapshot,
+    /// Time per journal transaction, in microseconds.
+    pub journal_flush_latency_us: HistogramSnapshot,
 }
 
 impl EngineStats {
@@ -52,6 +141,8 @@ impl EngineStats {
             journal_flush_micros: self.journal_flush_micros.load(Relaxed),
             snapshots_written: self.snapshots_written.load(Relaxed),
             active_actors,
+            journal_batch_sizes: self.journal_batch_sizes.snapshot(),
+            journal_flush_latency_us: self.journal_flush_latency_us.snapshot(),
         }
     }
 

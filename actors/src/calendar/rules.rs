@@ -86,6 +86,8 @@ pub struct Availability {
     pub timezone: Tz,
     pub slot_minutes: u16,
     pub schedule: super::WeeklySchedule,
+    /// Whether patients may book this doctor at all (approved and switched on).
+    pub bookable: bool,
     /// Starts of active consultations whose local date lies in the range.
     pub booked_slots: Vec<DateTime<Utc>>,
     pub days: Vec<DayView>,
@@ -520,6 +522,7 @@ impl Calendar {
             timezone: p.timezone,
             slot_minutes: p.slot_minutes,
             schedule: p.schedule,
+            bookable: p.is_approved && p.is_available,
             booked_slots,
             days: day_views,
         }

@@ -1,0 +1,61 @@
+//! The command line: `serve` (the default) and `token`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::http::auth::{now_s, JwtKeys, Role};
+use crate::settings::Settings;
+use crate::startup::{shutdown_signal, Application};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "consult-scheduler",
+    version,
+    about = "Telehealth consultation booking engine"
+)]
+pub struct Cli {
+    /// A TOML settings file layered over the built-in defaults (environment wins over it).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the HTTP service (the default).
+    Serve,
+    /// Print a JWT signed with the configured secret, for local use.
+    Token {
+        #[arg(long, value_enum)]
+        role: Role,
+        /// The user's numeric id (patient id or doctor id).
+        #[arg(long)]
+        sub: i64,
+        /// Lifetime in seconds; default `auth.token_ttl_s`.
+        #[arg(long = "ttl-s")]
+        ttl_s: Option<u64>,
+    },
+}
+
+/// Runs the CLI; the process exit code follows the result.
+pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let settings = Settings::from_process(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            crate::telemetry::init(&settings.log);
+            let app = Application::build(settings).await?;
+            app.run_until_stopped(shutdown_signal()).await?;
+        }
+        Command::Token { role, sub, ttl_s } => {
+            let ttl_s = ttl_s.unwrap_or(settings.auth.token_ttl_s);
+            if ttl_s == 0 || ttl_s > 365 * 24 * 3600 {
+                return Err("--ttl-s must be 1..=31536000".into());
+            }
+            let keys = JwtKeys::new(settings.auth.jwt_secret.as_bytes(), settings.auth.leeway_s);
+            println!("{}", keys.mint(role, sub, now_s(), ttl_s));
+        }
+    }
+    Ok(())
+}

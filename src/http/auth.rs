@@ -1,0 +1,252 @@
+//! Bearer-token auth: HS256 JWTs with the configured secret, roles patient / doctor /
+//! admin. The extractors [`PatientAuth`], [`DoctorAuth`] and [`AdminAuth`] answer 401 for
+//! a missing, malformed, expired or tampered token and 403 for the wrong role. Tokens are
+//! never logged.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::error::ApiError;
+use super::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Patient,
+    Doctor,
+    Admin,
+}
+
+/// The claims the API reads. `sub` may be a JSON string or number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    #[serde(
+        deserialize_with = "sub_from_string_or_number",
+        serialize_with = "sub_as_string"
+    )]
+    pub sub: i64,
+    pub role: Role,
+    pub exp: u64,
+    #[serde(default)]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// RFC 7519 makes `sub` a string; minted tokens follow it.
+fn sub_as_string<S: serde::Serializer>(sub: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(sub)
+}
+
+fn sub_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Sub {
+        Number(i64),
+        Text(String),
+    }
+    match Sub::deserialize(d)? {
+        Sub::Number(n) => Ok(n),
+        Sub::Text(s) => s
+            .parse()
+            .map_err(|_| serde::de::Error::custom("sub must be a numeric id")),
+    }
+}
+
+/// Signs and verifies tokens with one HS256 secret.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtKeys(<redacted>)")
+    }
+}
+
+impl JwtKeys {
+    pub fn new(secret: &[u8], leeway_s: u64) -> Self {
+        // Only HS256: a token declaring any other algorithm (`none` included) is refused.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = leeway_s;
+        // `sub` is required by `Claims` itself (string or number).
+        validation.set_required_spec_claims(&["exp"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// Mints a token for `sub` in `role`, valid for `ttl_s` seconds from `now_s`.
+    pub fn mint(&self, role: Role, sub: i64, now_s: u64, ttl_s: u64) -> String {
+        let claims = Claims {
+            sub,
+            role,
+            exp: now_s + ttl_s,
+            iat: Some(now_s),
+            name: None,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing of plain claims cannot fail")
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::Unauthorized("Token has expired")
+                }
+                _ => ApiError::Unauthorized("Invalid token"),
+            })
+    }
+}
+
+/// Seconds since the Unix epoch, for `iat`/`exp`.
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Any authenticated caller.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser {
+    pub id: i64,
+    pub role: Role,
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized("Missing bearer token"))?
+            .to_str()
+            .map_err(|_| ApiError::Unauthorized("Invalid token"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or(ApiError::Unauthorized("Missing bearer token"))?
+            .trim();
+        let claims = state.jwt.verify(token)?;
+        Ok(Self {
+            id: claims.sub,
+            role: claims.role,
+        })
+    }
+}
+
+async fn require(parts: &mut Parts, state: &AppState, role: Role) -> Result<i64, ApiError> {
+    let user = AuthUser::from_request_parts(parts, state).await?;
+    if user.role != role {
+        return Err(ApiError::Forbidden(match role {
+            Role::Patient => "This endpoint is for patients",
+            Role::Doctor => "This endpoint is for doctors",
+            Role::Admin => "This endpoint is for admins",
+        }));
+    }
+    Ok(user.id)
+}
+
+/// A patient; the id is the token's `sub`.
+pub struct PatientAuth(pub i64);
+/// A doctor; the id is the token's `sub` and the doctor's id.
+pub struct DoctorAuth(pub i64);
+/// An admin.
+pub struct AdminAuth;
+
+impl FromRequestParts<AppState> for PatientAuth {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        require(parts, state, Role::Patient).await.map(Self)
+    }
+}
+
+impl FromRequestParts<AppState> for DoctorAuth {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        require(parts, state, Role::Doctor).await.map(Self)
+    }
+}
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        require(parts, state, Role::Admin).await.map(|_| Self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+    #[test]
+    fn a_minted_token_verifies_with_its_role_and_sub() {
+        let keys = JwtKeys::new(SECRET, 0);
+        let token = keys.mint(Role::Doctor, 12, now_s(), 60);
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!((claims.sub, claims.role), (12, Role::Doctor));
+    }
+
+    #[test]
+    fn expired_tampered_foreign_and_unsigned_tokens_are_refused() {
+        let keys = JwtKeys::new(SECRET, 0);
+        let expired = keys.mint(Role::Patient, 1, now_s() - 1000, 10);
+        assert!(keys.verify(&expired).is_err());
+
+        let good = keys.mint(Role::Patient, 1, now_s(), 60);
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let admin_payload = base64_url(&format!(
+            r#"{{"sub":1,"role":"admin","exp":{}}}"#,
+            now_s() + 60
+        ));
+        parts[1] = &admin_payload;
+        assert!(keys.verify(&parts.join(".")).is_err(), "tampered payload");
+
+        let other = JwtKeys::new(b"another-secret-another-secret-another", 0);
+        assert!(keys
+            .verify(&other.mint(Role::Admin, 1, now_s(), 60))
+            .is_err());
+
+        let none_header = base64_url(r#"{"alg":"none","typ":"JWT"}"#);
+        assert!(keys
+            .verify(&format!("{none_header}.{admin_payload}."))
+            .is_err());
+    }
+
+    #[test]
+    fn sub_may_be_a_string_or_a_number() {
+        let keys = JwtKeys::new(SECRET, 0);
+        let header = Header::new(Algorithm::HS256);
+        let exp = now_s() + 60;
+        let key = EncodingKey::from_secret(SECRET);
+        for claims in [
+            serde_json::json!({"sub": "67", "role": "patient", "exp": exp}),
+            serde_json::json!({"sub": 67, "role": "patient", "exp": exp}),
+        ] {
+            let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+            assert_eq!(keys.verify(&token).unwrap().sub, 67);
+        }
+        let bad = serde_json::json!({"sub": "abc", "role": "patient", "exp": exp});
+        let token = jsonwebtoken::encode(&header, &bad, &key).unwrap();
+        assert!(keys.verify(&token).is_err());
+    }
+
+    fn base64_url(s: &str) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    }
+}

@@ -1,0 +1,145 @@
+//! Doctor endpoints: a doctor reads and changes their own schedule and status and lists
+//! their own consultations. The doctor's id is the token's `sub`.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use consult_actors::{ScheduleUpdate, StatusUpdate};
+
+use super::auth::DoctorAuth;
+use super::dto::*;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiQuery};
+use super::patient::{availability_of, list_limit};
+use super::AppState;
+
+/// Longest range of `GET /doctor/consultations`.
+pub const MAX_CONSULTATION_RANGE_DAYS: i64 = 366;
+
+/// The doctor's own slots (whatever their approval or status).
+#[utoipa::path(get, path = "/doctor/availability", tag = "doctor", security(("bearer" = [])),
+    params(AvailabilityQuery),
+    responses((status = 200, body = AvailabilityAnswer), (status = 404, body = ErrorBody)))]
+pub async fn get_availability(
+    State(state): State<AppState>,
+    DoctorAuth(doctor_id): DoctorAuth,
+    ApiQuery(query): ApiQuery<AvailabilityQuery>,
+) -> Result<Json<AvailabilityAnswer>, ApiError> {
+    Ok(Json(
+        availability_of(&state, doctor_id, query).await?.into(),
+    ))
+}
+
+/// Replaces the weekly windows; optionally the timezone and slot length. Existing
+/// consultations are kept.
+#[utoipa::path(put, path = "/doctor/availability", tag = "doctor", security(("bearer" = [])),
+    request_body = ScheduleRequest,
+    responses((status = 200, body = DoctorAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn put_availability(
+    State(state): State<AppState>,
+    DoctorAuth(doctor_id): DoctorAuth,
+    ApiJson(req): ApiJson<ScheduleRequest>,
+) -> Result<Json<DoctorAnswer>, ApiError> {
+    let timezone = req
+        .timezone
+        .as_deref()
+        .map(|tz| parse_timezone("timezone", tz))
+        .transpose()?;
+    let update = ScheduleUpdate {
+        timezone,
+        slot_minutes: req.slot_minutes,
+        schedule: req.availability_schedule.parse()?,
+    };
+    let profile = state.engine.update_schedule(doctor_id, update).await?;
+    Ok(Json(DoctorAnswer {
+        success: true,
+        doctor: (&profile).into(),
+    }))
+}
+
+/// Switches the doctor's availability for new bookings on or off.
+#[utoipa::path(patch, path = "/doctor/status", tag = "doctor", security(("bearer" = [])),
+    request_body = StatusRequest,
+    responses((status = 200, body = DoctorAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn patch_status(
+    State(state): State<AppState>,
+    DoctorAuth(doctor_id): DoctorAuth,
+    ApiJson(req): ApiJson<StatusRequest>,
+) -> Result<Json<DoctorAnswer>, ApiError> {
+    let profile = state
+        .engine
+        .set_status(
+            doctor_id,
+            StatusUpdate {
+                is_available: Some(req.is_available),
+                is_approved: None,
+            },
+        )
+        .await?;
+    Ok(Json(DoctorAnswer {
+        success: true,
+        doctor: (&profile).into(),
+    }))
+}
+
+/// The doctor's consultations starting in `[from, to)`, oldest first.
+#[utoipa::path(get, path = "/doctor/consultations", tag = "doctor", security(("bearer" = [])),
+    params(DoctorConsultationsQuery),
+    responses((status = 200, body = ConsultationsAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_consultations(
+    State(state): State<AppState>,
+    DoctorAuth(doctor_id): DoctorAuth,
+    ApiQuery(query): ApiQuery<DoctorConsultationsQuery>,
+) -> Result<Json<ConsultationsAnswer>, ApiError> {
+    let limit = list_limit(query.limit)?;
+    let tz = state.engine.doctor(doctor_id).await?.timezone;
+    let from = match query.from.as_deref() {
+        Some(s) => parse_instant("from", s, tz)?,
+        None => local_midnight(state.engine.now().with_timezone(&tz).date_naive(), tz),
+    };
+    let to = match query.to.as_deref() {
+        Some(s) => parse_instant("to", s, tz)?,
+        None => from + Duration::days(30),
+    };
+    if to <= from {
+        return Err(ApiError::field("to", "must be after from"));
+    }
+    if to - from > Duration::days(MAX_CONSULTATION_RANGE_DAYS) {
+        return Err(ApiError::field(
+            "to",
+            format!("the range may span at most {MAX_CONSULTATION_RANGE_DAYS} days"),
+        ));
+    }
+    let list = state
+        .engine
+        .doctor_consultations(doctor_id, from, to, limit)
+        .await?;
+    Ok(Json(ConsultationsAnswer {
+        success: true,
+        consultations: list.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// RFC 3339, or a date meaning midnight in the doctor's timezone.
+fn parse_instant(field: &str, s: &str, tz: Tz) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(|d| local_midnight(d, tz))
+        .map_err(|_| ApiError::field(field, "must be RFC 3339 or YYYY-MM-DD"))
+}
+
+/// The first instant of `date` in `tz` (midnight, or the end of a DST gap at midnight).
+fn local_midnight(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let mut t = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+    for _ in 0..4 {
+        if let Some(local) = tz.from_local_datetime(&t).earliest() {
+            return local.with_timezone(&Utc);
+        }
+        t += Duration::minutes(30);
+    }
+    t.and_utc()
+}

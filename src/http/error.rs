@@ -1,0 +1,169 @@
+//! The one error type at the HTTP edge. Every failure a handler or extractor can meet
+//! becomes an [`ApiError`], which renders the API's single error shape:
+//! `{"success": false, "message": "...", "error": "<code>"}` (+ `errors` for validation).
+//! Internal failures are logged here, once, and answered with a generic message.
+
+use std::collections::BTreeMap;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use consult_actors::{EngineError, Rejection};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// `Retry-After` sent with 503 and 429 answers, in seconds.
+pub const RETRY_AFTER_S: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `validation_failed`: malformed JSON, missing or ill-typed fields, bad dates.
+    #[error("{message}")]
+    Validation {
+        message: String,
+        errors: BTreeMap<String, Vec<String>>,
+    },
+    /// 400 (rule violations, seed messages) or 409 `time_slot_conflict`.
+    #[error(transparent)]
+    Rejected(Rejection),
+    /// 401 `unauthorized`: no, bad or expired token.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 403 `forbidden`: wrong role, or another user's resource.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 404 `not_found`: unknown doctor, consultation or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405 `method_not_allowed`.
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    /// 409 `not_cancellable`: the consultation is no longer active.
+    #[error("This consultation can no longer be cancelled")]
+    NotCancellable,
+    /// 413 `payload_too_large`: body over the configured limit.
+    #[error("Request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 503 `unavailable`: overload, storage down, or the engine is stopping. Nothing was
+    /// booked (except after a timeout, which says so).
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// 500 `internal_error`: a bug or an unexpected failure; details are logged only.
+    #[error("Internal server error")]
+    Internal(String),
+}
+
+/// The error body, for the OpenAPI document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    pub message: String,
+    /// Stable machine-readable code, e.g. `time_slot_conflict`.
+    pub error: String,
+    /// Field name -> reasons, for `validation_failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<BTreeMap<String, Vec<String>>>,
+}
+
+impl ApiError {
+    /// A validation failure on one field.
+    pub fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        let field = field.into();
+        let reason = reason.into();
+        let mut errors = BTreeMap::new();
+        errors.insert(field.clone(), vec![reason.clone()]);
+        Self::Validation {
+            message: format!("Invalid {field}: {reason}"),
+            errors,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation { .. } => StatusCode::BAD_REQUEST,
+            Self::Rejected(Rejection::Conflict) => StatusCode::CONFLICT,
+            Self::Rejected(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotCancellable => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation { .. } => "validation_failed",
+            Self::Rejected(r) => r.code(),
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotCancellable => "not_cancellable",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Rejected(r) => Self::Rejected(r),
+            EngineError::Invalid(f) => Self::field(f.field, f.reason),
+            EngineError::DoctorNotFound => Self::NotFound("Doctor not found".into()),
+            EngineError::ConsultationNotFound(_) => {
+                Self::NotFound("Consultation not found".into())
+            }
+            EngineError::Forbidden => {
+                Self::Forbidden("You may not act on another user's consultation")
+            }
+            EngineError::NotCancellable(_) => Self::NotCancellable,
+            EngineError::Overloaded => {
+                Self::Unavailable("The service is busy; nothing was booked. Please retry.")
+            }
+            EngineError::Timeout => Self::Unavailable(
+                "The request timed out. It may have completed: check your consultations before retrying.",
+            ),
+            EngineError::Storage(detail) => {
+                tracing::error!(error = %detail, "storage failure answered 503");
+                Self::Unavailable("Storage is unavailable; nothing was booked. Please retry.")
+            }
+            EngineError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "engine unavailable answered 503");
+                Self::Unavailable("The service is unavailable; nothing was booked. Please retry.")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let code = self.code();
+        if let Self::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error answered 500");
+        }
+        let (message, errors) = match self {
+            Self::Validation { message, errors } => (message, Some(errors)),
+            other => (other.to_string(), None),
+        };
+        let body = ErrorBody {
+            success: false,
+            message,
+            error: code.to_owned(),
+            errors,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+        }
+        response
+    }
+}

@@ -1,0 +1,179 @@
+//! The axum front end: routes of API.md, the middleware stack (request ids, tracing,
+//! admission and timeout, panic capture), and the state handlers share.
+
+pub mod admin;
+pub mod auth;
+pub mod doctor;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod ops;
+pub mod patient;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, Response};
+use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
+use axum::routing::{get, patch, post};
+use axum::Router;
+use consult_actors::Engine;
+use tokio::sync::Semaphore;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use self::auth::JwtKeys;
+use self::error::ApiError;
+use self::metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub jwt: Arc<JwtKeys>,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+    /// Set when shutdown begins: `/readyz` answers 503 so balancers stop sending.
+    pub draining: Arc<AtomicBool>,
+    admission: Arc<Semaphore>,
+    request_timeout: Duration,
+}
+
+/// The limits the router enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_body_bytes: usize,
+    pub max_concurrent_requests: usize,
+    pub request_timeout: Duration,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, jwt: JwtKeys, limits: HttpLimits) -> Self {
+        Self {
+            metrics: Arc::new(Metrics::new(engine.clone())),
+            engine,
+            jwt: Arc::new(jwt),
+            max_body_bytes: limits.max_body_bytes,
+            draining: Arc::new(AtomicBool::new(false)),
+            admission: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
+            request_timeout: limits.request_timeout,
+        }
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/patient/doctors", get(patient::list_doctors))
+        .route(
+            "/patient/doctors/{id}/availability",
+            get(patient::availability),
+        )
+        .route("/patient/doctors/check-slot", post(patient::check_slot))
+        .route("/patient/doctors/book", post(patient::book))
+        .route("/patient/consultations", get(patient::list_consultations))
+        .route(
+            "/patient/consultations/{id}",
+            get(patient::get_consultation),
+        )
+        .route(
+            "/patient/consultations/{id}/cancel",
+            post(patient::cancel_consultation),
+        )
+        .route(
+            "/doctor/availability",
+            get(doctor::get_availability).put(doctor::put_availability),
+        )
+        .route("/doctor/status", patch(doctor::patch_status))
+        .route("/doctor/consultations", get(doctor::list_consultations))
+        .route(
+            "/admin/doctors",
+            get(admin::list_doctors).post(admin::create_doctor),
+        )
+        .route("/admin/doctors/{id}/approve", post(admin::approve_doctor))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/", get(ops::index))
+        .fallback(|| async { ApiError::NotFound("No such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), admission))
+        .with_state(state);
+
+    api.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request<Body>| {
+                        let id = req
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        // The path only: query strings are not logged.
+                        tracing::info_span!(
+                            "request",
+                            request_id = %id,
+                            method = %req.method(),
+                            path = %req.uri().path(),
+                        )
+                    })
+                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+            )
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(CatchPanicLayer::custom(|_panic| {
+                ApiError::Internal("handler panicked".into()).into_response()
+            })),
+    )
+}
+
+/// Bounds requests in flight (503 past the limit, at once) and their duration (503 after
+/// the request timeout), and counts them.
+async fn admission(State(state): State<AppState>, req: Request, next: Next) -> Response<Body> {
+    let Ok(_permit) = state.admission.try_acquire() else {
+        let response =
+            ApiError::Unavailable("The service is busy; nothing was done. Please retry.")
+                .into_response();
+        state.metrics.response(response.status().as_u16());
+        return response;
+    };
+    let _in_flight = InFlight::enter(&state.metrics);
+    let response = match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable(
+            "The request timed out. It may have completed: check before retrying.",
+        )
+        .into_response(),
+    };
+    state.metrics.response(response.status().as_u16());
+    response
+}
+
+/// Counts a request in flight until dropped (also when the client goes away mid-request).
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn enter(metrics: &'a Metrics) -> Self {
+        metrics.in_flight.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}

@@ -1,0 +1,63 @@
+//! The OpenAPI document, generated from the handlers' annotations and types.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{admin, doctor, ops, patient};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Consult Scheduler",
+        description = "Telehealth consultation booking. Every error is `{success: false, message, error}`; see API.md for the error table."
+    ),
+    paths(
+        patient::list_doctors,
+        patient::availability,
+        patient::check_slot,
+        patient::book,
+        patient::list_consultations,
+        patient::get_consultation,
+        patient::cancel_consultation,
+        doctor::get_availability,
+        doctor::put_availability,
+        doctor::patch_status,
+        doctor::list_consultations,
+        admin::create_doctor,
+        admin::approve_doctor,
+        admin::list_doctors,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        ops::openapi,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "patient", description = "Role patient"),
+        (name = "doctor", description = "Role doctor; acts on their own record"),
+        (name = "admin", description = "Role admin"),
+        (name = "ops", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

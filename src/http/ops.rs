@@ -1,0 +1,59 @@
+//! Operational endpoints: liveness, readiness, metrics, the OpenAPI document, and the
+//! page at `/`.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{Html, IntoResponse};
+use axum::Json;
+
+use super::dto::HealthAnswer;
+use super::error::{ApiError, ErrorBody};
+use super::AppState;
+
+/// The page served at `/` until the booking UI exists.
+const INDEX_HTML: &str = include_str!("../../web/index.html");
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = HealthAnswer)))]
+pub async fn healthz() -> Json<HealthAnswer> {
+    Json(HealthAnswer {
+        status: "ok".into(),
+    })
+}
+
+/// The engine is running, not draining, and the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, body = HealthAnswer), (status = 503, body = ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthAnswer>, ApiError> {
+    if state.draining.load(Ordering::Relaxed) || !state.engine.is_running() {
+        return Err(ApiError::Unavailable("The service is shutting down"));
+    }
+    if let Err(e) = state.engine.store().ping().await {
+        tracing::warn!(error = %e, "readiness: store unreachable");
+        return Err(ApiError::Unavailable("Storage is unreachable"));
+    }
+    Ok(Json(HealthAnswer {
+        status: "ready".into(),
+    }))
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, content_type = "application/json", body = Object)))]
+pub async fn openapi() -> impl IntoResponse {
+    Json(super::openapi::document())
+}
+
+pub async fn index() -> Html<&'static str> {
+    Html(INDEX_HTML)
+}

@@ -1,0 +1,227 @@
+//! Patient endpoints: browse doctors, see availability, check or hold a slot, book, and
+//! list, read or cancel one's own consultations.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use consult_actors::{BookingRequest, ConsultMode, EngineError, MedicalInfo, Rejection, Requester};
+
+use super::auth::PatientAuth;
+use super::dto::*;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::AppState;
+
+/// Approved doctors who are taking bookings.
+#[utoipa::path(get, path = "/patient/doctors", tag = "patient", security(("bearer" = [])),
+    responses((status = 200, body = DoctorsAnswer), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_doctors(
+    State(state): State<AppState>,
+    _patient: PatientAuth,
+) -> Result<Json<DoctorsAnswer>, ApiError> {
+    let doctors = state.engine.list_doctors().await?;
+    Ok(Json(DoctorsAnswer {
+        success: true,
+        doctors: doctors
+            .iter()
+            .filter(|d| d.is_approved && d.is_available)
+            .map(DoctorDto::from)
+            .collect(),
+    }))
+}
+
+/// A doctor's slots over local dates; 400 `doctor_unavailable` for a doctor not taking
+/// bookings.
+#[utoipa::path(get, path = "/patient/doctors/{id}/availability", tag = "patient", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Doctor id"), AvailabilityQuery),
+    responses((status = 200, body = AvailabilityAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn availability(
+    State(state): State<AppState>,
+    _patient: PatientAuth,
+    ApiPath(doctor_id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<AvailabilityQuery>,
+) -> Result<Json<AvailabilityAnswer>, ApiError> {
+    let answer = availability_of(&state, doctor_id, query).await?;
+    if !answer.bookable {
+        return Err(ApiError::Rejected(Rejection::DoctorUnavailable));
+    }
+    Ok(Json(answer.into()))
+}
+
+/// Availability for `query`, defaulting `from` to today in the doctor's timezone and
+/// `days` to 7. Shared with the doctor's own view.
+pub(super) async fn availability_of(
+    state: &AppState,
+    doctor_id: i64,
+    query: AvailabilityQuery,
+) -> Result<consult_actors::calendar::Availability, ApiError> {
+    let days = query.days.unwrap_or(7);
+    let max = state.engine.settings().max_availability_days;
+    if days == 0 || days > max {
+        return Err(ApiError::field("days", format!("must be 1 to {max}")));
+    }
+    let from = match query.from {
+        Some(date) => date,
+        None => {
+            let tz = state.engine.doctor(doctor_id).await?.timezone;
+            state.engine.now().with_timezone(&tz).date_naive()
+        }
+    };
+    Ok(state.engine.availability(doctor_id, from, days).await?)
+}
+
+/// Runs the booking checks for a slot; with `hold: true` also reserves it for this
+/// patient (booking consumes the hold).
+#[utoipa::path(post, path = "/patient/doctors/check-slot", tag = "patient", security(("bearer" = [])),
+    request_body = CheckSlotRequest,
+    responses((status = 200, body = CheckSlotAnswer), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn check_slot(
+    State(state): State<AppState>,
+    PatientAuth(patient_id): PatientAuth,
+    ApiJson(req): ApiJson<CheckSlotRequest>,
+) -> Result<Json<CheckSlotAnswer>, ApiError> {
+    let at = req.scheduled_at.with_timezone(&Utc);
+    let check = state
+        .engine
+        .check_slot(req.doctor_id, patient_id, at, req.hold)
+        .await?;
+    Ok(Json(CheckSlotAnswer {
+        success: true,
+        available: true,
+        held_until: check.held_until,
+    }))
+}
+
+/// Books a slot. 201 only once the booking is durable.
+#[utoipa::path(post, path = "/patient/doctors/book", tag = "patient", security(("bearer" = [])),
+    request_body = BookRequest,
+    responses((status = 201, body = ConsultationAnswer), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "time_slot_conflict"),
+        (status = 503, body = ErrorBody, description = "overloaded or storage down; nothing was booked")))]
+pub async fn book(
+    State(state): State<AppState>,
+    PatientAuth(patient_id): PatientAuth,
+    ApiJson(req): ApiJson<BookRequest>,
+) -> Result<(StatusCode, Json<ConsultationAnswer>), ApiError> {
+    let started = Instant::now();
+    let mode = ConsultMode::parse(&req.consult_mode).ok_or_else(|| {
+        ApiError::field(
+            "consult_mode",
+            "must be one of voice, video, chat, whatsapp",
+        )
+    });
+    let result = match mode {
+        Ok(mode) => state
+            .engine
+            .book(BookingRequest {
+                doctor_id: req.doctor_id,
+                patient_id,
+                scheduled_at: req.scheduled_at.with_timezone(&Utc),
+                mode,
+                medical: MedicalInfo {
+                    reason: req.reason,
+                    symptoms: req.symptoms,
+                    medical_history: req.medical_history,
+                    allergies: req.allergies,
+                    current_medications: req.current_medications,
+                },
+            })
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let outcome = match &result {
+        Ok(_) => "booked",
+        Err(ApiError::Rejected(Rejection::Conflict)) => "conflict",
+        Err(ApiError::Rejected(_)) => "rejected",
+        Err(ApiError::Unavailable(_)) => "unavailable",
+        Err(ApiError::NotFound(_)) | Err(ApiError::Validation { .. }) => "invalid",
+        Err(_) => "error",
+    };
+    state
+        .metrics
+        .booking(outcome, started.elapsed().as_secs_f64());
+    let consultation = result?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ConsultationAnswer {
+            success: true,
+            consultation: consultation.into(),
+        }),
+    ))
+}
+
+/// The patient's consultations, newest first.
+#[utoipa::path(get, path = "/patient/consultations", tag = "patient", security(("bearer" = [])),
+    params(ListQuery), responses((status = 200, body = ConsultationsAnswer), (status = 401, body = ErrorBody)))]
+pub async fn list_consultations(
+    State(state): State<AppState>,
+    PatientAuth(patient_id): PatientAuth,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<ConsultationsAnswer>, ApiError> {
+    let limit = list_limit(query.limit)?;
+    let list = state
+        .engine
+        .patient_consultations(patient_id, limit)
+        .await?;
+    Ok(Json(ConsultationsAnswer {
+        success: true,
+        consultations: list.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// One of the patient's consultations; 403 for another patient's.
+#[utoipa::path(get, path = "/patient/consultations/{id}", tag = "patient", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Consultation id")),
+    responses((status = 200, body = ConsultationAnswer), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_consultation(
+    State(state): State<AppState>,
+    PatientAuth(patient_id): PatientAuth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<ConsultationAnswer>, ApiError> {
+    let c = state.engine.consultation(id).await?;
+    if c.patient_id != patient_id {
+        return Err(EngineError::Forbidden.into());
+    }
+    Ok(Json(ConsultationAnswer {
+        success: true,
+        consultation: c.into(),
+    }))
+}
+
+/// Cancels one of the patient's consultations, freeing its slot.
+#[utoipa::path(post, path = "/patient/consultations/{id}/cancel", tag = "patient", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Consultation id")),
+    responses((status = 200, body = ConsultationAnswer), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "not_cancellable")))]
+pub async fn cancel_consultation(
+    State(state): State<AppState>,
+    PatientAuth(patient_id): PatientAuth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<ConsultationAnswer>, ApiError> {
+    let c = state
+        .engine
+        .cancel(id, Requester::Patient(patient_id))
+        .await?;
+    Ok(Json(ConsultationAnswer {
+        success: true,
+        consultation: c.into(),
+    }))
+}
+
+/// Default and bound of list endpoints.
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+pub const MAX_LIST_LIMIT: u32 = 500;
+
+pub(super) fn list_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit.unwrap_or(DEFAULT_LIST_LIMIT) {
+        l @ 1..=MAX_LIST_LIMIT => Ok(l),
+        _ => Err(ApiError::field(
+            "limit",
+            format!("must be 1 to {MAX_LIST_LIMIT}"),
+        )),
+    }
+}

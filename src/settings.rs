@@ -1,0 +1,382 @@
+//! Layered settings: the defaults embedded from `config/default.toml`, then an optional
+//! file (`--config PATH`), then `CONSULT__<SECTION>__<KEY>` environment overrides, into
+//! typed, validated [`Settings`]. Loading takes the environment as input, so tests never
+//! touch the process environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use consult_actors::EngineSettings;
+use serde::Deserialize;
+
+/// The built-in defaults (SQLite file, dev secret, demo data on).
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The dev secret of `config/default.toml`; refused by the production profile.
+pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me-0123456789abcdef";
+
+/// Shortest JWT secret accepted, in bytes (HS256 wants at least its 32-byte output size).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub app: AppSettings,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub demo: DemoSettings,
+    pub log: LogSettings,
+    #[serde(default)]
+    pub engine: EngineSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    pub profile: Profile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on; port 0 picks a free port (tests).
+    pub bind: SocketAddr,
+    /// Largest request body accepted; larger answers 413.
+    pub max_body_bytes: usize,
+    /// Upper bound on one request, engine call included.
+    pub request_timeout_ms: u64,
+    /// Requests handled at once; past it, 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take before the server stops.
+    pub shutdown_grace_ms: u64,
+    /// `Retry-After` given with 503 answers.
+    pub retry_after_s: u32,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (created if missing) or `postgres://...`.
+    pub url: String,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 secret of bearer tokens. Never printed.
+    pub jwt_secret: String,
+    /// Lifetime of tokens minted by `consult-scheduler token` unless `--ttl-s` is given.
+    pub token_ttl_s: u64,
+    /// Clock skew tolerated on `exp`.
+    pub leeway_s: u64,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("jwt_secret", &"<redacted>")
+            .field("token_ttl_s", &self.token_ttl_s)
+            .field("leeway_s", &self.leeway_s)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSettings {
+    /// Seed a few demo doctors when the store has none.
+    pub seed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON lines otherwise.
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// tracing filter directives (`info`, `consult_actors=debug,info`); `RUST_LOG` wins.
+    pub level: String,
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid setting {field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` if given, then the `CONSULT__SECTION__KEY` entries of `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let env: HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("CONSULT__"))
+            .collect();
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(invalid(
+                    "--config",
+                    format!("{} is not a file", path.display()),
+                ));
+            }
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("CONSULT")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Defaults with the process environment, as the binary runs.
+    pub fn from_process(file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load(file, std::env::vars())
+    }
+
+    /// Refuses settings the service cannot run safely with.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let s = &self.server;
+        if !(1024..=16 * 1024 * 1024).contains(&s.max_body_bytes) {
+            return Err(invalid("server.max_body_bytes", "must be 1024..=16777216"));
+        }
+        if !(100..=300_000).contains(&s.request_timeout_ms) {
+            return Err(invalid("server.request_timeout_ms", "must be 100..=300000"));
+        }
+        if !(1..=1_000_000).contains(&s.max_concurrent_requests) {
+            return Err(invalid(
+                "server.max_concurrent_requests",
+                "must be 1..=1000000",
+            ));
+        }
+        if s.shutdown_grace_ms > 600_000 {
+            return Err(invalid(
+                "server.shutdown_grace_ms",
+                "must be at most 600000",
+            ));
+        }
+        if !(1..=3600).contains(&s.retry_after_s) {
+            return Err(invalid("server.retry_after_s", "must be 1..=3600"));
+        }
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        let a = &self.auth;
+        if a.jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(invalid(
+                "auth.jwt_secret",
+                format!("must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+            ));
+        }
+        if self.app.profile == Profile::Production && a.jwt_secret == DEV_JWT_SECRET {
+            return Err(invalid(
+                "auth.jwt_secret",
+                "the production profile refuses the built-in development secret; set CONSULT__AUTH__JWT_SECRET",
+            ));
+        }
+        if !(1..=30 * 24 * 3600).contains(&a.token_ttl_s) {
+            return Err(invalid("auth.token_ttl_s", "must be 1..=2592000"));
+        }
+        if a.leeway_s > 300 {
+            return Err(invalid("auth.leeway_s", "must be at most 300"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", e.to_string()))?;
+        self.engine
+            .validate()
+            .map_err(|e| invalid(&e.field, e.reason))?;
+        Ok(())
+    }
+}
+
+/// The URL with any password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = userinfo.split(':').next().unwrap_or("");
+    if userinfo.contains(':') {
+        format!("{scheme}://{user}:***@{host}")
+    } else {
+        format!("{scheme}://{user}@{host}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_sqlite_dev_setup() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database.url, "sqlite://data/consult-scheduler.db");
+        assert!(s.demo.seed);
+        assert_eq!(s.app.profile, Profile::Development);
+        assert_eq!(s.engine, EngineSettings::default());
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys_with_typed_values() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("CONSULT__SERVER__BIND", "0.0.0.0:9000"),
+                ("CONSULT__DEMO__SEED", "false"),
+                (
+                    "CONSULT__DATABASE__URL",
+                    "postgres://postgres@127.0.0.1/test",
+                ),
+                ("CONSULT__ENGINE__SHARDS", "4"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.bind.port(), 9000);
+        assert!(!s.demo.seed);
+        assert_eq!(s.engine.shards, 4);
+        assert!(s.database.url.starts_with("postgres://"));
+    }
+
+    #[test]
+    fn a_config_file_sits_between_defaults_and_environment() {
+        let dir = std::env::temp_dir().join(format!("cs-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "[server]\nbind = \"127.0.0.1:7000\"\n[demo]\nseed = false\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path), env(&[("CONSULT__DEMO__SEED", "true")])).unwrap();
+        assert_eq!(s.server.bind.port(), 7000);
+        assert!(s.demo.seed, "environment wins over the file");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn production_refuses_the_dev_secret() {
+        let err = Settings::load(None, env(&[("CONSULT__APP__PROFILE", "production")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.jwt_secret"), "{err}");
+        let ok = Settings::load(
+            None,
+            env(&[
+                ("CONSULT__APP__PROFILE", "production"),
+                (
+                    "CONSULT__AUTH__JWT_SECRET",
+                    "a-real-production-secret-of-40-bytes-long!",
+                ),
+            ]),
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_named() {
+        for (key, value, field) in [
+            ("CONSULT__AUTH__JWT_SECRET", "short", "auth.jwt_secret"),
+            ("CONSULT__DATABASE__URL", "mysql://x", "database.url"),
+            (
+                "CONSULT__SERVER__MAX_BODY_BYTES",
+                "10",
+                "server.max_body_bytes",
+            ),
+            ("CONSULT__ENGINE__SHARDS", "0", "engine.shards"),
+            ("CONSULT__LOG__LEVEL", "[[", "log.level"),
+        ] {
+            let err = Settings::load(None, env(&[(key, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{key}={value}: {err}");
+        }
+        let err = Settings::load(None, env(&[("CONSULT__SERVER__NOPE", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let s = Settings::load(
+            None,
+            env(&[
+                (
+                    "CONSULT__AUTH__JWT_SECRET",
+                    "super-secret-value-that-is-long-enough",
+                ),
+                (
+                    "CONSULT__DATABASE__URL",
+                    "postgres://app:hunter2@db/consult",
+                ),
+            ]),
+        )
+        .unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("super-secret"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("postgres://app:***@db/consult"), "{debug}");
+    }
+}

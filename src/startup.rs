@@ -1,0 +1,155 @@
+//! Wiring: open the store, start the engine, seed demo data, bind the listener, serve
+//! until a shutdown signal, then drain: stop accepting, finish in-flight requests, flush
+//! the journal and write final snapshots.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use consult_actors::Engine;
+use tokio::net::TcpListener;
+
+use crate::http::auth::JwtKeys;
+use crate::http::{self, AppState, HttpLimits};
+use crate::settings::{redact_url, Settings};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the store at {url}: {source}")]
+    Store {
+        url: String,
+        source: consult_actors::StoreError,
+    },
+    #[error("cannot start the engine: {0}")]
+    Engine(#[from] consult_actors::EngineError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let url = settings.database.url.clone();
+        let store = consult_persistence::open_store(&url)
+            .await
+            .map_err(|source| StartupError::Store {
+                url: redact_url(&url),
+                source,
+            })?;
+        let engine = Engine::start(settings.engine.clone(), store).await?;
+        if settings.demo.seed {
+            let added = crate::demo::seed_if_empty(&engine).await?;
+            if added > 0 {
+                tracing::info!(doctors = added, "seeded demo doctors on an empty store");
+            }
+        }
+        let addr = settings.server.bind;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let jwt = JwtKeys::new(settings.auth.jwt_secret.as_bytes(), settings.auth.leeway_s);
+        let state = AppState::new(
+            engine,
+            jwt,
+            HttpLimits {
+                max_body_bytes: settings.server.max_body_bytes,
+                max_concurrent_requests: settings.server.max_concurrent_requests,
+                request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
+            },
+        );
+        tracing::info!(
+            addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            database = %redact_url(&url),
+            profile = ?settings.app.profile,
+            "consult-scheduler listening"
+        );
+        Ok(Self {
+            listener,
+            state,
+            shutdown_grace: Duration::from_millis(settings.server.shutdown_grace_ms),
+        })
+    }
+
+    /// The bound address (port 0 in tests resolves here).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The engine behind the API, for embedding and tests.
+    pub fn engine(&self) -> &Engine {
+        &self.state.engine
+    }
+
+    /// Serves until `shutdown` resolves, then drains and stops the engine. In-flight
+    /// requests get `shutdown_grace_ms` to finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self {
+            listener,
+            state,
+            shutdown_grace,
+        } = self;
+        let engine = state.engine.clone();
+        let draining = state.draining.clone();
+        let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            draining.store(true, Ordering::Relaxed);
+            tracing::info!("shutdown requested: finishing requests in flight");
+            let _ = stopping_tx.send(true);
+        };
+        let app = http::router(state);
+        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let mut stopping = stopping_rx;
+        let result = tokio::select! {
+            r = server => r,
+            _ = async {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::sleep(shutdown_grace).await;
+            } => {
+                tracing::warn!(grace_ms = shutdown_grace.as_millis() as u64, "requests still in flight after the grace period; stopping anyway");
+                Ok(())
+            }
+        };
+        engine.shutdown().await;
+        tracing::info!("stopped: journal flushed, snapshots written");
+        result
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
