@@ -89,6 +89,21 @@ pub async fn fresh_postgres() -> Option<(PgStore, String)> {
     Some((store, name))
 }
 
+/// The URL of database `name` on the test server (e.g. one made by [`fresh_postgres`]).
+pub fn pg_url_for(name: &str) -> String {
+    let base = test_pg_url();
+    let (base, query) = match base.split_once('?') {
+        Some((b, q)) => (b.to_owned(), format!("?{q}")),
+        None => (base, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => &base,
+    };
+    format!("{root}/{name}{query}")
+}
+
 /// Drops a database made by [`fresh_postgres`], disconnecting anyone still on it. Best
 /// effort: failures are printed, not raised, so cleanup never masks a test's own result.
 pub async fn drop_postgres(name: &str) {

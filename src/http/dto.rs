@@ -332,7 +332,7 @@ pub struct DoctorConsultationsQuery {
 pub struct ScheduleRequest {
     /// IANA timezone; unchanged if absent.
     pub timezone: Option<String>,
-    /// Slot length in minutes (5..=240, dividing a day); unchanged if absent.
+    /// Slot length in minutes, 5..=240; unchanged if absent.
     pub slot_minutes: Option<u16>,
     pub availability_schedule: ScheduleDto,
 }

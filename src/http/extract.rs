@@ -35,12 +35,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." || path.is_empty() {
+            let inner = e.into_inner();
+            let syntax = matches!(
+                inner.classify(),
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+            );
+            let field = if syntax || path == "." || path == "?" || path.is_empty() {
                 "body".to_owned()
             } else {
                 path
             };
-            ApiError::field(field, e.into_inner().to_string())
+            ApiError::field(field, inner.to_string())
         })?;
         de.end()
             .map_err(|e| ApiError::field("body", e.to_string()))?;

@@ -205,7 +205,8 @@ fn histogram(
             (*bound as f64 * scale, in_bucket)
         })
         .collect();
-    buckets.push((f64::INFINITY, h.count - previous));
+    // f64::MAX is how prometheus-client spells the `+Inf` bucket.
+    buckets.push((f64::MAX, h.count - previous));
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
     metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
         h.sum as f64 * scale,

@@ -1,0 +1,125 @@
+//! Health, readiness, metrics, the OpenAPI document, the index page and request ids.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_readiness_index_and_request_ids() {
+    let app = TestApp::spawn().await;
+    let resp = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .expect("request id")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!id.is_empty());
+    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "ok");
+    let (status, body) = app.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, "ready".into())
+    );
+    let page = app.client.get(app.url("/")).send().await.unwrap();
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page.text().await.unwrap().contains("Consult Scheduler"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_bookings_by_outcome_and_expose_journal_histograms() {
+    let app = TestApp::spawn().await;
+    let doctor = app.doctor().await;
+    let at = tomorrow_at(9, 0);
+    app.book(1, doctor, at).await;
+    app.book(2, doctor, at).await;
+    app.book(2, doctor, at - chrono::Duration::days(3)).await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |line_start: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value(r#"consult_bookings_total{outcome="booked"}"#), 1.0);
+    assert_eq!(value(r#"consult_bookings_total{outcome="conflict"}"#), 1.0);
+    assert_eq!(value(r#"consult_bookings_total{outcome="rejected"}"#), 1.0);
+    assert_eq!(value("consult_booking_duration_seconds_count"), 3.0);
+    assert!(value("consult_journal_batch_size_records_count") >= 1.0);
+    assert!(value("consult_journal_flush_duration_seconds_count") >= 1.0);
+    assert!(value(r#"consult_journal_batch_size_records_bucket{le="+Inf"}"#) >= 1.0);
+    assert_eq!(value("consult_engine_active_actors"), 1.0);
+    // The scrape itself is in flight.
+    assert_eq!(value("consult_http_requests_in_flight"), 1.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_endpoint_of_the_contract() {
+    let app = TestApp::spawn().await;
+    let (status, doc) = app
+        .call(reqwest::Method::GET, "/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, method) in [
+        ("/patient/doctors", "get"),
+        ("/patient/doctors/{id}/availability", "get"),
+        ("/patient/doctors/check-slot", "post"),
+        ("/patient/doctors/book", "post"),
+        ("/patient/consultations", "get"),
+        ("/patient/consultations/{id}", "get"),
+        ("/patient/consultations/{id}/cancel", "post"),
+        ("/doctor/availability", "get"),
+        ("/doctor/availability", "put"),
+        ("/doctor/status", "patch"),
+        ("/doctor/consultations", "get"),
+        ("/admin/doctors", "post"),
+        ("/admin/doctors", "get"),
+        ("/admin/doctors/{id}/approve", "post"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing"
+        );
+    }
+    let book = &doc["components"]["schemas"]["BookRequest"]["properties"];
+    for field in ["doctor_id", "scheduled_at", "consult_mode", "reason"] {
+        assert!(book[field].is_object(), "BookRequest.{field}");
+    }
+    let consultation = &doc["components"]["schemas"]["ConsultationDto"]["properties"];
+    for field in [
+        "id",
+        "reference",
+        "status",
+        "consultation_mode",
+        "consult_mode",
+        "session_status",
+    ] {
+        assert!(consultation[field].is_object(), "ConsultationDto.{field}");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    app.stop().await;
+}
