@@ -58,8 +58,10 @@ pub struct ServerSettings {
     pub max_concurrent_requests: usize,
     /// On SIGINT/SIGTERM, how long in-flight requests may take before the server stops.
     pub shutdown_grace_ms: u64,
-    /// `Retry-After` given with 503 answers.
-    pub retry_after_s: u32,
+    /// Per-user (role + sub) sustained requests per second; past it, 429. 0 = no limit.
+    pub rate_limit_per_s: u32,
+    /// Requests a user may send at once above the sustained rate.
+    pub rate_limit_burst: u32,
 }
 
 #[derive(Clone, Deserialize)]
@@ -199,8 +201,14 @@ impl Settings {
                 "must be at most 600000",
             ));
         }
-        if !(1..=3600).contains(&s.retry_after_s) {
-            return Err(invalid("server.retry_after_s", "must be 1..=3600"));
+        if s.rate_limit_per_s > 1_000_000 {
+            return Err(invalid(
+                "server.rate_limit_per_s",
+                "must be at most 1000000",
+            ));
+        }
+        if s.rate_limit_per_s > 0 && !(1..=10_000_000).contains(&s.rate_limit_burst) {
+            return Err(invalid("server.rate_limit_burst", "must be 1..=10000000"));
         }
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")
@@ -356,6 +364,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn the_production_example_loads_and_documents_every_key() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = root.join("config/production.example.toml");
+        let s = Settings::load(Some(&example), env(&[])).unwrap();
+        assert_eq!(s.app.profile, Profile::Production);
+        assert!(!s.demo.seed);
+        let text = std::fs::read_to_string(&example).unwrap();
+        let keys = |toml: &str| -> Vec<String> {
+            let mut section = String::new();
+            let mut keys = Vec::new();
+            for line in toml.lines().map(str::trim) {
+                if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                    section = name.to_owned();
+                } else if let Some((key, _)) = line.split_once('=') {
+                    if !line.starts_with('#') {
+                        keys.push(format!("{section}.{}", key.trim()));
+                    }
+                }
+            }
+            keys
+        };
+        let documented = keys(&text);
+        for key in keys(DEFAULT_TOML) {
+            assert!(
+                documented.contains(&key),
+                "{key} is not in the production example"
+            );
+        }
+        let engine_keys = serde_json::to_value(EngineSettings::default()).unwrap();
+        for key in engine_keys.as_object().unwrap().keys() {
+            assert!(
+                documented.contains(&format!("engine.{key}")),
+                "engine.{key} undocumented"
+            );
+        }
     }
 
     #[test]

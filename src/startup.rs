@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use consult_actors::Engine;
@@ -30,6 +31,9 @@ pub enum StartupError {
         source: std::io::Error,
     },
 }
+
+/// How often the rate limiter forgets idle users.
+const RATE_LIMITER_CLEANUP: Duration = Duration::from_secs(60);
 
 /// A built, bound, not yet serving application.
 pub struct Application {
@@ -66,8 +70,24 @@ impl Application {
                 max_body_bytes: settings.server.max_body_bytes,
                 max_concurrent_requests: settings.server.max_concurrent_requests,
                 request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
+                rate_limit_per_s: settings.server.rate_limit_per_s,
+                rate_limit_burst: settings.server.rate_limit_burst,
             },
         );
+        if let Some(limiter) = &state.rate_limiter {
+            // Forget users whose buckets are full again, so the limiter's memory is bounded
+            // by recent users; the task ends with the application.
+            let weak = Arc::downgrade(limiter);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(RATE_LIMITER_CLEANUP);
+                loop {
+                    every.tick().await;
+                    let Some(limiter) = weak.upgrade() else { break };
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                }
+            });
+        }
         tracing::info!(
             addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             database = %redact_url(&url),

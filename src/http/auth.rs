@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::error::ApiError;
 use super::AppState;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Patient,
@@ -140,6 +140,11 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or(ApiError::Unauthorized("Missing bearer token"))?
             .trim();
         let claims = state.jwt.verify(token)?;
+        if let Some(limiter) = &state.rate_limiter {
+            if limiter.check_key(&(claims.role, claims.sub)).is_err() {
+                return Err(ApiError::RateLimited);
+            }
+        }
         Ok(Self {
             id: claims.sub,
             role: claims.role,

@@ -43,6 +43,9 @@ pub enum ApiError {
     /// 413 `payload_too_large`: body over the configured limit.
     #[error("Request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// 429 `rate_limited`: this user sent too many requests; retry after `Retry-After`.
+    #[error("Too many requests; slow down and retry")]
+    RateLimited,
     /// 503 `unavailable`: overload, storage down, or the engine is stopping. Nothing was
     /// booked (except after a timeout, which says so).
     #[error("{0}")]
@@ -89,6 +92,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotCancellable => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -104,6 +108,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotCancellable => "not_cancellable",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::RateLimited => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
         }

@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod ops;
 pub mod patient;
 
+use std::num::NonZeroU32;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,9 +44,14 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Set when shutdown begins: `/readyz` answers 503 so balancers stop sending.
     pub draining: Arc<AtomicBool>,
+    /// Per-user limiter, keyed by role and sub; `None` when the limit is off.
+    pub rate_limiter: Option<Arc<UserRateLimiter>>,
     admission: Arc<Semaphore>,
     request_timeout: Duration,
 }
+
+/// Requests per user (role, sub), token-bucket style.
+pub type UserRateLimiter = governor::DefaultKeyedRateLimiter<(auth::Role, i64)>;
 
 /// The limits the router enforces.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +59,9 @@ pub struct HttpLimits {
     pub max_body_bytes: usize,
     pub max_concurrent_requests: usize,
     pub request_timeout: Duration,
+    /// Sustained requests per second per user; 0 = no limit.
+    pub rate_limit_per_s: u32,
+    pub rate_limit_burst: u32,
 }
 
 impl AppState {
@@ -63,6 +72,12 @@ impl AppState {
             jwt: Arc::new(jwt),
             max_body_bytes: limits.max_body_bytes,
             draining: Arc::new(AtomicBool::new(false)),
+            rate_limiter: NonZeroU32::new(limits.rate_limit_per_s).map(|rate| {
+                let burst = NonZeroU32::new(limits.rate_limit_burst).unwrap_or(rate);
+                Arc::new(governor::RateLimiter::keyed(
+                    governor::Quota::per_second(rate).allow_burst(burst),
+                ))
+            }),
             admission: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             request_timeout: limits.request_timeout,
         }

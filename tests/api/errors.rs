@@ -359,3 +359,30 @@ async fn storage_down_answers_503_with_retry_after_and_books_nothing() {
     admin.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_over_the_rate_limit_gets_429_with_retry_after_and_others_do_not() {
+    let app = TestApp::spawn_sqlite_with(&[
+        ("CONSULT__SERVER__RATE_LIMIT_PER_S", "1"),
+        ("CONSULT__SERVER__RATE_LIMIT_BURST", "3"),
+    ])
+    .await;
+    let greedy = app.token(Patient, 1);
+    for _ in 0..3 {
+        assert_eq!(app.get("/patient/doctors", &greedy).await.0, StatusCode::OK);
+    }
+    let resp = app
+        .client
+        .get(app.url("/patient/doctors"))
+        .bearer_auth(&greedy)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    assert!(resp.headers().get("retry-after").is_some());
+    let body: Value = resp.json().await.unwrap();
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let (status, _) = app.get("/patient/doctors", &app.token(Patient, 2)).await;
+    assert_eq!(status, StatusCode::OK, "another user is not limited");
+    app.stop().await;
+}
