@@ -146,7 +146,11 @@ pub fn router(state: AppState) -> Router {
                             path = %req.uri().path(),
                         )
                     })
-                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                    .on_response(
+                        DefaultOnResponse::new()
+                            .level(tracing::Level::INFO)
+                            .latency_unit(tower_http::LatencyUnit::Micros),
+                    ),
             )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(CatchPanicLayer::custom(|_panic| {
