@@ -146,23 +146,29 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body this error answers with.
+    pub fn body(&self) -> ErrorBody {
+        let (message, errors) = match self {
+            Self::Validation { message, errors } => (message.clone(), Some(errors.clone())),
+            other => (other.to_string(), None),
+        };
+        ErrorBody {
+            success: false,
+            message,
+            error: self.code().to_owned(),
+            errors,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let code = self.code();
         if let Self::Internal(detail) = &self {
             tracing::error!(error = %detail, "internal error answered 500");
         }
-        let (message, errors) = match self {
-            Self::Validation { message, errors } => (message, Some(errors)),
-            other => (other.to_string(), None),
-        };
-        let body = ErrorBody {
-            success: false,
-            message,
-            error: code.to_owned(),
-            errors,
-        };
+        let body = self.body();
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             response

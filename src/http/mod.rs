@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Set when shutdown begins: `/readyz` answers 503 so balancers stop sending.
     pub draining: Arc<AtomicBool>,
+    /// First answers of `Idempotency-Key` bookings.
+    pub idempotency: idempotency::IdempotencyCache,
     /// Per-user limiter, keyed by role and sub; `None` when the limit is off.
     pub rate_limiter: Option<Arc<UserRateLimiter>>,
     admission: Arc<Semaphore>,
@@ -72,6 +75,7 @@ impl AppState {
             jwt: Arc::new(jwt),
             max_body_bytes: limits.max_body_bytes,
             draining: Arc::new(AtomicBool::new(false)),
+            idempotency: idempotency::IdempotencyCache::default(),
             rate_limiter: NonZeroU32::new(limits.rate_limit_per_s).map(|rate| {
                 let burst = NonZeroU32::new(limits.rate_limit_burst).unwrap_or(rate);
                 Arc::new(governor::RateLimiter::keyed(

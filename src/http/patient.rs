@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use consult_actors::{BookingRequest, ConsultMode, EngineError, MedicalInfo, Rejection, Requester};
@@ -13,6 +14,7 @@ use super::auth::PatientAuth;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::idempotency::{fingerprint, Answer};
 use super::AppState;
 
 /// Approved doctors who are taking bookings.
@@ -95,17 +97,70 @@ pub async fn check_slot(
     }))
 }
 
-/// Books a slot. 201 only once the booking is durable.
+/// Books a slot. 201 only once the booking is durable. With an `Idempotency-Key` header,
+/// a repeat from the same patient answers the first answer instead of booking again.
 #[utoipa::path(post, path = "/patient/doctors/book", tag = "patient", security(("bearer" = [])),
     request_body = BookRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats from the same patient answer the first answer (kept 24 h)")),
     responses((status = 201, body = ConsultationAnswer), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "time_slot_conflict"),
         (status = 503, body = ErrorBody, description = "overloaded or storage down; nothing was booked")))]
 pub async fn book(
     State(state): State<AppState>,
     PatientAuth(patient_id): PatientAuth,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<BookRequest>,
-) -> Result<(StatusCode, Json<ConsultationAnswer>), ApiError> {
+) -> Result<Response, ApiError> {
+    let Some(key) = headers.get("idempotency-key") else {
+        let consultation = book_once(&state, patient_id, req).await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(ConsultationAnswer {
+                success: true,
+                consultation: consultation.into(),
+            }),
+        )
+            .into_response());
+    };
+    let key = key
+        .to_str()
+        .map_err(|_| ApiError::field("Idempotency-Key", "must be ASCII"))?;
+    let fp = fingerprint((
+        req.doctor_id,
+        req.scheduled_at.timestamp_micros(),
+        req.consult_mode.clone(),
+    ));
+    let answer = state
+        .idempotency
+        .answer(patient_id, key, fp, async {
+            let (status, body) = match book_once(&state, patient_id, req).await {
+                Ok(c) => (
+                    StatusCode::CREATED,
+                    serde_json::to_value(ConsultationAnswer {
+                        success: true,
+                        consultation: c.into(),
+                    }),
+                ),
+                // Not settled: a retry with the same key must try again.
+                Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => return Err(e),
+                Err(e) => (e.status(), serde_json::to_value(e.body())),
+            };
+            Ok(Answer {
+                request_fingerprint: fp,
+                status,
+                body: body.map_err(|e| ApiError::Internal(e.to_string()))?,
+            })
+        })
+        .await?;
+    Ok((answer.status, Json(answer.body.clone())).into_response())
+}
+
+/// One booking attempt, counted in the metrics by outcome.
+async fn book_once(
+    state: &AppState,
+    patient_id: i64,
+    req: BookRequest,
+) -> Result<consult_actors::Consultation, ApiError> {
     let started = Instant::now();
     let mode = ConsultMode::parse(&req.consult_mode).ok_or_else(|| {
         ApiError::field(
@@ -144,14 +199,7 @@ pub async fn book(
     state
         .metrics
         .booking(outcome, started.elapsed().as_secs_f64());
-    let consultation = result?;
-    Ok((
-        StatusCode::CREATED,
-        Json(ConsultationAnswer {
-            success: true,
-            consultation: consultation.into(),
-        }),
-    ))
+    result
 }
 
 /// The patient's consultations, newest first.

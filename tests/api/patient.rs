@@ -264,3 +264,70 @@ async fn patients_list_read_and_cancel_their_own_consultations() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repeated_idempotency_key_answers_the_first_answer_even_when_racing() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let doctor = app.doctor().await;
+    let at = tomorrow_at(10, 30);
+    let body = json!({"doctor_id": doctor, "scheduled_at": at, "consult_mode": "chat"});
+    let send = |patient: i64, key: &'static str, body: serde_json::Value| {
+        let app = std::sync::Arc::clone(&app);
+        async move {
+            let resp = app
+                .client
+                .post(app.url("/patient/doctors/book"))
+                .bearer_auth(app.token(Patient, patient))
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                resp.status(),
+                resp.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let racing: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(send(7, "order-1", body.clone())))
+        .collect();
+    let mut ids = Vec::new();
+    for r in racing {
+        let (status, answer) = r.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        ids.push(answer["consultation"]["id"].as_i64().unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every repeat got the first booking");
+    let active = app
+        .engine
+        .store()
+        .active_consultations(Some(doctor))
+        .await
+        .unwrap();
+    assert_eq!(active.len(), 1);
+
+    // The same key for a different request is refused; another patient's key is theirs.
+    let other = json!({"doctor_id": doctor, "scheduled_at": at + Duration::hours(1), "consult_mode": "chat"});
+    let (status, answer) = send(7, "order-1", other).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, answer) = send(8, "order-1", body.clone()).await;
+    assert_eq!(
+        (status, answer.clone()),
+        (StatusCode::CONFLICT, conflict_body())
+    );
+    // A settled 409 is replayed too, even after the slot frees up.
+    let id = ids[0];
+    app.post(
+        &format!("/patient/consultations/{id}/cancel"),
+        &app.token(Patient, 7),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        send(8, "order-1", body).await,
+        (StatusCode::CONFLICT, conflict_body())
+    );
+    std::sync::Arc::into_inner(app).unwrap().stop().await;
+}
