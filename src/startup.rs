@@ -147,7 +147,8 @@ impl Application {
             }
         };
         engine.shutdown().await;
-        tracing::info!("stopped: journal flushed, snapshots written");
+        engine.store().close().await;
+        tracing::info!("stopped: journal flushed, snapshots written, store closed");
         result
     }
 }

@@ -92,6 +92,10 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap reachability check for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Closes the store's connections once nothing will use it again (SQLite checkpoints
+    /// its WAL). Later calls fail. The default does nothing.
+    async fn close(&self) {}
+
     /// How many `append` transactions this store runs well at once. The engine runs that
     /// many journal writers (each owning a fixed subset of doctors) unless its settings say
     /// otherwise. A single-writer database (SQLite) says 1.

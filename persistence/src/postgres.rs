@@ -457,4 +457,8 @@ impl Store for PgStore {
             .map_err(db_error)?;
         Ok(())
     }
+
+    async fn close(&self) {
+        PgStore::close(self).await;
+    }
 }

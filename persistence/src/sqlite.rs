@@ -517,4 +517,8 @@ impl Store for SqliteStore {
             .map_err(db_error)?;
         Ok(())
     }
+
+    async fn close(&self) {
+        SqliteStore::close(self).await;
+    }
 }

@@ -1,0 +1,14 @@
+//! Process-level tests: the real `consult-scheduler` release binary, started as a separate
+//! OS process and driven over real HTTP.
+//!
+//! - `crash`: SIGKILL mid-load on Postgres, three times; no acknowledged booking is lost
+//!   and no doctor is ever double booked.
+//! - `readme_smoke`: the binary started as the README says (SQLite under the working
+//!   directory), booked through, stopped with SIGTERM and restarted.
+//!
+//! Run with `cargo test --test process -- --nocapture`; the first run builds the release
+//! binary (a few minutes).
+
+mod crash;
+mod readme_smoke;
+mod support;
