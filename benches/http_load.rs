@@ -1,0 +1,1865 @@
+//! HTTP load generator for the booking API: starts the real [`Application`] in-process on
+//! a loopback port, fills a fresh store with doctors through the engine, then drives
+//! `POST /patient/doctors/book` over HTTP/1.1 keep-alive connections (one per client task)
+//! and prints markdown tables: requests/s, durable bookings/s (201s per second), p50 / p99 /
+//! p99.9 latency, 409s, errors and the double bookings found in the store afterwards.
+//!
+//! Workloads, each run at every `--clients` count on a fresh database:
+//! - `uniform`: every request books a random (doctor, slot) over 1,000 doctors x 30 days
+//!   of 30-minute slots starting tomorrow 00:00 UTC.
+//! - `hot`: rounds of a race: 200 patients (each with its own token) try all of one doctor's
+//!   next 16 free slots, each patient in its own random order; the 3,200 attempts of a round
+//!   are dealt round-robin over the connections and released together. Every round must end
+//!   with exactly 16 acknowledged bookings, one per slot; then the next 16 slots are raced.
+//!
+//! All connections are opened before the clock starts. Every run is time-bounded
+//! (`--seconds`) and request-bounded (`--requests`), and ends with checks, after a graceful
+//! stop of the application, on the `consultations` table read back with SQL: no two active
+//! (`pending`/`scheduled`) rows of one doctor overlap, and the active rows match the 201s one
+//! to one by (doctor, start, patient). Every 16th request of a connection has its 201 body
+//! checked field by field; every 409 body must be exactly the API's conflict body. The
+//! process exits non-zero if any check fails.
+//!
+//! Besides the summary table, each workload gets a details table (201 / 409 latency, store
+//! reconciliation), a CPU table (generator threads, the rest of this process, `postgres`
+//! processes, softirq, other users, idle, from `/proc`) and the engine's journal counters.
+//!
+//! ```text
+//! cargo bench --bench http_load -- [--backend postgres|sqlite|memory|all] [--seconds N]
+//!     [--clients 64,256] [--quick] [--requests N] [--workload uniform|hot|all]
+//!     [--client raw|reqwest|reqwest-shared] [--gen-threads N] [--server-threads N]
+//!     [--set CONSULT__ENGINE__KEY=VALUE]... [--rate R] [--keep-rate-limit] [--log LEVEL]
+//! ```
+//!
+//! - `--client raw` (default): a minimal HTTP/1.1 client on a `TcpStream` (pre-built request
+//!   head, body written into a reused buffer, response parsed by `Content-Length`);
+//!   `reqwest`: one `reqwest::Client` per connection (`pool_max_idle_per_host(1)`);
+//!   `reqwest-shared`: one client for all connections.
+//! - `--gen-threads N`: the generator runs on its own N-worker runtime (default 1);
+//!   0 = on the server's runtime. `--server-threads N`: server runtime workers (default: CPUs).
+//! - `--set`: extra `CONSULT__...` settings for the application (e.g. engine tuning).
+//! - `--rate R`: the uniform workload in open loop, R requests/s in total spread evenly over
+//!   the connections, latency counted from the scheduled send when the generator is behind
+//!   (default: closed loop, each connection sends its next request when the answer comes,
+//!   so mean latency = connections / throughput).
+//! - `--keep-rate-limit`: leave the per-user rate limit at its default (200/s per patient);
+//!   otherwise it is raised to 1,000,000/s so it stays in the path but never trips, since
+//!   each connection is one patient sending far faster than a person would. 429s are errors.
+//! - `--log LEVEL`: install the application's log subscriber at LEVEL (default: none, so
+//!   logging costs nothing).
+//!
+//! Postgres comes from `CONSULT_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! each run gets a throwaway database (SQLite: a temp file), removed afterwards. The
+//! application has no in-memory store URL, so `memory` is skipped (see `benches/engine.rs`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Days, Utc};
+use futures::stream::{self, StreamExt};
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use sqlx::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+
+use consult_scheduler::engine::calendar::{DayWindow, LocalTime, WeeklySchedule};
+use consult_scheduler::engine::{DoctorId, Engine, NewDoctor, StatsSnapshot};
+use consult_scheduler::http::auth::{now_s, JwtKeys, Role};
+use consult_scheduler::persistence::testing::{
+    drop_postgres, fresh_postgres, fresh_sqlite, pg_url_for, remove_sqlite,
+};
+use consult_scheduler::{Application, Settings};
+
+/// Doctors of the uniform workload.
+const DOCTORS: usize = 1_000;
+const SLOT_MINUTES: u16 = 30;
+/// Slots per day and days of the booking horizon.
+const SLOTS_PER_DAY: usize = 48;
+const HORIZON_DAYS: usize = 30;
+/// Patients and slots of one hot-doctor round.
+const HOT_PATIENTS: usize = 200;
+const HOT_SLOTS: usize = 16;
+const DEFAULT_SECONDS: u64 = 10;
+const QUICK_SECONDS: u64 = 3;
+const DEFAULT_CLIENTS: [usize; 2] = [64, 256];
+/// Request cap of one run, on top of the time bound.
+const DEFAULT_MAX_REQUESTS: i64 = 2_000_000;
+/// Concurrency of doctor creation and activation (setup, not measured).
+const SETUP_CONCURRENCY: usize = 32;
+/// Latency histogram range, in microseconds (1 us ..= 60 s, 3 significant digits).
+const HIST_MAX_US: u64 = 60_000_000;
+/// Every this many requests of a connection (a power of two), a 201's body is checked in full.
+const CHECK_EVERY: u64 = 16;
+/// Distinct error descriptions kept per run.
+const MAX_ERROR_SAMPLES: usize = 8;
+const PATH: &str = "/patient/doctors/book";
+/// The exact 409 body of the API.
+const CONFLICT_BODY: &[u8] = br#"{"success":false,"message":"This time slot was just booked by another patient. Please select a different time.","error":"time_slot_conflict"}"#;
+const CREATED_PREFIX: &[u8] = br#"{"success":true"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Postgres,
+    Sqlite,
+    Memory,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Uniform,
+    Hot,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Uniform => "uniform",
+            Self::Hot => "hot",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientKind {
+    Raw,
+    Reqwest,
+    ReqwestShared,
+}
+
+impl ClientKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Reqwest => "reqwest",
+            Self::ReqwestShared => "reqwest-shared",
+        }
+    }
+}
+
+/// The command line, parsed by hand: cargo's bench runner passes `--bench` and may pass a
+/// filter, so unknown arguments are ignored.
+#[derive(Debug)]
+struct Args {
+    backends: Vec<Backend>,
+    workloads: Vec<Workload>,
+    run_for: Duration,
+    max_requests: i64,
+    clients: Vec<usize>,
+    client: ClientKind,
+    gen_threads: usize,
+    server_threads: usize,
+    extra_settings: Vec<(String, String)>,
+    /// Uniform workload in open loop at this many requests/s in total.
+    rate: Option<f64>,
+    /// Leave the per-user rate limit at the application's default.
+    keep_rate_limit: bool,
+    log: Option<String>,
+}
+
+impl Args {
+    fn parse() -> Result<Self, String> {
+        let mut backends = vec![Backend::Postgres];
+        let mut workloads = vec![Workload::Uniform, Workload::Hot];
+        let mut seconds = None;
+        let mut quick = false;
+        let mut max_requests = DEFAULT_MAX_REQUESTS;
+        let mut clients = None;
+        let mut client = ClientKind::Raw;
+        let mut gen_threads = 1;
+        let mut server_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut extra_settings = Vec::new();
+        let mut log = None;
+        let mut keep_rate_limit = false;
+        let mut rate = None;
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = |name: &str| {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match flag.as_str() {
+                "--backend" => {
+                    backends = match value("--backend")?.as_str() {
+                        "all" => vec![Backend::Postgres, Backend::Sqlite, Backend::Memory],
+                        "postgres" => vec![Backend::Postgres],
+                        "sqlite" => vec![Backend::Sqlite],
+                        "memory" => vec![Backend::Memory],
+                        other => return Err(format!("unknown backend {other:?}")),
+                    }
+                }
+                "--workload" => {
+                    workloads = match value("--workload")?.as_str() {
+                        "all" => vec![Workload::Uniform, Workload::Hot],
+                        "uniform" => vec![Workload::Uniform],
+                        "hot" => vec![Workload::Hot],
+                        other => return Err(format!("unknown workload {other:?}")),
+                    }
+                }
+                "--client" => {
+                    client = match value("--client")?.as_str() {
+                        "raw" => ClientKind::Raw,
+                        "reqwest" => ClientKind::Reqwest,
+                        "reqwest-shared" => ClientKind::ReqwestShared,
+                        other => return Err(format!("unknown client {other:?}")),
+                    }
+                }
+                "--seconds" => seconds = Some(positive(&value("--seconds")?, "--seconds")?),
+                "--requests" => {
+                    max_requests = positive(&value("--requests")?, "--requests")? as i64
+                }
+                "--clients" => {
+                    clients = Some(
+                        value("--clients")?
+                            .split(',')
+                            .map(|c| positive(c.trim(), "--clients").map(|n| n as usize))
+                            .collect::<Result<Vec<_>, _>>()?,
+                    )
+                }
+                "--gen-threads" => {
+                    let text = value("--gen-threads")?;
+                    gen_threads = text
+                        .parse()
+                        .map_err(|_| format!("--gen-threads must be an integer, got {text:?}"))?;
+                }
+                "--server-threads" => {
+                    server_threads =
+                        positive(&value("--server-threads")?, "--server-threads")? as usize
+                }
+                "--set" => {
+                    let text = value("--set")?;
+                    let (k, v) = text
+                        .split_once('=')
+                        .filter(|(k, _)| k.starts_with("CONSULT__"))
+                        .ok_or_else(|| format!("--set wants CONSULT__KEY=VALUE, got {text:?}"))?;
+                    extra_settings.push((k.to_owned(), v.to_owned()));
+                }
+                "--log" => log = Some(value("--log")?),
+                "--quick" => quick = true,
+                "--keep-rate-limit" => keep_rate_limit = true,
+                "--rate" => rate = Some(positive(&value("--rate")?, "--rate")? as f64),
+                _ => {}
+            }
+        }
+        let seconds = seconds.unwrap_or(if quick {
+            QUICK_SECONDS
+        } else {
+            DEFAULT_SECONDS
+        });
+        let clients = clients.unwrap_or_else(|| {
+            if quick {
+                vec![DEFAULT_CLIENTS[0]]
+            } else {
+                DEFAULT_CLIENTS.to_vec()
+            }
+        });
+        Ok(Self {
+            backends,
+            workloads,
+            run_for: Duration::from_secs(seconds),
+            max_requests,
+            clients,
+            client,
+            gen_threads,
+            server_threads,
+            extra_settings,
+            keep_rate_limit,
+            rate,
+            log,
+        })
+    }
+}
+
+fn positive(text: &str, name: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{name} must be a positive integer, got {text:?}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The store under the application.
+
+/// A throwaway database and what removing it takes.
+enum Database {
+    Postgres { name: String, url: String },
+    Sqlite { path: PathBuf, url: String },
+}
+
+impl Database {
+    /// `None` when Postgres is unreachable (after a notice from `fresh_postgres`).
+    async fn fresh(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Postgres => {
+                let (store, name) = fresh_postgres().await?;
+                store.close().await;
+                let url = pg_url_for(&name);
+                Some(Self::Postgres { name, url })
+            }
+            Backend::Sqlite => {
+                let (store, path) = fresh_sqlite().await;
+                store.close().await;
+                let url = format!("sqlite://{}", path.display());
+                Some(Self::Sqlite { path, url })
+            }
+            Backend::Memory => None,
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Self::Postgres { url, .. } | Self::Sqlite { url, .. } => url,
+        }
+    }
+
+    /// Active consultations as (doctor, start, end, patient), times in epoch seconds,
+    /// ordered by doctor and start; and the number of rows of any status.
+    async fn consultations(&self) -> Result<(Vec<ActiveRow>, i64), String> {
+        const ACTIVE: &str = "SELECT doctor_id, scheduled_at, duration_minutes, patient_id \
+             FROM consultations WHERE status IN ('pending', 'scheduled') \
+             ORDER BY doctor_id, scheduled_at";
+        const ALL: &str = "SELECT COUNT(*) FROM consultations";
+        let span = |start: i64, minutes: i64| (start, start + minutes * 60);
+        match self {
+            Self::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let rows: Vec<(i64, DateTime<Utc>, i32, i64)> = sqlx::query_as(ACTIVE)
+                    .fetch_all(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let (all,): (i64,) = sqlx::query_as(ALL)
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = conn.close().await;
+                Ok((
+                    rows.into_iter()
+                        .map(|(d, at, m, p)| {
+                            let (s, e) = span(at.timestamp(), i64::from(m));
+                            (d, s, e, p)
+                        })
+                        .collect(),
+                    all,
+                ))
+            }
+            Self::Sqlite { url, .. } => {
+                let mut conn = sqlx::SqliteConnection::connect(url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(ACTIVE)
+                    .fetch_all(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let (all,): (i64,) = sqlx::query_as(ALL)
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = conn.close().await;
+                let mut out = Vec::with_capacity(rows.len());
+                for (d, at, m, p) in rows {
+                    let at = DateTime::parse_from_rfc3339(&at)
+                        .map_err(|e| format!("scheduled_at {at:?}: {e}"))?;
+                    let (s, e) = span(at.timestamp(), m);
+                    out.push((d, s, e, p));
+                }
+                // Text order is time order only for one fixed format; sort to be sure.
+                out.sort_unstable();
+                Ok((out, all))
+            }
+        }
+    }
+
+    async fn remove(self) {
+        match self {
+            Self::Postgres { name, .. } => drop_postgres(&name).await,
+            Self::Sqlite { path, .. } => remove_sqlite(&path),
+        }
+    }
+}
+
+/// An active consultation: doctor, start and end (epoch seconds), patient.
+type ActiveRow = (i64, i64, i64, i64);
+
+/// The store's view after a run, against what the clients were told.
+#[derive(Debug, Default)]
+struct Verdict {
+    active_rows: u64,
+    all_rows: u64,
+    acknowledged: u64,
+    /// Active rows that overlap an earlier active row of the same doctor.
+    double_bookings: u64,
+    /// Acknowledged (201) bookings with no active row of that doctor, start and patient.
+    lost: u64,
+    /// Active rows no 201 acknowledged.
+    unacknowledged: u64,
+    error: Option<String>,
+}
+
+impl Verdict {
+    fn ok(&self) -> bool {
+        self.error.is_none()
+            && self.active_rows == self.acknowledged
+            && self.double_bookings == 0
+            && self.lost == 0
+            && self.unacknowledged == 0
+    }
+}
+
+/// Reads the store back: overlaps among one doctor's active rows, and the active rows
+/// matched one to one with the acknowledged bookings `acked` (doctor, start, patient; sorted).
+async fn verify(db: &Database, acked: &[(i64, i64, i64)]) -> Verdict {
+    let (rows, all) = match db.consultations().await {
+        Ok(found) => found,
+        Err(e) => {
+            return Verdict {
+                acknowledged: acked.len() as u64,
+                error: Some(e),
+                ..Verdict::default()
+            }
+        }
+    };
+    let mut double_bookings = 0;
+    let mut current: Option<(i64, i64)> = None; // (doctor, latest end so far)
+    for &(doctor, start, end, _) in &rows {
+        match &mut current {
+            Some((d, latest)) if *d == doctor => {
+                if start < *latest {
+                    double_bookings += 1;
+                }
+                *latest = (*latest).max(end);
+            }
+            _ => current = Some((doctor, end)),
+        }
+    }
+    let mut stored: Vec<(i64, i64, i64)> = rows.iter().map(|&(d, s, _, p)| (d, s, p)).collect();
+    stored.sort_unstable();
+    let (mut lost, mut unacknowledged) = (0, 0);
+    let (mut i, mut j) = (0, 0);
+    while i < acked.len() || j < stored.len() {
+        match (acked.get(i), stored.get(j)) {
+            (Some(a), Some(b)) if a == b => {
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a < b => {
+                lost += 1;
+                i += 1;
+            }
+            (Some(_), None) => {
+                lost += 1;
+                i += 1;
+            }
+            _ => {
+                unacknowledged += 1;
+                j += 1;
+            }
+        }
+    }
+    Verdict {
+        active_rows: rows.len() as u64,
+        all_rows: all as u64,
+        acknowledged: acked.len() as u64,
+        double_bookings,
+        lost,
+        unacknowledged,
+        error: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The application under test.
+
+struct Server {
+    addr: SocketAddr,
+    engine: Engine,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(
+        url: &str,
+        extra: &[(String, String)],
+        keep_rate_limit: bool,
+    ) -> Result<Self, String> {
+        let mut env = vec![
+            ("CONSULT__SERVER__BIND".to_owned(), "127.0.0.1:0".to_owned()),
+            ("CONSULT__DATABASE__URL".to_owned(), url.to_owned()),
+            ("CONSULT__DEMO__SEED".to_owned(), "false".to_owned()),
+            ("CONSULT__LOG__LEVEL".to_owned(), "warn".to_owned()),
+            (
+                "CONSULT__SERVER__MAX_CONCURRENT_REQUESTS".to_owned(),
+                "65536".to_owned(),
+            ),
+        ];
+        if !keep_rate_limit {
+            // One patient per connection sends far more than a person would: keep the
+            // per-user limiter in the path (its cost is measured) but never tripping.
+            env.push((
+                "CONSULT__SERVER__RATE_LIMIT_PER_S".to_owned(),
+                "1000000".to_owned(),
+            ));
+            env.push((
+                "CONSULT__SERVER__RATE_LIMIT_BURST".to_owned(),
+                "10000000".to_owned(),
+            ));
+        }
+        env.extend(extra.iter().cloned());
+        let settings = Settings::load(None, env).map_err(|e| e.to_string())?;
+        let app = Application::build(settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = app.local_addr();
+        let engine = app.engine().clone();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(app.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        Ok(Self {
+            addr,
+            engine,
+            stop,
+            running,
+        })
+    }
+
+    /// Graceful stop: in-flight requests finish, the journal is flushed, snapshots written.
+    async fn stop(self) -> Duration {
+        let started = Instant::now();
+        let _ = self.stop.send(());
+        match self.running.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("server stopped with an error: {e}"),
+            Err(e) => eprintln!("server task failed: {e}"),
+        }
+        started.elapsed()
+    }
+}
+
+/// Open 00:00-24:00 every day in UTC on a 30-minute grid, approved and available.
+fn bench_doctor(i: usize) -> NewDoctor {
+    NewDoctor {
+        name: format!("Dr. Http {i:04}"),
+        specialty: "General practice".into(),
+        timezone: chrono_tz::UTC,
+        slot_minutes: SLOT_MINUTES,
+        schedule: WeeklySchedule::every_day(DayWindow::open(
+            LocalTime::hm(0, 0),
+            LocalTime::END_OF_DAY,
+        )),
+        is_available: true,
+        is_approved: true,
+    }
+}
+
+/// Creates and activates `n` doctors through the engine; their ids, sorted.
+async fn create_doctors(engine: &Engine, n: usize) -> Result<Vec<DoctorId>, String> {
+    let mut ids: Vec<DoctorId> = stream::iter(0..n)
+        .map(|i| {
+            let engine = engine.clone();
+            async move { engine.create_doctor(bench_doctor(i)).await.map(|d| d.id) }
+        })
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot create doctors: {e}"))?;
+    ids.sort_unstable();
+    let today = engine.now().date_naive();
+    let activated: Vec<_> = stream::iter(ids.iter().copied())
+        .map(|id| {
+            let engine = engine.clone();
+            async move { engine.availability(id, today, 1).await.map(drop) }
+        })
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .collect()
+        .await;
+    activated
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .map_err(|e| format!("cannot activate doctors: {e}"))?;
+    Ok(ids)
+}
+
+/// `count` slot starts, 30 minutes apart from tomorrow 00:00 UTC: in epoch seconds, and
+/// as RFC 3339 text.
+fn slot_grid(now: DateTime<Utc>, count: usize) -> (Vec<i64>, Vec<String>) {
+    let first = (now.date_naive() + Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc();
+    (0..count)
+        .map(|i| {
+            let at = first + chrono::Duration::minutes(i64::from(SLOT_MINUTES) * i as i64);
+            (at.timestamp(), at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        })
+        .unzip()
+}
+
+// ---------------------------------------------------------------------------------------
+// The clients.
+
+/// What one request came back with.
+enum Outcome {
+    Created,
+    /// A 201 whose body does not describe the booking asked for (sampled check).
+    CreatedWrong(String),
+    Conflict,
+    Overloaded,
+    /// Anything else: the status and body, or the transport failure.
+    Error(String),
+}
+
+/// What a 201 must say; checked in full on a sample of the answers.
+#[derive(Debug, Clone, Copy)]
+struct Expected {
+    doctor_id: i64,
+    patient_id: i64,
+    /// The slot start, in seconds since the epoch.
+    at: i64,
+}
+
+/// The full check of a 201 body against the request.
+fn check_created(body: &[u8], want: Expected) -> Result<(), String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("201 body is not JSON: {e}"))?;
+    let c = &v["consultation"];
+    let at = c["scheduled_at"]
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.timestamp());
+    let got = (
+        c["doctor_id"].as_i64(),
+        c["patient_id"].as_i64(),
+        at,
+        c["duration_minutes"].as_i64(),
+        c["status"].as_str(),
+        c["consult_mode"].as_str(),
+    );
+    let expected = (
+        Some(want.doctor_id),
+        Some(want.patient_id),
+        Some(want.at),
+        Some(i64::from(SLOT_MINUTES)),
+        Some("scheduled"),
+        Some("video"),
+    );
+    if got == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "201 body says (doctor, patient, at, minutes, status, mode) = {got:?}, expected {expected:?}"
+        ))
+    }
+}
+
+/// Classifies a complete response; `check`: also verify a 201's body in full.
+fn classify(status: u16, body: &[u8], check: Option<Expected>) -> Outcome {
+    match status {
+        201 if body.starts_with(CREATED_PREFIX) => match check.map(|e| check_created(body, e)) {
+            Some(Err(e)) => Outcome::CreatedWrong(e),
+            _ => Outcome::Created,
+        },
+        409 if body == CONFLICT_BODY => Outcome::Conflict,
+        503 => Outcome::Overloaded,
+        _ => Outcome::Error(format!(
+            "{status} {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )),
+    }
+}
+
+/// `{"doctor_id":D,"scheduled_at":"...","consult_mode":"video"}` into `out`.
+fn write_body(out: &mut Vec<u8>, doctor: &str, slot: &str) {
+    out.extend_from_slice(br#"{"doctor_id":"#);
+    out.extend_from_slice(doctor.as_bytes());
+    out.extend_from_slice(br#","scheduled_at":""#);
+    out.extend_from_slice(slot.as_bytes());
+    out.extend_from_slice(br#"","consult_mode":"video"}"#);
+}
+
+/// A minimal HTTP/1.1 keep-alive client for one connection: one request in flight, the
+/// request head up to `Content-Length: ` pre-built per patient, the body written into a
+/// reused buffer, the response read by `Content-Length` (the server never chunks these).
+struct RawConn {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    out: Vec<u8>,
+    body: Vec<u8>,
+    input: Vec<u8>,
+}
+
+impl RawConn {
+    fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            stream: None,
+            out: Vec::with_capacity(1024),
+            body: Vec::with_capacity(128),
+            input: Vec::with_capacity(4096),
+        }
+    }
+
+    /// The request head before the content length, for one patient's token.
+    fn head(addr: SocketAddr, token: &str) -> Vec<u8> {
+        format!(
+            "POST {PATH} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: "
+        )
+        .into_bytes()
+    }
+
+    async fn book(
+        &mut self,
+        head: &[u8],
+        doctor: &str,
+        slot: &str,
+        check: Option<Expected>,
+    ) -> Outcome {
+        self.body.clear();
+        write_body(&mut self.body, doctor, slot);
+        self.out.clear();
+        self.out.extend_from_slice(head);
+        push_decimal(&mut self.out, self.body.len());
+        self.out.extend_from_slice(b"\r\n\r\n");
+        self.out.extend_from_slice(&self.body);
+        match self.exchange().await {
+            Ok((status, body_start, close)) => {
+                let outcome = classify(status, &self.input[body_start..], check);
+                if close {
+                    self.stream = None;
+                }
+                outcome
+            }
+            Err(e) => {
+                self.stream = None;
+                Outcome::Error(format!("transport: {e}"))
+            }
+        }
+    }
+
+    /// Writes `out`, reads one response into `input`: (status, body offset, server closes).
+    async fn exchange(&mut self) -> std::io::Result<(u16, usize, bool)> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect(self.addr).await?;
+            stream.set_nodelay(true)?;
+            self.stream = Some(stream);
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        stream.write_all(&self.out).await?;
+        self.input.clear();
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        let head_end = loop {
+            if let Some(i) = find(&self.input, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if stream.read_buf(&mut self.input).await? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed before a response",
+                ));
+            }
+        };
+        let head = &self.input[..head_end];
+        if head.len() < 12 || !head.starts_with(b"HTTP/1.1 ") {
+            return Err(bad("not an HTTP/1.1 response"));
+        }
+        let status = std::str::from_utf8(&head[9..12])
+            .ok()
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| bad("bad status line"))?;
+        let mut length = None;
+        let mut close = false;
+        for line in head.split(|&b| b == b'\n').skip(1) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+            if name.eq_ignore_ascii_case(b"content-length") {
+                length = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok());
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                close = value.eq_ignore_ascii_case(b"close");
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                return Err(bad("chunked responses are not supported"));
+            }
+        }
+        let length = length.ok_or_else(|| bad("no content-length"))?;
+        while self.input.len() < head_end + length {
+            if stream.read_buf(&mut self.input).await? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed inside a body",
+                ));
+            }
+        }
+        if self.input.len() != head_end + length {
+            return Err(bad("more bytes than one response"));
+        }
+        Ok((status, head_end, close))
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// reqwest on one connection (its own client) or on a shared client's pool.
+struct ReqwestConn {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    body: Vec<u8>,
+}
+
+impl ReqwestConn {
+    fn client(pool: usize) -> reqwest::Client {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(pool)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()
+            .expect("a plain HTTP client builds")
+    }
+
+    async fn book(
+        &mut self,
+        auth: &reqwest::header::HeaderValue,
+        doctor: &str,
+        slot: &str,
+        check: Option<Expected>,
+    ) -> Outcome {
+        self.body.clear();
+        write_body(&mut self.body, doctor, slot);
+        let sent = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::AUTHORIZATION, auth.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(self.body.clone())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return Outcome::Error(format!("transport: {e}")),
+        };
+        let status = response.status().as_u16();
+        match response.bytes().await {
+            Ok(body) => classify(status, &body, check),
+            Err(e) => Outcome::Error(format!("transport: {e}")),
+        }
+    }
+}
+
+/// One connection of whichever client kind, with the per-patient credentials it needs.
+enum Conn {
+    Raw(RawConn),
+    Reqwest(ReqwestConn),
+}
+
+/// Pre-built per-patient request parts.
+struct Patient {
+    id: i64,
+    /// Raw client: the request head up to the content length.
+    head: Vec<u8>,
+    /// reqwest: the `Authorization` value.
+    auth: reqwest::header::HeaderValue,
+}
+
+impl Patient {
+    fn new(addr: SocketAddr, keys: &JwtKeys, id: i64) -> Self {
+        let token = keys.mint(Role::Patient, id, now_s(), 3600);
+        Self {
+            id,
+            head: RawConn::head(addr, &token),
+            auth: reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .expect("a JWT is a valid header value"),
+        }
+    }
+}
+
+/// What starts connections for one run.
+#[derive(Clone)]
+struct Dialer {
+    kind: ClientKind,
+    addr: SocketAddr,
+    shared: Option<reqwest::Client>,
+}
+
+impl Dialer {
+    fn new(kind: ClientKind, addr: SocketAddr, connections: usize) -> Self {
+        Self {
+            kind,
+            addr,
+            shared: (kind == ClientKind::ReqwestShared).then(|| ReqwestConn::client(connections)),
+        }
+    }
+
+    fn conn(&self) -> Conn {
+        match self.kind {
+            ClientKind::Raw => Conn::Raw(RawConn::new(self.addr)),
+            ClientKind::Reqwest | ClientKind::ReqwestShared => Conn::Reqwest(ReqwestConn {
+                client: self
+                    .shared
+                    .clone()
+                    .unwrap_or_else(|| ReqwestConn::client(1)),
+                url: reqwest::Url::parse(&format!("http://{}{PATH}", self.addr))
+                    .expect("a valid URL"),
+                body: Vec::with_capacity(128),
+            }),
+        }
+    }
+}
+
+impl Conn {
+    /// Opens the connection before the clock starts (reqwest: by a `GET /healthz`).
+    async fn warm_up(&mut self) -> Result<(), String> {
+        match self {
+            Self::Raw(c) => {
+                let stream = TcpStream::connect(c.addr)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                stream.set_nodelay(true).map_err(|e| e.to_string())?;
+                c.stream = Some(stream);
+                Ok(())
+            }
+            Self::Reqwest(c) => {
+                let mut url = c.url.clone();
+                url.set_path("/healthz");
+                let response = c
+                    .client
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("warm-up: {e}"))?;
+                response
+                    .bytes()
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("warm-up: {e}"))
+            }
+        }
+    }
+
+    /// Books slot `slot` of doctor `doctor` (indices into the plan) as `patient`; every
+    /// `CHECK_EVERY`th request of a connection (`n`) has its 201 body checked in full.
+    async fn book(
+        &mut self,
+        plan: &Plan,
+        patient: usize,
+        doctor: usize,
+        slot: usize,
+        n: u64,
+    ) -> Outcome {
+        let p = &plan.patients[patient];
+        let check = (n & (CHECK_EVERY - 1) == 0).then(|| Expected {
+            doctor_id: plan.doctor_ids[doctor],
+            patient_id: p.id,
+            at: plan.slot_at[slot],
+        });
+        let (d, s) = (&plan.doctors[doctor], &plan.slots[slot]);
+        match self {
+            Self::Raw(c) => c.book(&p.head, d, s, check).await,
+            Self::Reqwest(c) => c.book(&p.auth, d, s, check).await,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tallies.
+
+/// What one connection saw; latencies in microseconds, kept raw and histogrammed at the end.
+#[derive(Default)]
+struct Tally {
+    created_us: Vec<u32>,
+    conflict_us: Vec<u32>,
+    overloaded: u64,
+    errors: u64,
+    /// 201s whose body did not match the request (of those checked).
+    wrong_201: u64,
+    /// Time to open the connection.
+    connect_us: u64,
+    error_samples: BTreeMap<String, u64>,
+    /// Every acknowledged booking: (doctor, slot, patient) indices into the plan.
+    booked: Vec<(u32, u32, u32)>,
+}
+
+impl Tally {
+    /// Records one answer to booking (doctor, slot) as patient (plan indices).
+    fn record(&mut self, outcome: Outcome, took: Duration, booking: (usize, usize, usize)) {
+        let us = took.as_micros().min(u128::from(u32::MAX)) as u32;
+        let created = |t: &mut Self| {
+            t.created_us.push(us);
+            let (d, s, p) = booking;
+            t.booked.push((d as u32, s as u32, p as u32));
+        };
+        match outcome {
+            Outcome::Created => created(self),
+            Outcome::CreatedWrong(e) => {
+                created(self);
+                self.wrong_201 += 1;
+                self.sample(e);
+            }
+            Outcome::Conflict => self.conflict_us.push(us),
+            Outcome::Overloaded => self.overloaded += 1,
+            Outcome::Error(e) => {
+                self.errors += 1;
+                self.sample(e);
+            }
+        }
+    }
+
+    /// Opens the connection (not timed as a request; the slowest is reported).
+    async fn warm_up(&mut self, conn: &mut Conn) {
+        let t = Instant::now();
+        if let Err(e) = conn.warm_up().await {
+            self.errors += 1;
+            self.sample(e);
+        }
+        self.connect_us = t.elapsed().as_micros() as u64;
+    }
+
+    fn sample(&mut self, e: String) {
+        if self.error_samples.len() < MAX_ERROR_SAMPLES || self.error_samples.contains_key(&e) {
+            *self.error_samples.entry(e).or_default() += 1;
+        }
+    }
+}
+
+/// A run's totals.
+struct Summary {
+    requests: u64,
+    created: u64,
+    conflicts: u64,
+    overloaded: u64,
+    errors: u64,
+    wrong_201: u64,
+    /// The slowest connection opening.
+    connect_max_us: u64,
+    all_us: Histogram<u64>,
+    created_us: Histogram<u64>,
+    conflict_us: Histogram<u64>,
+    error_samples: BTreeMap<String, u64>,
+    /// Acknowledged bookings as (doctor id, start in epoch seconds, patient id), sorted.
+    booked: Vec<(i64, i64, i64)>,
+}
+
+impl Summary {
+    fn of(tallies: Vec<Tally>, plan: &Plan) -> Self {
+        let hist = || Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid bounds");
+        let mut s = Self {
+            requests: 0,
+            created: 0,
+            conflicts: 0,
+            overloaded: 0,
+            errors: 0,
+            wrong_201: 0,
+            connect_max_us: 0,
+            all_us: hist(),
+            created_us: hist(),
+            conflict_us: hist(),
+            error_samples: BTreeMap::new(),
+            booked: Vec::new(),
+        };
+        for t in tallies {
+            for &us in &t.created_us {
+                let us = u64::from(us).clamp(1, HIST_MAX_US);
+                s.created_us.saturating_record(us);
+                s.all_us.saturating_record(us);
+            }
+            for &us in &t.conflict_us {
+                let us = u64::from(us).clamp(1, HIST_MAX_US);
+                s.conflict_us.saturating_record(us);
+                s.all_us.saturating_record(us);
+            }
+            s.created += t.created_us.len() as u64;
+            s.conflicts += t.conflict_us.len() as u64;
+            s.overloaded += t.overloaded;
+            s.errors += t.errors;
+            s.wrong_201 += t.wrong_201;
+            s.connect_max_us = s.connect_max_us.max(t.connect_us);
+            s.booked.extend(t.booked.iter().map(|&(d, at, p)| {
+                (
+                    plan.doctor_ids[d as usize],
+                    plan.slot_at[at as usize],
+                    plan.patients[p as usize].id,
+                )
+            }));
+            for (e, n) in t.error_samples {
+                if s.error_samples.len() < MAX_ERROR_SAMPLES || s.error_samples.contains_key(&e) {
+                    *s.error_samples.entry(e).or_default() += n;
+                }
+            }
+        }
+        s.requests = s.created + s.conflicts + s.overloaded + s.errors;
+        s.booked.sort_unstable();
+        s
+    }
+}
+
+/// Shared stop conditions of one run.
+/// Shared start and stop conditions of one run: every connection is opened first, then
+/// the clock starts for all at once.
+struct Limits {
+    run_for: Duration,
+    budget: AtomicI64,
+    start: std::sync::OnceLock<Instant>,
+    connected: tokio::sync::Barrier,
+    go: tokio::sync::Barrier,
+}
+
+impl Limits {
+    fn new(connections: usize, run_for: Duration, max_requests: i64) -> Self {
+        Self {
+            run_for,
+            budget: AtomicI64::new(max_requests),
+            start: std::sync::OnceLock::new(),
+            connected: tokio::sync::Barrier::new(connections + 1),
+            go: tokio::sync::Barrier::new(connections + 1),
+        }
+    }
+
+    /// A connection is ready; answers the deadline once the run starts.
+    async fn ready(&self) -> Instant {
+        self.connected.wait().await;
+        self.go.wait().await;
+        *self.start.get().expect("set before the go") + self.run_for
+    }
+
+    /// Waits for every connection, starts the clock: the start.
+    async fn start(&self) -> Instant {
+        self.connected.wait().await;
+        let now = Instant::now();
+        self.start.set(now).expect("one start per run");
+        self.go.wait().await;
+        now
+    }
+
+    fn take(&self, deadline: Instant) -> bool {
+        Instant::now() < deadline && self.budget.fetch_sub(1, Ordering::Relaxed) > 0
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Workloads.
+
+/// Everything a run's connections share.
+struct Plan {
+    doctor_ids: Vec<i64>,
+    /// The doctor ids as request text.
+    doctors: Vec<String>,
+    /// Slot starts in epoch seconds, and as request text.
+    slot_at: Vec<i64>,
+    slots: Vec<String>,
+    patients: Vec<Patient>,
+}
+
+/// `connections` tasks on `spawner`, each booking random (doctor, slot) pairs as its own
+/// patient until the limits say stop.
+async fn uniform(
+    spawner: &Handle,
+    dialer: &Dialer,
+    plan: Arc<Plan>,
+    connections: usize,
+    limits: Arc<Limits>,
+    rate: Option<f64>,
+) -> (Vec<Tally>, Duration) {
+    // Open loop: each connection sends every `connections / rate` seconds, staggered.
+    let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
+    let tasks: Vec<_> = (0..connections)
+        .map(|c| {
+            let plan = Arc::clone(&plan);
+            let limits = Arc::clone(&limits);
+            let mut conn = dialer.conn();
+            spawner.spawn(async move {
+                let mut rng = SmallRng::seed_from_u64(c as u64);
+                let mut tally = Tally::default();
+                tally.warm_up(&mut conn).await;
+                let deadline = limits.ready().await;
+                let started = deadline - limits.run_for;
+                let mut sent = 0u64;
+                let mut next = interval.map(|i| started + i.mul_f64(c as f64 / connections as f64));
+                while limits.take(deadline) {
+                    let doctor = rng.random_range(0..plan.doctors.len());
+                    let slot = rng.random_range(0..plan.slots.len());
+                    // Closed loop: from the send. Open loop: from the scheduled send when
+                    // behind schedule (a slow answer delays the next request: coordinated
+                    // omission is counted), from the wake-up when the timer was waited for
+                    // (the timer's millisecond granularity is not counted).
+                    let t = match (&mut next, interval) {
+                        (Some(at), Some(every)) => {
+                            let scheduled = *at;
+                            *at += every;
+                            if scheduled >= deadline {
+                                break;
+                            }
+                            if scheduled > Instant::now() {
+                                tokio::time::sleep_until(scheduled.into()).await;
+                                Instant::now()
+                            } else {
+                                scheduled
+                            }
+                        }
+                        _ => Instant::now(),
+                    };
+                    let outcome = conn.book(&plan, c, doctor, slot, sent).await;
+                    sent += 1;
+                    tally.record(outcome, t.elapsed(), (doctor, slot, c));
+                }
+                tally
+            })
+        })
+        .collect();
+    let started = limits.start().await;
+    let mut tallies = Vec::with_capacity(connections);
+    for t in tasks {
+        tallies.push(t.await.expect("client task panicked"));
+    }
+    (tallies, started.elapsed())
+}
+
+/// The hot-doctor race, in rounds (see the module docs). Answers the tallies, the elapsed
+/// time, the rounds run and the acknowledgements per slot index (all rounds).
+async fn hot(
+    spawner: &Handle,
+    dialer: &Dialer,
+    plan: Arc<Plan>,
+    connections: usize,
+    limits: Arc<Limits>,
+) -> (Vec<Tally>, Duration, usize, Vec<u32>) {
+    let max_rounds = plan.slots.len() / HOT_SLOTS;
+    // Attempt n of a round: patient n % 200 at position n / 200 of its own order.
+    let orders: Arc<Vec<Vec<Vec<u8>>>> = Arc::new(
+        (0..max_rounds)
+            .map(|r| {
+                (0..HOT_PATIENTS)
+                    .map(|p| {
+                        let mut order: Vec<u8> = (0..HOT_SLOTS as u8).collect();
+                        order.shuffle(&mut SmallRng::seed_from_u64((r * 1_000 + p) as u64));
+                        order
+                    })
+                    .collect()
+            })
+            .collect(),
+    );
+    let gate = Arc::new(tokio::sync::Barrier::new(connections));
+    let go = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicI64::new(0));
+    let tasks: Vec<_> = (0..connections)
+        .map(|c| {
+            let plan = Arc::clone(&plan);
+            let limits = Arc::clone(&limits);
+            let orders = Arc::clone(&orders);
+            let gate = Arc::clone(&gate);
+            let go = Arc::clone(&go);
+            let rounds = Arc::clone(&rounds);
+            let mut conn = dialer.conn();
+            spawner.spawn(async move {
+                let mut tally = Tally::default();
+                let mut sent = 0u64;
+                tally.warm_up(&mut conn).await;
+                let deadline = limits.ready().await;
+                for round in 0..max_rounds {
+                    // Everyone arrives; the leader decides whether the round runs.
+                    if gate.wait().await.is_leader() {
+                        let more =
+                            Instant::now() < deadline && limits.budget.load(Ordering::Relaxed) > 0;
+                        go.store(more, Ordering::Relaxed);
+                        if more {
+                            rounds.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    gate.wait().await;
+                    if !go.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let mut n = c;
+                    while n < HOT_PATIENTS * HOT_SLOTS {
+                        let (p, k) = (n % HOT_PATIENTS, n / HOT_PATIENTS);
+                        let index = round * HOT_SLOTS + orders[round][p][k] as usize;
+                        limits.budget.fetch_sub(1, Ordering::Relaxed);
+                        let t = Instant::now();
+                        let outcome = conn.book(&plan, p, 0, index, sent).await;
+                        sent += 1;
+                        tally.record(outcome, t.elapsed(), (0, index, p));
+                        n += connections;
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    let started = limits.start().await;
+    let mut tallies = Vec::with_capacity(connections);
+    let mut acks = vec![0u32; plan.slots.len()];
+    for t in tasks {
+        let tally = t.await.expect("client task panicked");
+        for &(_, slot, _) in &tally.booked {
+            acks[slot as usize] += 1;
+        }
+        tallies.push(tally);
+    }
+    let elapsed = started.elapsed();
+    let rounds = rounds.load(Ordering::Relaxed) as usize;
+    acks.truncate(rounds * HOT_SLOTS);
+    (tallies, elapsed, rounds, acks)
+}
+
+// ---------------------------------------------------------------------------------------
+// Where the CPU went (Linux /proc; zeros elsewhere).
+
+/// Clock ticks (USER_HZ, 100 on Linux) spent so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuSample {
+    /// Threads of this process named `loadgen` (the generator's runtime).
+    loadgen: u64,
+    /// Every other thread of this process: the application (server runtime, SQLite workers).
+    app: u64,
+    /// Processes named `postgres` (all of the server's backends, not only ours).
+    postgres: u64,
+    /// The whole machine: busy (softirq included), softirq, idle.
+    busy: u64,
+    softirq: u64,
+    idle: u64,
+}
+
+/// utime + stime of a `/proc/.../stat` line, and the name between the parentheses.
+fn stat_ticks(stat: &str) -> Option<(&str, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = &stat[open + 1..close];
+    let mut fields = stat[close + 1..].split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+impl CpuSample {
+    fn now() -> Self {
+        let mut s = Self::default();
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for task in tasks.flatten() {
+                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                if let Some((name, ticks)) = stat_ticks(&stat) {
+                    if name.starts_with("loadgen") {
+                        s.loadgen += ticks;
+                    } else {
+                        s.app += ticks;
+                    }
+                }
+            }
+        }
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                if !p
+                    .file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                {
+                    continue;
+                }
+                let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+                if let Some(("postgres", ticks)) = stat_ticks(&stat) {
+                    s.postgres += ticks;
+                }
+            }
+        }
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        if let Some(line) = stat.lines().next().filter(|l| l.starts_with("cpu ")) {
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal (guest time is inside user).
+            if v.len() >= 8 {
+                s.busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+                s.softirq = v[6];
+                s.idle = v[3] + v[4];
+            }
+        }
+        s
+    }
+
+    /// Cores used per category between `self` and `later`, over `over`.
+    fn cores(self, later: Self, over: Duration) -> CpuCores {
+        let c = |a: u64, b: u64| b.saturating_sub(a) as f64 / 100.0 / over.as_secs_f64();
+        let loadgen = c(self.loadgen, later.loadgen);
+        let app = c(self.app, later.app);
+        let postgres = c(self.postgres, later.postgres);
+        let busy = c(self.busy, later.busy);
+        let softirq = c(self.softirq, later.softirq);
+        CpuCores {
+            loadgen,
+            app,
+            postgres,
+            softirq,
+            rest: (busy - loadgen - app - postgres - softirq).max(0.0),
+            idle: c(self.idle, later.idle),
+        }
+    }
+}
+
+/// Average cores busy over a run, by category.
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuCores {
+    loadgen: f64,
+    app: f64,
+    postgres: f64,
+    /// Kernel softirq time (loopback TCP delivery is mostly here, not in any task's time).
+    softirq: f64,
+    /// Everything else on the machine (other users' work).
+    rest: f64,
+    idle: f64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Runs and reports.
+
+struct Row {
+    backend: Backend,
+    workload: Workload,
+    connections: usize,
+    summary: Summary,
+    elapsed: Duration,
+    setup: Duration,
+    shutdown: Duration,
+    verdict: Verdict,
+    /// Hot: rounds run, and rounds with exactly one acknowledgement per slot.
+    rounds: Option<(usize, usize)>,
+    cpu: CpuCores,
+    journal: JournalDelta,
+}
+
+/// The engine's journal counters over one run.
+#[derive(Debug, Default, Clone, Copy)]
+struct JournalDelta {
+    batches: u64,
+    records: u64,
+    failed_batches: u64,
+    flush_us: u64,
+    overloaded: u64,
+}
+
+impl JournalDelta {
+    fn between(a: &StatsSnapshot, b: &StatsSnapshot) -> Self {
+        Self {
+            batches: b.journal_batches - a.journal_batches,
+            records: b.journal_records - a.journal_records,
+            failed_batches: b.journal_failed_batches - a.journal_failed_batches,
+            flush_us: b.journal_flush_micros - a.journal_flush_micros,
+            overloaded: b.overloaded - a.overloaded,
+        }
+    }
+}
+
+impl Row {
+    fn ok(&self) -> bool {
+        self.verdict.ok()
+            && self.summary.wrong_201 == 0
+            && self.rounds.is_none_or(|(run, good)| run == good)
+    }
+}
+
+async fn run(
+    backend: Backend,
+    workload: Workload,
+    connections: usize,
+    args: &Args,
+    spawner: &Handle,
+) -> Result<Option<Row>, String> {
+    let label = format!("[{} {} {connections}]", backend.name(), workload.name());
+    let Some(db) = Database::fresh(backend).await else {
+        return Ok(None);
+    };
+    let setup_started = Instant::now();
+    let server = match Server::start(db.url(), &args.extra_settings, args.keep_rate_limit).await {
+        Ok(s) => s,
+        Err(e) => {
+            db.remove().await;
+            return Err(format!("{label} the application did not start: {e}"));
+        }
+    };
+    let doctors = match workload {
+        Workload::Uniform => DOCTORS,
+        Workload::Hot => 1,
+    };
+    let ids = match create_doctors(&server.engine, doctors).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            server.stop().await;
+            db.remove().await;
+            return Err(format!("{label} {e}"));
+        }
+    };
+    let keys = JwtKeys::new(consult_scheduler::settings::DEV_JWT_SECRET.as_bytes(), 30);
+    let patients = match workload {
+        Workload::Uniform => (0..connections)
+            .map(|c| Patient::new(server.addr, &keys, 100_000 + c as i64))
+            .collect(),
+        Workload::Hot => (0..HOT_PATIENTS)
+            .map(|p| Patient::new(server.addr, &keys, 200_000 + p as i64))
+            .collect(),
+    };
+    let (slot_at, slots) = slot_grid(server.engine.now(), HORIZON_DAYS * SLOTS_PER_DAY);
+    let plan = Arc::new(Plan {
+        doctors: ids.iter().map(|id| id.to_string()).collect(),
+        doctor_ids: ids,
+        slot_at,
+        slots,
+        patients,
+    });
+    let setup = setup_started.elapsed();
+    eprintln!(
+        "{label} {doctors} doctors ready in {setup:.2?} at http://{}; running for {:?}",
+        server.addr, args.run_for
+    );
+    let dialer = Dialer::new(args.client, server.addr, connections);
+    let limits = Arc::new(Limits::new(connections, args.run_for, args.max_requests));
+    let cpu_before = CpuSample::now();
+    let stats_before = server.engine.stats();
+    let (tallies, elapsed, rounds) = match workload {
+        Workload::Uniform => {
+            let (t, e) = uniform(
+                spawner,
+                &dialer,
+                Arc::clone(&plan),
+                connections,
+                limits,
+                args.rate,
+            )
+            .await;
+            (t, e, None)
+        }
+        Workload::Hot => {
+            let (t, e, rounds, acks) =
+                hot(spawner, &dialer, Arc::clone(&plan), connections, limits).await;
+            let good = acks
+                .chunks(HOT_SLOTS)
+                .filter(|round| round.iter().all(|&n| n == 1))
+                .count();
+            (t, e, Some((rounds, good)))
+        }
+    };
+    let cpu = cpu_before.cores(CpuSample::now(), elapsed);
+    let journal = JournalDelta::between(&stats_before, &server.engine.stats());
+    drop(dialer);
+    let summary = Summary::of(tallies, &plan);
+    let shutdown = server.stop().await;
+    let verdict = verify(&db, &summary.booked).await;
+    db.remove().await;
+    eprintln!(
+        "{label} slowest connect {:.1} ms; {} requests in {elapsed:.2?}: {} x 201, {} x 409, {} x 503, {} errors; store: {} active rows, {} double bookings, {} acknowledged but missing, {} not acknowledged",
+        summary.connect_max_us as f64 / 1e3,
+        summary.requests,
+        summary.created,
+        summary.conflicts,
+        summary.overloaded,
+        summary.errors,
+        verdict.active_rows,
+        verdict.double_bookings,
+        verdict.lost,
+        verdict.unacknowledged,
+    );
+    Ok(Some(Row {
+        backend,
+        workload,
+        connections,
+        summary,
+        elapsed,
+        setup,
+        shutdown,
+        verdict,
+        rounds,
+        cpu,
+        journal,
+    }))
+}
+
+fn per_s(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// A latency quantile in milliseconds, or "-" for an empty histogram.
+fn q_ms(h: &Histogram<u64>, q: f64) -> String {
+    if h.is_empty() {
+        "-".into()
+    } else {
+        format!("{:.2}", h.value_at_quantile(q) as f64 / 1e3)
+    }
+}
+
+fn print_tables(rows: &[Row], workloads: &[Workload]) {
+    for &workload in workloads {
+        let rows: Vec<&Row> = rows.iter().filter(|r| r.workload == workload).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        match workload {
+            Workload::Uniform => println!(
+                "\n## uniform: random (doctor, slot) over {DOCTORS} doctors x {HORIZON_DAYS} days of {SLOT_MINUTES}-minute slots\n"
+            ),
+            Workload::Hot => println!(
+                "\n## hot: rounds of {HOT_PATIENTS} patients racing for one doctor's next {HOT_SLOTS} slots\n"
+            ),
+        }
+        println!("Latency in ms over the 201 and 409 answers (errors are not timed); errors include 503s.\n");
+        println!("| backend | workload | connections | requests/s | durable bookings/s | p50 | p99 | p99.9 | 409s | errors | double bookings |");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &rows {
+            let s = &r.summary;
+            println!(
+                "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                r.backend.name(),
+                r.workload.name(),
+                r.connections,
+                per_s(s.requests, r.elapsed),
+                per_s(s.created, r.elapsed),
+                q_ms(&s.all_us, 0.5),
+                q_ms(&s.all_us, 0.99),
+                q_ms(&s.all_us, 0.999),
+                s.conflicts,
+                s.overloaded + s.errors,
+                r.verdict.double_bookings,
+            );
+        }
+        println!("\n### {} details\n", workload.name());
+        println!("| backend | connections | secs | requests | 201s | 201 p50 | 201 p99 | 201 p99.9 | 201 max | 409 p50 | 409 p99 | 503s | other errors | 201 bodies wrong | active rows | rows (any status) | 201s not in store | rows not acked | rounds ok | setup (s) | shutdown (ms) | check |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        for r in &rows {
+            let s = &r.summary;
+            let max = if s.created_us.is_empty() {
+                "-".into()
+            } else {
+                format!("{:.2}", s.created_us.max() as f64 / 1e3)
+            };
+            println!(
+                "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {} |",
+                r.backend.name(),
+                r.connections,
+                r.elapsed.as_secs_f64(),
+                s.requests,
+                s.created,
+                q_ms(&s.created_us, 0.5),
+                q_ms(&s.created_us, 0.99),
+                q_ms(&s.created_us, 0.999),
+                max,
+                q_ms(&s.conflict_us, 0.5),
+                q_ms(&s.conflict_us, 0.99),
+                s.overloaded,
+                s.errors,
+                s.wrong_201,
+                r.verdict.active_rows,
+                r.verdict.all_rows,
+                r.verdict.lost,
+                r.verdict.unacknowledged,
+                r.rounds
+                    .map_or("-".into(), |(run, good)| format!("{good}/{run}")),
+                r.setup.as_secs_f64(),
+                r.shutdown.as_secs_f64() * 1e3,
+                if r.ok() { "ok" } else { "FAILED" },
+            );
+        }
+        println!("\nCPU during the run, in cores (of {}): the generator's threads, the rest of this process (the application), all `postgres` processes, kernel softirq (loopback TCP), everything else on the machine (other users), idle.\n", std::thread::available_parallelism().map_or(0, |n| n.get()));
+        println!("| backend | connections | loadgen | app | postgres | softirq | rest | idle | loadgen us/request | app us/request | postgres us/request |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &rows {
+            let c = &r.cpu;
+            let per_request = |cores: f64| {
+                let n = r.summary.requests.max(1) as f64;
+                cores * r.elapsed.as_secs_f64() * 1e6 / n
+            };
+            println!(
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
+                r.backend.name(),
+                r.connections,
+                c.loadgen,
+                c.app,
+                c.postgres,
+                c.softirq,
+                c.rest,
+                c.idle,
+                per_request(c.loadgen),
+                per_request(c.app),
+                per_request(c.postgres),
+            );
+        }
+        println!("\nJournal (the engine's counters over the run): transactions, records per transaction, mean transaction time, journal writers busy (summed transaction time / run time, in writers; Postgres runs 4 at once), failed transactions, engine admission refusals.\n");
+        println!("| backend | connections | transactions | records/transaction | mean transaction (ms) | writers busy | failed | engine overloaded |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &rows {
+            let j = &r.journal;
+            let per_batch = |x: f64| {
+                if j.batches == 0 {
+                    0.0
+                } else {
+                    x / j.batches as f64
+                }
+            };
+            println!(
+                "| {} | {} | {} | {:.1} | {:.2} | {:.2} | {} | {} |",
+                r.backend.name(),
+                r.connections,
+                j.batches,
+                per_batch(j.records as f64),
+                per_batch(j.flush_us as f64 / 1e3),
+                j.flush_us as f64 / 1e6 / r.elapsed.as_secs_f64(),
+                j.failed_batches,
+                j.overloaded,
+            );
+        }
+        for r in &rows {
+            if let Some(e) = &r.verdict.error {
+                println!(
+                    "- {} / {} connections: store check failed: {e}",
+                    r.backend.name(),
+                    r.connections
+                );
+            }
+            for (e, n) in &r.summary.error_samples {
+                println!(
+                    "- {} / {} connections: {n} x `{e}`",
+                    r.backend.name(),
+                    r.connections
+                );
+            }
+        }
+    }
+}
+
+fn main() {
+    let args = match Args::parse() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("http_load bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Some(level) = &args.log {
+        consult_scheduler::telemetry::init(&consult_scheduler::settings::LogSettings {
+            format: consult_scheduler::settings::LogFormat::Pretty,
+            level: level.clone(),
+        });
+    }
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.server_threads)
+        .thread_name("server")
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let gen_rt = (args.gen_threads > 0).then(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.gen_threads)
+            .thread_name("loadgen")
+            .enable_all()
+            .build()
+            .expect("generator runtime")
+    });
+    let spawner = gen_rt
+        .as_ref()
+        .map_or_else(|| server_rt.handle().clone(), |rt| rt.handle().clone());
+
+    println!("# HTTP load benchmark: POST {PATH}\n");
+    println!(
+        "{} s per run (cap {} requests), {}, {} CPUs; client {}, generator threads {}, server threads {}; per-user rate limit {}; extra settings: {:?}",
+        args.run_for.as_secs(),
+        args.max_requests,
+        args.rate.map_or("closed loop".to_owned(), |r| format!(
+            "uniform in open loop at {r:.0} requests/s"
+        )),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.client.name(),
+        if args.gen_threads == 0 {
+            "shared with the server".to_owned()
+        } else {
+            args.gen_threads.to_string()
+        },
+        args.server_threads,
+        if args.keep_rate_limit {
+            "as configured"
+        } else {
+            "raised to 1000000/s"
+        },
+        args.extra_settings,
+    );
+    let (rows, failures) = server_rt.block_on(async {
+        let mut rows = Vec::new();
+        let mut failures = Vec::new();
+        'backends: for &backend in &args.backends {
+            if backend == Backend::Memory {
+                println!("\n> memory skipped: the application has no in-memory store URL (benches/engine.rs measures the in-memory engine)");
+                continue;
+            }
+            for &workload in &args.workloads {
+                for &connections in &args.clients {
+                    match run(backend, workload, connections, &args, &spawner).await {
+                        Ok(Some(row)) => rows.push(row),
+                        Ok(None) => {
+                            println!("\n> {} skipped: server unreachable", backend.name());
+                            continue 'backends;
+                        }
+                        Err(e) => {
+                            eprintln!("{e}");
+                            failures.push(e);
+                        }
+                    }
+                }
+            }
+        }
+        (rows, failures)
+    });
+    print_tables(&rows, &args.workloads);
+    let bad: Vec<&Row> = rows.iter().filter(|r| !r.ok()).collect();
+    println!(
+        "\ndouble bookings: {}; failed checks: {}; failed runs: {}",
+        rows.iter().map(|r| r.verdict.double_bookings).sum::<u64>(),
+        bad.len(),
+        failures.len()
+    );
+    drop(gen_rt);
+    if !bad.is_empty() || !failures.is_empty() {
+        std::process::exit(1);
+    }
+}
