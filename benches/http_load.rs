@@ -10,7 +10,8 @@
 //! - `hot`: rounds of a race: 200 patients (each with its own token) try all of one doctor's
 //!   next 16 free slots, each patient in its own random order; the 3,200 attempts of a round
 //!   are dealt round-robin over the connections and released together. Every round must end
-//!   with exactly 16 acknowledged bookings, one per slot; then the next 16 slots are raced.
+//!   with exactly 16 acknowledged bookings, one per slot; then the next 16 slots are raced
+//!   (up to a year of slots from tomorrow).
 //!
 //! All connections are opened before the clock starts. Every run is time-bounded
 //! (`--seconds`) and request-bounded (`--requests`), and ends with checks, after a graceful
@@ -84,6 +85,9 @@ const SLOT_MINUTES: u16 = 30;
 /// Slots per day and days of the booking horizon.
 const SLOTS_PER_DAY: usize = 48;
 const HORIZON_DAYS: usize = 30;
+/// Days of slots the hot doctor's rounds may use (one round takes 16 slots), so that a run
+/// ends by its time bound, not by running out of slots.
+const HOT_HORIZON_DAYS: usize = 365;
 /// Patients and slots of one hot-doctor round.
 const HOT_PATIENTS: usize = 200;
 const HOT_SLOTS: usize = 16;
@@ -1543,7 +1547,11 @@ async fn run(
             .map(|p| Patient::new(server.addr, &keys, 200_000 + p as i64))
             .collect(),
     };
-    let (slot_at, slots) = slot_grid(server.engine.now(), HORIZON_DAYS * SLOTS_PER_DAY);
+    let days = match workload {
+        Workload::Uniform => HORIZON_DAYS,
+        Workload::Hot => HOT_HORIZON_DAYS,
+    };
+    let (slot_at, slots) = slot_grid(server.engine.now(), days * SLOTS_PER_DAY);
     let plan = Arc::new(Plan {
         doctors: ids.iter().map(|id| id.to_string()).collect(),
         doctor_ids: ids,

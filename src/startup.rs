@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use consult_actors::Engine;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::http::auth::JwtKeys;
 use crate::http::{self, AppState, HttpLimits};
@@ -59,9 +59,7 @@ impl Application {
             }
         }
         let addr = settings.server.bind;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = listen(addr).map_err(|source| StartupError::Bind { addr, source })?;
         let jwt = JwtKeys::new(settings.auth.jwt_secret.as_bytes(), settings.auth.leeway_s);
         let state = AppState::new(
             engine,
@@ -151,6 +149,22 @@ impl Application {
         tracing::info!("stopped: journal flushed, snapshots written, store closed");
         result
     }
+}
+
+/// Pending connections the kernel queues before `accept`. tokio's `bind` uses 128, which
+/// makes a burst of a few hundred new connections wait a full SYN retransmit (1 s).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

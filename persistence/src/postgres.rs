@@ -48,6 +48,10 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+            // No ping before each use: it is one more round trip per journal transaction.
+            // A connection that broke is discarded by sqlx when its query fails; the
+            // journal answers that batch's callers 503 and the next batch gets a new one.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(db_error)?;

@@ -36,9 +36,18 @@ use self::auth::JwtKeys;
 use self::error::ApiError;
 use self::metrics::Metrics;
 
-/// What every handler can reach.
+/// What every handler can reach; one `Arc`, so the per-request clone is one increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub engine: Engine,
     pub jwt: Arc<JwtKeys>,
     pub metrics: Arc<Metrics>,
@@ -69,7 +78,7 @@ pub struct HttpLimits {
 
 impl AppState {
     pub fn new(engine: Engine, jwt: JwtKeys, limits: HttpLimits) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             metrics: Arc::new(Metrics::new(engine.clone())),
             engine,
             jwt: Arc::new(jwt),
@@ -84,7 +93,7 @@ impl AppState {
             }),
             admission: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             request_timeout: limits.request_timeout,
-        }
+        }))
     }
 }
 
