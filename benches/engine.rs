@@ -75,8 +75,48 @@ impl Backend {
     }
 }
 
-/// The command line, parsed by hand: cargo's bench runner passes `--bench` and may pass a
-/// filter, so unknown arguments are ignored.
+/// The command line (`cargo bench --bench engine -- [flags]`).
+#[derive(Debug, clap::Parser)]
+#[command(about = "In-process engine load benchmark: durable bookings/s on each store")]
+struct Cli {
+    /// Stores to run on.
+    #[arg(long, value_enum, default_value = "all")]
+    backend: BackendChoice,
+    /// Seconds per load run (default 8; 2 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: Option<u64>,
+    /// Short runs, for CI.
+    #[arg(long)]
+    quick: bool,
+    /// Stop each load run after this many booking attempts (besides the time bound).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    requests: Option<u64>,
+    /// Client tasks (default: each of 64 and 256).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    clients: Option<u64>,
+    /// The engine's journal_flush_interval_ms.
+    #[arg(long = "flush-ms")]
+    flush_ms: Option<u64>,
+    /// Only measure resident memory with this many active doctor actors.
+    #[arg(long = "memory-doctors", value_parser = clap::value_parser!(u64).range(1..))]
+    memory_doctors: Option<u64>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// A benchmark-name filter `cargo bench` may pass; ignored.
+    #[arg(hide = true)]
+    filter: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BackendChoice {
+    All,
+    Memory,
+    Sqlite,
+    Postgres,
+}
+
+/// What the runs need, from [`Cli`].
 #[derive(Debug)]
 struct Args {
     backends: Vec<Backend>,
@@ -91,75 +131,33 @@ struct Args {
 
 impl Args {
     fn parse() -> Result<Self, String> {
-        let mut backends = vec![Backend::Memory, Backend::Sqlite, Backend::Postgres];
-        let mut seconds = None;
-        let mut quick = false;
-        let mut max_requests = None;
-        let mut clients = DEFAULT_CLIENTS.to_vec();
+        let cli = <Cli as clap::Parser>::parse();
+        let backends = match cli.backend {
+            BackendChoice::All => vec![Backend::Memory, Backend::Sqlite, Backend::Postgres],
+            BackendChoice::Memory => vec![Backend::Memory],
+            BackendChoice::Sqlite => vec![Backend::Sqlite],
+            BackendChoice::Postgres => vec![Backend::Postgres],
+        };
         let mut settings = bench_settings();
-        let mut memory_doctors = None;
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
-                None => (arg.clone(), None),
-            };
-            let mut value = |name: &str| {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
-            match flag.as_str() {
-                "--backend" => {
-                    backends = match value("--backend")?.as_str() {
-                        "all" => vec![Backend::Memory, Backend::Sqlite, Backend::Postgres],
-                        "memory" => vec![Backend::Memory],
-                        "sqlite" => vec![Backend::Sqlite],
-                        "postgres" => vec![Backend::Postgres],
-                        other => return Err(format!("unknown backend {other:?}")),
-                    }
-                }
-                "--seconds" => seconds = Some(positive(&value("--seconds")?, "--seconds")?),
-                "--requests" => max_requests = Some(positive(&value("--requests")?, "--requests")?),
-                "--clients" => {
-                    clients = vec![positive(&value("--clients")?, "--clients")? as usize]
-                }
-                "--flush-ms" => {
-                    let text = value("--flush-ms")?;
-                    settings.journal_flush_interval_ms = text
-                        .parse()
-                        .map_err(|_| format!("--flush-ms must be an integer, got {text:?}"))?;
-                }
-                "--quick" => quick = true,
-                "--memory-doctors" => {
-                    memory_doctors =
-                        Some(positive(&value("--memory-doctors")?, "--memory-doctors")?)
-                }
-                _ => {}
-            }
+        if let Some(ms) = cli.flush_ms {
+            settings.journal_flush_interval_ms = ms;
         }
-        let seconds = seconds.unwrap_or(if quick {
+        settings.validate().map_err(|e| e.to_string())?;
+        let seconds = cli.seconds.unwrap_or(if cli.quick {
             QUICK_SECONDS
         } else {
             DEFAULT_SECONDS
         });
-        settings.validate().map_err(|e| e.to_string())?;
         Ok(Self {
             backends,
             run_for: Duration::from_secs(seconds),
-            max_requests,
-            clients,
+            max_requests: cli.requests,
+            clients: cli
+                .clients
+                .map_or_else(|| DEFAULT_CLIENTS.to_vec(), |c| vec![c as usize]),
             settings,
-            memory_doctors,
+            memory_doctors: cli.memory_doctors,
         })
-    }
-}
-
-fn positive(text: &str, name: &str) -> Result<u64, String> {
-    match text.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{name} must be a positive integer, got {text:?}")),
     }
 }
 

@@ -141,7 +141,7 @@ impl Workload {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ClientKind {
     Raw,
     Reqwest,
@@ -158,8 +158,79 @@ impl ClientKind {
     }
 }
 
-/// The command line, parsed by hand: cargo's bench runner passes `--bench` and may pass a
-/// filter, so unknown arguments are ignored.
+/// The command line (`cargo bench --bench http_load -- [flags]`).
+#[derive(Debug, clap::Parser)]
+#[command(about = "HTTP load generator: bookings through the real application on loopback")]
+struct Cli {
+    /// Databases to run on (`memory` has no URL for the application and is skipped).
+    #[arg(long, value_enum, default_value = "postgres")]
+    backend: BackendChoice,
+    #[arg(long, value_enum, default_value = "all")]
+    workload: WorkloadChoice,
+    /// Seconds per run (default 10; 3 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: Option<u64>,
+    /// One short run at 64 connections per workload, for CI.
+    #[arg(long)]
+    quick: bool,
+    /// Most requests per run (besides the time bound).
+    #[arg(long, default_value_t = DEFAULT_MAX_REQUESTS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    requests: u64,
+    /// Connections, comma-separated (default 64,256; 64 with --quick).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    clients: Option<Vec<u64>>,
+    /// The HTTP client of the generator.
+    #[arg(long, value_enum, default_value = "raw")]
+    client: ClientKind,
+    /// Generator threads; 0 = share the server's runtime.
+    #[arg(long = "gen-threads", default_value_t = 1)]
+    gen_threads: usize,
+    /// Server runtime threads (default: the machine's cores).
+    #[arg(long = "server-threads", value_parser = clap::value_parser!(u64).range(1..))]
+    server_threads: Option<u64>,
+    /// Extra application settings, `CONSULT__SECTION__KEY=VALUE` (repeatable).
+    #[arg(long = "set", value_parser = parse_setting)]
+    set: Vec<(String, String)>,
+    /// Uniform workload in open loop at this many requests/s in total.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rate: Option<u64>,
+    /// Leave the per-user rate limit at the application's default.
+    #[arg(long = "keep-rate-limit")]
+    keep_rate_limit: bool,
+    /// Install a log subscriber at this level (default: none).
+    #[arg(long)]
+    log: Option<String>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// A benchmark-name filter `cargo bench` may pass; ignored.
+    #[arg(hide = true)]
+    filter: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BackendChoice {
+    All,
+    Postgres,
+    Sqlite,
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum WorkloadChoice {
+    All,
+    Uniform,
+    Hot,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(k, _)| k.starts_with("CONSULT__"))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("wants CONSULT__KEY=VALUE, got {text:?}"))
+}
+
+/// What the runs need, from [`Cli`].
 #[derive(Debug)]
 struct Args {
     backends: Vec<Backend>,
@@ -180,127 +251,45 @@ struct Args {
 
 impl Args {
     fn parse() -> Result<Self, String> {
-        let mut backends = vec![Backend::Postgres];
-        let mut workloads = vec![Workload::Uniform, Workload::Hot];
-        let mut seconds = None;
-        let mut quick = false;
-        let mut max_requests = DEFAULT_MAX_REQUESTS;
-        let mut clients = None;
-        let mut client = ClientKind::Raw;
-        let mut gen_threads = 1;
-        let mut server_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let mut extra_settings = Vec::new();
-        let mut log = None;
-        let mut keep_rate_limit = false;
-        let mut rate = None;
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-                _ => (arg.clone(), None),
-            };
-            let mut value = |name: &str| {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
-            match flag.as_str() {
-                "--backend" => {
-                    backends = match value("--backend")?.as_str() {
-                        "all" => vec![Backend::Postgres, Backend::Sqlite, Backend::Memory],
-                        "postgres" => vec![Backend::Postgres],
-                        "sqlite" => vec![Backend::Sqlite],
-                        "memory" => vec![Backend::Memory],
-                        other => return Err(format!("unknown backend {other:?}")),
-                    }
-                }
-                "--workload" => {
-                    workloads = match value("--workload")?.as_str() {
-                        "all" => vec![Workload::Uniform, Workload::Hot],
-                        "uniform" => vec![Workload::Uniform],
-                        "hot" => vec![Workload::Hot],
-                        other => return Err(format!("unknown workload {other:?}")),
-                    }
-                }
-                "--client" => {
-                    client = match value("--client")?.as_str() {
-                        "raw" => ClientKind::Raw,
-                        "reqwest" => ClientKind::Reqwest,
-                        "reqwest-shared" => ClientKind::ReqwestShared,
-                        other => return Err(format!("unknown client {other:?}")),
-                    }
-                }
-                "--seconds" => seconds = Some(positive(&value("--seconds")?, "--seconds")?),
-                "--requests" => {
-                    max_requests = positive(&value("--requests")?, "--requests")? as i64
-                }
-                "--clients" => {
-                    clients = Some(
-                        value("--clients")?
-                            .split(',')
-                            .map(|c| positive(c.trim(), "--clients").map(|n| n as usize))
-                            .collect::<Result<Vec<_>, _>>()?,
-                    )
-                }
-                "--gen-threads" => {
-                    let text = value("--gen-threads")?;
-                    gen_threads = text
-                        .parse()
-                        .map_err(|_| format!("--gen-threads must be an integer, got {text:?}"))?;
-                }
-                "--server-threads" => {
-                    server_threads =
-                        positive(&value("--server-threads")?, "--server-threads")? as usize
-                }
-                "--set" => {
-                    let text = value("--set")?;
-                    let (k, v) = text
-                        .split_once('=')
-                        .filter(|(k, _)| k.starts_with("CONSULT__"))
-                        .ok_or_else(|| format!("--set wants CONSULT__KEY=VALUE, got {text:?}"))?;
-                    extra_settings.push((k.to_owned(), v.to_owned()));
-                }
-                "--log" => log = Some(value("--log")?),
-                "--quick" => quick = true,
-                "--keep-rate-limit" => keep_rate_limit = true,
-                "--rate" => rate = Some(positive(&value("--rate")?, "--rate")? as f64),
-                _ => {}
-            }
-        }
-        let seconds = seconds.unwrap_or(if quick {
+        let cli = <Cli as clap::Parser>::parse();
+        let backends = match cli.backend {
+            BackendChoice::All => vec![Backend::Postgres, Backend::Sqlite, Backend::Memory],
+            BackendChoice::Postgres => vec![Backend::Postgres],
+            BackendChoice::Sqlite => vec![Backend::Sqlite],
+            BackendChoice::Memory => vec![Backend::Memory],
+        };
+        let workloads = match cli.workload {
+            WorkloadChoice::All => vec![Workload::Uniform, Workload::Hot],
+            WorkloadChoice::Uniform => vec![Workload::Uniform],
+            WorkloadChoice::Hot => vec![Workload::Hot],
+        };
+        let seconds = cli.seconds.unwrap_or(if cli.quick {
             QUICK_SECONDS
         } else {
             DEFAULT_SECONDS
         });
-        let clients = clients.unwrap_or_else(|| {
-            if quick {
-                vec![DEFAULT_CLIENTS[0]]
-            } else {
-                DEFAULT_CLIENTS.to_vec()
-            }
-        });
+        let clients = match cli.clients {
+            Some(c) => c.into_iter().map(|n| n as usize).collect(),
+            None if cli.quick => vec![DEFAULT_CLIENTS[0]],
+            None => DEFAULT_CLIENTS.to_vec(),
+        };
         Ok(Self {
             backends,
             workloads,
             run_for: Duration::from_secs(seconds),
-            max_requests,
+            max_requests: cli.requests as i64,
             clients,
-            client,
-            gen_threads,
-            server_threads,
-            extra_settings,
-            keep_rate_limit,
-            rate,
-            log,
+            client: cli.client,
+            gen_threads: cli.gen_threads,
+            server_threads: cli.server_threads.map_or_else(
+                || std::thread::available_parallelism().map_or(2, |n| n.get()),
+                |n| n as usize,
+            ),
+            extra_settings: cli.set,
+            rate: cli.rate.map(|r| r as f64),
+            keep_rate_limit: cli.keep_rate_limit,
+            log: cli.log,
         })
-    }
-}
-
-fn positive(text: &str, name: &str) -> Result<u64, String> {
-    match text.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{name} must be a positive integer, got {text:?}")),
     }
 }
 
