@@ -102,9 +102,17 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Closes every connection (checkpointing the WAL); later calls fail.
+    /// Closes every connection, first moving the WAL into the database file and truncating
+    /// it; later calls fail. (SQLite also checkpoints when its last connection closes, but
+    /// not when connections close at the same moment and see each other still open.)
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint at close failed; the next start replays it");
+        }
         self.writer.close().await;
     }
 }
