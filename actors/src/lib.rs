@@ -15,6 +15,7 @@ pub mod error;
 mod journal;
 pub mod memory;
 pub mod model;
+pub mod outbox;
 mod settings;
 mod shard;
 mod stats;

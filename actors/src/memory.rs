@@ -14,6 +14,10 @@ use crate::model::{
     Consultation, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile, NewDoctor,
     PatientId, SessionStatus,
 };
+use crate::outbox::{
+    ConsultationSummary, InboxQuery, Notification, NotificationKind, Recipient, SessionOutcome,
+    SessionRecord, SessionTask, WebhookUpdate,
+};
 use crate::store::{DoctorHistory, Store, StoredSnapshot};
 
 #[derive(Default)]
@@ -24,6 +28,90 @@ struct Tables {
     /// (doctor, start) of every active consultation: the unique guard.
     active_slots: HashSet<(DoctorId, DateTime<Utc>)>,
     snapshots: HashMap<DoctorId, StoredSnapshot>,
+    sessions: BTreeMap<ConsultationId, SessionRecord>,
+    notifications: BTreeMap<i64, StoredNotification>,
+}
+
+/// A notification as kept; its consultation is joined when read, as in the SQL stores.
+struct StoredNotification {
+    recipient: Recipient,
+    kind: NotificationKind,
+    consultation_id: ConsultationId,
+    created_at: DateTime<Utc>,
+    read_at: Option<DateTime<Utc>>,
+    /// `None` once delivered or given up.
+    webhook_next_at: Option<DateTime<Utc>>,
+    webhook_attempts: u32,
+}
+
+impl Tables {
+    fn notify(
+        &mut self,
+        kind: NotificationKind,
+        consultation_id: ConsultationId,
+        at: DateTime<Utc>,
+    ) {
+        let Some(c) = self.consultations.get(&consultation_id) else {
+            return;
+        };
+        let recipients = [
+            Recipient::patient(c.patient_id),
+            Recipient::doctor(c.doctor_id),
+        ];
+        for recipient in recipients {
+            let id = self.notifications.keys().next_back().map_or(1, |id| id + 1);
+            self.notifications.insert(
+                id,
+                StoredNotification {
+                    recipient,
+                    kind,
+                    consultation_id,
+                    created_at: micros(at),
+                    read_at: None,
+                    webhook_next_at: Some(micros(at)),
+                    webhook_attempts: 0,
+                },
+            );
+        }
+    }
+
+    fn notification(&self, id: i64, n: &StoredNotification) -> Option<Notification> {
+        let c = self.consultations.get(&n.consultation_id)?;
+        Some(Notification {
+            id,
+            recipient: n.recipient,
+            kind: n.kind,
+            consultation: ConsultationSummary {
+                id: c.id,
+                reference: c.reference.clone(),
+                doctor_id: c.doctor_id,
+                patient_id: c.patient_id,
+                scheduled_at: c.scheduled_at,
+                duration_minutes: c.duration_minutes,
+                status: c.status,
+                consult_mode: c.consultation_mode,
+                session_status: c.session_status,
+            },
+            created_at: n.created_at,
+            read_at: n.read_at,
+            webhook_attempts: n.webhook_attempts,
+        })
+    }
+
+    fn session_task(&self, s: &SessionRecord) -> Option<SessionTask> {
+        let c = self.consultations.get(&s.consultation_id)?;
+        Some(SessionTask {
+            consultation_id: c.id,
+            reference: c.reference.clone(),
+            doctor_id: c.doctor_id,
+            patient_id: c.patient_id,
+            mode: c.consultation_mode,
+            scheduled_at: c.scheduled_at,
+            duration_minutes: c.duration_minutes,
+            consultation_status: c.status,
+            attempts: s.attempts,
+        })
+    }
 }
 
 /// See the module docs.
@@ -120,6 +208,29 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) {
                     cancelled_at: None,
                 },
             );
+            if slot.mode.needs_session() {
+                t.sessions.insert(
+                    slot.id,
+                    SessionRecord {
+                        consultation_id: slot.id,
+                        status: SessionStatus::Pending,
+                        attempts: 0,
+                        next_attempt_at: micros(slot.created_at),
+                        last_error: None,
+                        provider: None,
+                        provider_session_id: None,
+                        doctor_join: None,
+                        patient_join: None,
+                        expires_at: None,
+                        updated_at: micros(slot.created_at),
+                    },
+                );
+            }
+            t.notify(
+                NotificationKind::ConsultationScheduled,
+                slot.id,
+                r.recorded_at,
+            );
         }
         DoctorEvent::Cancelled {
             consultation_id,
@@ -131,6 +242,11 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) {
                 }
                 c.status = ConsultationStatus::Cancelled;
                 c.cancelled_at = Some(micros(*at));
+                t.notify(
+                    NotificationKind::ConsultationCancelled,
+                    *consultation_id,
+                    *at,
+                );
             }
         }
         DoctorEvent::ScheduleUpdated { .. } | DoctorEvent::StatusChanged { .. } => {
@@ -279,6 +395,176 @@ impl Store for MemoryStore {
             .collect();
         v.sort_by_key(|c| (c.doctor_id, c.scheduled_at));
         Ok(v)
+    }
+
+    async fn due_sessions(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SessionTask>, StoreError> {
+        let t = self.tables();
+        let mut due: Vec<&SessionRecord> = t
+            .sessions
+            .values()
+            .filter(|s| s.status == SessionStatus::Pending && s.next_attempt_at <= now)
+            .collect();
+        due.sort_by_key(|s| (s.next_attempt_at, s.consultation_id));
+        Ok(due
+            .into_iter()
+            .filter_map(|s| t.session_task(s))
+            .take(limit as usize)
+            .collect())
+    }
+
+    async fn pending_session(
+        &self,
+        consultation_id: ConsultationId,
+    ) -> Result<Option<SessionTask>, StoreError> {
+        let t = self.tables();
+        Ok(t.sessions
+            .get(&consultation_id)
+            .filter(|s| s.status == SessionStatus::Pending)
+            .and_then(|s| t.session_task(s)))
+    }
+
+    async fn session(
+        &self,
+        consultation_id: ConsultationId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.tables().sessions.get(&consultation_id).cloned())
+    }
+
+    async fn retry_session(
+        &self,
+        consultation_id: ConsultationId,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(s) = self.tables().sessions.get_mut(&consultation_id) {
+            if s.status == SessionStatus::Pending {
+                s.attempts = attempts;
+                s.next_attempt_at = micros(next_attempt_at);
+                s.last_error = Some(error.to_owned());
+                s.updated_at = micros(Utc::now());
+            }
+        }
+        Ok(())
+    }
+
+    async fn settle_session(
+        &self,
+        outcome: &SessionOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        let id = outcome.consultation_id();
+        let Some(s) = t.sessions.get_mut(&id) else {
+            return Ok(false);
+        };
+        if s.status != SessionStatus::Pending {
+            return Ok(false);
+        }
+        s.status = outcome.status();
+        s.updated_at = micros(now);
+        match outcome {
+            SessionOutcome::Ready {
+                provider,
+                provider_session_id,
+                doctor_join,
+                patient_join,
+                expires_at,
+                ..
+            } => {
+                s.provider = Some(provider.clone());
+                s.provider_session_id = Some(provider_session_id.clone());
+                s.doctor_join = Some(doctor_join.clone());
+                s.patient_join = Some(patient_join.clone());
+                s.expires_at = Some(micros(*expires_at));
+                s.last_error = None;
+            }
+            SessionOutcome::Failed { error, .. } => s.last_error = Some(error.clone()),
+            SessionOutcome::NotRequired { .. } => {}
+        }
+        if let Some(c) = t.consultations.get_mut(&id) {
+            c.session_status = outcome.status();
+        }
+        if let Some(kind) = outcome.notification() {
+            t.notify(kind, id, now);
+        }
+        Ok(true)
+    }
+
+    async fn notifications(&self, query: &InboxQuery) -> Result<Vec<Notification>, StoreError> {
+        let t = self.tables();
+        let upper = query.before_id.unwrap_or(i64::MAX);
+        Ok(t.notifications
+            .range(..upper)
+            .rev()
+            .filter(|(_, n)| {
+                n.recipient == query.recipient && (!query.unread_only || n.read_at.is_none())
+            })
+            .filter_map(|(&id, n)| t.notification(id, n))
+            .take(query.limit as usize)
+            .collect())
+    }
+
+    async fn mark_notifications_read(
+        &self,
+        recipient: Recipient,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut t = self.tables();
+        let mut changed = 0;
+        for id in ids.iter().collect::<HashSet<_>>() {
+            if let Some(n) = t.notifications.get_mut(id) {
+                if n.recipient == recipient && n.read_at.is_none() {
+                    n.read_at = Some(micros(now));
+                    changed += 1;
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn due_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let t = self.tables();
+        let mut due: Vec<(DateTime<Utc>, i64)> = t
+            .notifications
+            .iter()
+            .filter_map(|(&id, n)| n.webhook_next_at.filter(|at| *at <= now).map(|at| (at, id)))
+            .collect();
+        due.sort();
+        Ok(due
+            .into_iter()
+            .filter_map(|(_, id)| t.notification(id, &t.notifications[&id]))
+            .take(limit as usize)
+            .collect())
+    }
+
+    async fn update_webhook(&self, id: i64, update: WebhookUpdate) -> Result<(), StoreError> {
+        if let Some(n) = self.tables().notifications.get_mut(&id) {
+            match update {
+                WebhookUpdate::Delivered => {
+                    n.webhook_attempts += 1;
+                    n.webhook_next_at = None;
+                }
+                WebhookUpdate::Retry { attempts, next_at } => {
+                    n.webhook_attempts = attempts;
+                    n.webhook_next_at = Some(micros(next_at));
+                }
+                WebhookUpdate::GaveUp { attempts } => {
+                    n.webhook_attempts = attempts;
+                    n.webhook_next_at = None;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

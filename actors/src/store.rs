@@ -7,6 +7,10 @@ use chrono::{DateTime, Utc};
 use crate::calendar::{DoctorEvent, JournalRecord};
 use crate::error::StoreError;
 use crate::model::{Consultation, ConsultationId, DoctorId, DoctorProfile, NewDoctor, PatientId};
+use crate::outbox::{
+    InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask,
+    WebhookUpdate,
+};
 
 /// A stored snapshot blob and the last journal sequence number it covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +44,10 @@ pub trait Store: Send + Sync + 'static {
     /// Makes a batch durable in ONE transaction: the journal rows, and the projections
     /// (`Booked` inserts a consultations row with its medical text; `Cancelled` sets status
     /// `cancelled` and `cancelled_at`; `ScheduleUpdated` / `StatusChanged` update the doctors
-    /// row). All or nothing: on error nothing of the batch is stored.
+    /// row), and the outboxes: a `Booked` in-app consultation gets its pending session row
+    /// (due at once), and every `Booked` / `Cancelled` gets a `consultation_scheduled` /
+    /// `consultation_cancelled` notification for its patient and its doctor (webhook due at
+    /// once). All or nothing: on error nothing of the batch is stored.
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError>;
 
     /// Stores (replaces) the doctor's snapshot covering the journal up to `seq`.
@@ -88,6 +95,69 @@ pub trait Store: Send + Sync + 'static {
         &self,
         doctor_id: Option<DoctorId>,
     ) -> Result<Vec<Consultation>, StoreError>;
+
+    /// Pending sessions due at `now` (`next_attempt_at <= now`), earliest first, at most
+    /// `limit`, with the consultation facts the worker needs.
+    async fn due_sessions(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SessionTask>, StoreError>;
+
+    /// The pending session of one consultation as a task (whatever its due time), or `None`
+    /// when there is no pending session for it.
+    async fn pending_session(
+        &self,
+        consultation_id: ConsultationId,
+    ) -> Result<Option<SessionTask>, StoreError>;
+
+    /// The session row of a consultation, if it has one.
+    async fn session(
+        &self,
+        consultation_id: ConsultationId,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Records a failed attempt of a pending session and when to try again. Does nothing to
+    /// a session that is no longer pending.
+    async fn retry_session(
+        &self,
+        consultation_id: ConsultationId,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Settles a pending session, in one transaction: the session row, the consultation's
+    /// `session_status`, and (for ready / failed) a `session_ready` / `session_failed`
+    /// notification for patient and doctor. Returns `false`, changing nothing, when the
+    /// session was not pending (settled before): one outcome per consultation.
+    async fn settle_session(
+        &self,
+        outcome: &SessionOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// A page of someone's notifications, newest first.
+    async fn notifications(&self, query: &InboxQuery) -> Result<Vec<Notification>, StoreError>;
+
+    /// Marks the recipient's notifications with these ids read (others' ids are ignored);
+    /// returns how many changed.
+    async fn mark_notifications_read(
+        &self,
+        recipient: Recipient,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Notifications whose webhook is due at `now`, oldest first, at most `limit`.
+    async fn due_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError>;
+
+    /// Records the outcome of a webhook delivery of notification `id`.
+    async fn update_webhook(&self, id: i64, update: WebhookUpdate) -> Result<(), StoreError>;
 
     /// Cheap reachability check for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;

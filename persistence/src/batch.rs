@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use consult_actors::calendar::{DoctorEvent, JournalRecord};
+use consult_actors::outbox::NotificationKind;
 use consult_actors::{DoctorId, MedicalInfo, SessionStatus, StoreError};
 
 /// One `journal` row.
@@ -66,6 +67,19 @@ pub(crate) enum DoctorUpdate {
     },
 }
 
+/// One notification event; the store writes it for the consultation's patient and doctor.
+pub(crate) struct NewNotification {
+    pub kind: &'static str,
+    pub consultation_id: i64,
+    pub at: DateTime<Utc>,
+}
+
+/// One pending session row, from a `Booked` in-app consultation.
+pub(crate) struct NewSession {
+    pub consultation_id: i64,
+    pub at: DateTime<Utc>,
+}
+
 /// Everything one `append` writes.
 pub(crate) struct Plan<'a> {
     pub journal: Vec<JournalRow>,
@@ -74,6 +88,9 @@ pub(crate) struct Plan<'a> {
     /// must not be inserted before that cancellation (the unique index would fire).
     pub phases: Vec<Phase<'a>>,
     pub doctor_updates: Vec<DoctorUpdate>,
+    /// Written after every phase (a cancellation's notification reads its consultation row).
+    pub sessions: Vec<NewSession>,
+    pub notifications: Vec<NewNotification>,
 }
 
 /// Plans the writes of `batch`. Fails only on values the schema cannot hold.
@@ -81,6 +98,8 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
     let mut journal = Vec::with_capacity(batch.len());
     let mut phases: Vec<Phase<'_>> = vec![Phase::default()];
     let mut doctor_updates = Vec::new();
+    let mut sessions = Vec::new();
+    let mut notifications = Vec::new();
     // Per doctor: the phase its next consultation change goes to, and whether its last
     // consultation change was a cancellation.
     let mut doctor_phase: HashMap<DoctorId, (usize, bool)> = HashMap::new();
@@ -117,6 +136,17 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
                     medical: &record.medical,
                     created_at: slot.created_at,
                 });
+                if slot.mode.needs_session() {
+                    sessions.push(NewSession {
+                        consultation_id: slot.id,
+                        at: slot.created_at,
+                    });
+                }
+                notifications.push(NewNotification {
+                    kind: NotificationKind::ConsultationScheduled.as_str(),
+                    consultation_id: slot.id,
+                    at: record.recorded_at,
+                });
             }
             DoctorEvent::Cancelled {
                 consultation_id,
@@ -127,6 +157,11 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
                 phases[*phase].cancellations.push(Cancellation {
                     id: *consultation_id,
                     doctor_id: record.doctor_id,
+                    at: *at,
+                });
+                notifications.push(NewNotification {
+                    kind: NotificationKind::ConsultationCancelled.as_str(),
+                    consultation_id: *consultation_id,
                     at: *at,
                 });
             }
@@ -156,6 +191,8 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
         journal,
         phases,
         doctor_updates,
+        sessions,
+        notifications,
     })
 }
 
@@ -242,6 +279,25 @@ mod tests {
         let plan = plan(&batch).expect("plannable");
         assert_eq!(shape(&plan), vec![(vec![10, 11], vec![10])]);
         assert_eq!(plan.journal.len(), 3);
+        // Video bookings get a session row; every event two notifications (written later).
+        assert_eq!(
+            plan.sessions
+                .iter()
+                .map(|s| s.consultation_id)
+                .collect::<Vec<_>>(),
+            vec![10, 11]
+        );
+        assert_eq!(
+            plan.notifications
+                .iter()
+                .map(|n| (n.kind, n.consultation_id))
+                .collect::<Vec<_>>(),
+            vec![
+                ("consultation_scheduled", 10),
+                ("consultation_scheduled", 11),
+                ("consultation_cancelled", 10)
+            ]
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use consult_actors::calendar::{DoctorEvent, JournalRecord};
+use consult_actors::outbox::{
+    InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
+};
 use consult_actors::{
     Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, NewDoctor, PatientId,
     Store, StoreError, StoredSnapshot,
@@ -18,9 +21,14 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 
-use crate::batch::{self, Cancellation, DoctorUpdate, JournalRow, NewConsultation};
+use crate::batch::{
+    self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewNotification, NewSession,
+};
 use crate::error::{config_error, db_error, migrate_error};
-use crate::rows::{self, ReadRow, CONSULTATION_COLUMNS, DOCTOR_COLUMNS};
+use crate::rows::{
+    self, ReadRow, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS, SESSION_COLUMNS,
+    SESSION_TASK_COLUMNS,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -90,6 +98,9 @@ impl ReadRow for PgRow {
         self.try_get(column).map_err(db_error)
     }
     fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.try_get(column).map_err(db_error)
     }
 }
@@ -189,6 +200,51 @@ async fn cancel_consultations(
             "cancellation events without a matching consultation row"
         );
     }
+    Ok(())
+}
+
+async fn insert_sessions(conn: &mut PgConnection, rows: &[NewSession]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO sessions (consultation_id, status, attempts, next_attempt_at, updated_at) \
+         SELECT u.id, 'pending', 0, u.at, u.at \
+         FROM UNNEST($1::bigint[], $2::timestamptz[]) AS u(id, at)",
+    )
+    .bind(rows.iter().map(|r| r.consultation_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Writes each event for the consultation's patient, then its doctor, in event order.
+async fn insert_notifications(
+    conn: &mut PgConnection,
+    rows: &[NewNotification],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
+         created_at, webhook_state, webhook_attempts, webhook_next_at) \
+         SELECT r.role, CASE r.n WHEN 1 THEN c.patient_id ELSE c.doctor_id END, u.kind, u.id, \
+         u.at, 'pending', 0, u.at \
+         FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[]) WITH ORDINALITY \
+         AS u(kind, id, at, ord) \
+         JOIN consultations c ON c.id = u.id \
+         CROSS JOIN (VALUES (1, 'patient'), (2, 'doctor')) AS r(n, role) \
+         ORDER BY u.ord, r.n",
+    )
+    .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.consultation_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .map_err(db_error)?;
     Ok(())
 }
 
@@ -328,6 +384,8 @@ impl Store for PgStore {
         for update in &plan.doctor_updates {
             update_doctor(&mut tx, update).await?;
         }
+        insert_sessions(&mut tx, &plan.sessions).await?;
+        insert_notifications(&mut tx, &plan.notifications).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -452,6 +510,245 @@ impl Store for PgStore {
     /// is being written.
     fn preferred_append_concurrency(&self) -> usize {
         4
+    }
+
+    async fn due_sessions(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SessionTask>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_TASK_COLUMNS} FROM sessions s \
+             JOIN consultations c ON c.id = s.consultation_id \
+             WHERE s.status = 'pending' AND s.next_attempt_at <= $1 \
+             ORDER BY s.next_attempt_at, s.consultation_id LIMIT $2"
+        ))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(rows::session_task)
+        .collect()
+    }
+
+    async fn pending_session(
+        &self,
+        consultation_id: ConsultationId,
+    ) -> Result<Option<SessionTask>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_TASK_COLUMNS} FROM sessions s \
+             JOIN consultations c ON c.id = s.consultation_id \
+             WHERE s.consultation_id = $1 AND s.status = 'pending'"
+        ))
+        .bind(consultation_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(rows::session_task)
+        .transpose()
+    }
+
+    async fn session(
+        &self,
+        consultation_id: ConsultationId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE consultation_id = $1"
+        ))
+        .bind(consultation_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(rows::session_record)
+        .transpose()
+    }
+
+    async fn retry_session(
+        &self,
+        consultation_id: ConsultationId,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET attempts = $2, next_attempt_at = $3, last_error = $4, \
+             updated_at = now() WHERE consultation_id = $1 AND status = 'pending'",
+        )
+        .bind(consultation_id)
+        .bind(attempts as i32)
+        .bind(next_attempt_at)
+        .bind(error)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn settle_session(
+        &self,
+        outcome: &SessionOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let id = outcome.consultation_id();
+        let status = outcome.status().as_str();
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let query = match outcome {
+            SessionOutcome::Ready {
+                provider,
+                provider_session_id,
+                doctor_join,
+                patient_join,
+                expires_at,
+                ..
+            } => sqlx::query(
+                "UPDATE sessions SET status = $2, provider = $3, provider_session_id = $4, \
+                 doctor_join = $5, patient_join = $6, expires_at = $7, last_error = NULL, \
+                 updated_at = $8 WHERE consultation_id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(provider.as_str())
+            .bind(provider_session_id.as_str())
+            .bind(doctor_join.as_slice())
+            .bind(patient_join.as_slice())
+            .bind(*expires_at)
+            .bind(now),
+            SessionOutcome::Failed { error, .. } => sqlx::query(
+                "UPDATE sessions SET status = $2, last_error = $3, updated_at = $4 \
+                 WHERE consultation_id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(error.as_str())
+            .bind(now),
+            SessionOutcome::NotRequired { .. } => sqlx::query(
+                "UPDATE sessions SET status = $2, updated_at = $3 \
+                 WHERE consultation_id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(now),
+        };
+        if query
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected()
+            == 0
+        {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE consultations SET session_status = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(status)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if let Some(kind) = outcome.notification() {
+            insert_notifications(
+                &mut tx,
+                &[NewNotification {
+                    kind: kind.as_str(),
+                    consultation_id: id,
+                    at: now,
+                }],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn notifications(&self, query: &InboxQuery) -> Result<Vec<Notification>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
+             JOIN consultations c ON c.id = n.consultation_id \
+             WHERE n.recipient_role = $1 AND n.recipient_id = $2 \
+             AND ($3::bigint IS NULL OR n.id < $3) AND (NOT $4 OR n.read_at IS NULL) \
+             ORDER BY n.id DESC LIMIT $5"
+        ))
+        .bind(query.recipient.role.as_str())
+        .bind(query.recipient.id)
+        .bind(query.before_id)
+        .bind(query.unread_only)
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(rows::notification)
+        .collect()
+    }
+
+    async fn mark_notifications_read(
+        &self,
+        recipient: Recipient,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE notifications SET read_at = $1 WHERE recipient_role = $2 \
+             AND recipient_id = $3 AND id = ANY($4::bigint[]) AND read_at IS NULL",
+        )
+        .bind(now)
+        .bind(recipient.role.as_str())
+        .bind(recipient.id)
+        .bind(ids)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected())
+    }
+
+    async fn due_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
+             JOIN consultations c ON c.id = n.consultation_id \
+             WHERE n.webhook_state = 'pending' AND n.webhook_next_at <= $1 \
+             ORDER BY n.webhook_next_at, n.id LIMIT $2"
+        ))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(rows::notification)
+        .collect()
+    }
+
+    async fn update_webhook(&self, id: i64, update: WebhookUpdate) -> Result<(), StoreError> {
+        let query = match update {
+            WebhookUpdate::Delivered => sqlx::query(
+                "UPDATE notifications SET webhook_state = 'delivered', \
+                 webhook_attempts = webhook_attempts + 1 WHERE id = $1",
+            )
+            .bind(id),
+            WebhookUpdate::Retry { attempts, next_at } => sqlx::query(
+                "UPDATE notifications SET webhook_attempts = $2, webhook_next_at = $3 \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(attempts as i32)
+            .bind(next_at),
+            WebhookUpdate::GaveUp { attempts } => sqlx::query(
+                "UPDATE notifications SET webhook_state = 'failed', webhook_attempts = $2 \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(attempts as i32),
+        };
+        query.execute(&self.pool).await.map_err(db_error)?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -5,6 +5,10 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use consult_actors::calendar::WeeklySchedule;
+use consult_actors::outbox::{
+    ConsultationSummary, Notification, NotificationKind, Recipient, RecipientRole, SessionRecord,
+    SessionTask,
+};
 use consult_actors::{
     ConsultMode, Consultation, ConsultationStatus, DoctorProfile, MedicalInfo, SessionStatus,
     StoreError,
@@ -28,6 +32,107 @@ pub(crate) trait ReadRow {
     fn boolean(&self, column: &str) -> Result<bool, StoreError>;
     fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError>;
     fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// The columns [`session_task`] reads, over `sessions s JOIN consultations c`.
+pub(crate) const SESSION_TASK_COLUMNS: &str = "s.consultation_id, s.attempts, c.reference, \
+    c.doctor_id, c.patient_id, c.consultation_mode, c.scheduled_at, c.duration_minutes, \
+    c.status";
+
+/// The `sessions` columns [`session_record`] reads.
+pub(crate) const SESSION_COLUMNS: &str = "consultation_id, status, attempts, next_attempt_at, \
+    last_error, provider, provider_session_id, doctor_join, patient_join, expires_at, \
+    updated_at";
+
+/// The columns [`notification`] reads, over `notifications n JOIN consultations c`.
+pub(crate) const NOTIFICATION_COLUMNS: &str = "n.id, n.recipient_role, n.recipient_id, n.kind, \
+    n.created_at, n.read_at, n.webhook_attempts, n.consultation_id, c.reference, c.doctor_id, \
+    c.patient_id, c.scheduled_at, c.duration_minutes, c.status, c.consultation_mode, \
+    c.session_status";
+
+fn count(row: &impl ReadRow, column: &str) -> Result<u32, StoreError> {
+    u32::try_from(row.int4(column)?).map_err(|_| corrupt(&format!("{column} is negative")))
+}
+
+fn minutes(row: &impl ReadRow) -> Result<u16, StoreError> {
+    u16::try_from(row.int4("duration_minutes")?)
+        .map_err(|_| corrupt("consultations.duration_minutes is out of range"))
+}
+
+fn status(row: &impl ReadRow) -> Result<ConsultationStatus, StoreError> {
+    ConsultationStatus::parse(&row.text("status")?)
+        .ok_or_else(|| corrupt("consultations.status is not a known status"))
+}
+
+fn session_status(row: &impl ReadRow, column: &str) -> Result<SessionStatus, StoreError> {
+    SessionStatus::parse(&row.text(column)?)
+        .ok_or_else(|| corrupt(&format!("{column} is not a known session status")))
+}
+
+fn mode(row: &impl ReadRow, column: &str) -> Result<ConsultMode, StoreError> {
+    ConsultMode::parse(&row.text(column)?)
+        .ok_or_else(|| corrupt(&format!("consultations.{column} is not a known mode")))
+}
+
+/// A pending session with its consultation's facts.
+pub(crate) fn session_task(row: &impl ReadRow) -> Result<SessionTask, StoreError> {
+    Ok(SessionTask {
+        consultation_id: row.int8("consultation_id")?,
+        reference: row.text("reference")?,
+        doctor_id: row.int8("doctor_id")?,
+        patient_id: row.int8("patient_id")?,
+        mode: mode(row, "consultation_mode")?,
+        scheduled_at: row.time("scheduled_at")?,
+        duration_minutes: minutes(row)?,
+        consultation_status: status(row)?,
+        attempts: count(row, "attempts")?,
+    })
+}
+
+/// A `sessions` row.
+pub(crate) fn session_record(row: &impl ReadRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        consultation_id: row.int8("consultation_id")?,
+        status: session_status(row, "status")?,
+        attempts: count(row, "attempts")?,
+        next_attempt_at: row.time("next_attempt_at")?,
+        last_error: row.opt_text("last_error")?,
+        provider: row.opt_text("provider")?,
+        provider_session_id: row.opt_text("provider_session_id")?,
+        doctor_join: row.opt_blob("doctor_join")?,
+        patient_join: row.opt_blob("patient_join")?,
+        expires_at: row.opt_time("expires_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+/// A notification with its consultation as it stands.
+pub(crate) fn notification(row: &impl ReadRow) -> Result<Notification, StoreError> {
+    Ok(Notification {
+        id: row.int8("id")?,
+        recipient: Recipient {
+            role: RecipientRole::parse(&row.text("recipient_role")?)
+                .ok_or_else(|| corrupt("notifications.recipient_role is not a known role"))?,
+            id: row.int8("recipient_id")?,
+        },
+        kind: NotificationKind::parse(&row.text("kind")?)
+            .ok_or_else(|| corrupt("notifications.kind is not a known kind"))?,
+        consultation: ConsultationSummary {
+            id: row.int8("consultation_id")?,
+            reference: row.text("reference")?,
+            doctor_id: row.int8("doctor_id")?,
+            patient_id: row.int8("patient_id")?,
+            scheduled_at: row.time("scheduled_at")?,
+            duration_minutes: minutes(row)?,
+            status: status(row)?,
+            consult_mode: mode(row, "consultation_mode")?,
+            session_status: session_status(row, "session_status")?,
+        },
+        created_at: row.time("created_at")?,
+        read_at: row.opt_time("read_at")?,
+        webhook_attempts: count(row, "webhook_attempts")?,
+    })
 }
 
 fn corrupt(what: &str) -> StoreError {

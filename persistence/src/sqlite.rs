@@ -11,6 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use consult_actors::calendar::{DoctorEvent, JournalRecord};
+use consult_actors::outbox::{
+    InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
+};
 use consult_actors::{
     Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, NewDoctor, PatientId,
     Store, StoreError, StoredSnapshot,
@@ -22,9 +25,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, SqliteConnection};
 
-use crate::batch::{self, Cancellation, DoctorUpdate, JournalRow, NewConsultation};
+use crate::batch::{
+    self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewNotification, NewSession,
+};
 use crate::error::{config_error, db_error, migrate_error};
-use crate::rows::{self, ReadRow, CONSULTATION_COLUMNS, DOCTOR_COLUMNS};
+use crate::rows::{
+    self, ReadRow, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS, SESSION_COLUMNS,
+    SESSION_TASK_COLUMNS,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -167,6 +175,9 @@ impl ReadRow for SqliteRow {
             .map(|text| parse_ts(column, &text))
             .transpose()
     }
+    fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
 }
 
 async fn insert_journal(
@@ -247,6 +258,53 @@ async fn cancel_consultations(
             updated,
             "cancellation events without a matching consultation row"
         );
+    }
+    Ok(())
+}
+
+async fn insert_sessions(
+    conn: &mut SqliteConnection,
+    rows: &[NewSession],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(MAX_BOUND_VARIABLES / 2) {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO sessions (consultation_id, status, attempts, next_attempt_at, \
+             updated_at) ",
+        );
+        query.push_values(chunk, |mut row, r| {
+            let at = ts(r.at);
+            row.push_bind(r.consultation_id)
+                .push_bind("pending")
+                .push_bind(0_i32)
+                .push_bind(at.clone())
+                .push_bind(at);
+        });
+        query.build().execute(&mut *conn).await.map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Writes each event for the consultation's patient, then its doctor, in event order.
+async fn insert_notifications(
+    conn: &mut SqliteConnection,
+    rows: &[NewNotification],
+) -> Result<(), StoreError> {
+    for r in rows {
+        sqlx::query(
+            "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
+             created_at, webhook_state, webhook_attempts, webhook_next_at) \
+             SELECT r.role, CASE r.n WHEN 1 THEN c.patient_id ELSE c.doctor_id END, ?1, c.id, \
+             ?2, 'pending', 0, ?2 \
+             FROM consultations c \
+             CROSS JOIN (SELECT 1 AS n, 'patient' AS role UNION ALL SELECT 2, 'doctor') r \
+             WHERE c.id = ?3 ORDER BY r.n",
+        )
+        .bind(r.kind)
+        .bind(ts(r.at))
+        .bind(r.consultation_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
     }
     Ok(())
 }
@@ -398,6 +456,8 @@ impl Store for SqliteStore {
         for update in &plan.doctor_updates {
             update_doctor(&mut tx, update).await?;
         }
+        insert_sessions(&mut tx, &plan.sessions).await?;
+        insert_notifications(&mut tx, &plan.notifications).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -516,6 +576,253 @@ impl Store for SqliteStore {
         .await
         .map_err(db_error)?;
         consultations(found)
+    }
+
+    async fn due_sessions(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SessionTask>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_TASK_COLUMNS} FROM sessions s \
+             JOIN consultations c ON c.id = s.consultation_id \
+             WHERE s.status = 'pending' AND s.next_attempt_at <= ?1 \
+             ORDER BY s.next_attempt_at, s.consultation_id LIMIT ?2"
+        ))
+        .bind(ts(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(rows::session_task)
+        .collect()
+    }
+
+    async fn pending_session(
+        &self,
+        consultation_id: ConsultationId,
+    ) -> Result<Option<SessionTask>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_TASK_COLUMNS} FROM sessions s \
+             JOIN consultations c ON c.id = s.consultation_id \
+             WHERE s.consultation_id = ?1 AND s.status = 'pending'"
+        ))
+        .bind(consultation_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(rows::session_task)
+        .transpose()
+    }
+
+    async fn session(
+        &self,
+        consultation_id: ConsultationId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE consultation_id = ?1"
+        ))
+        .bind(consultation_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(rows::session_record)
+        .transpose()
+    }
+
+    async fn retry_session(
+        &self,
+        consultation_id: ConsultationId,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET attempts = ?2, next_attempt_at = ?3, last_error = ?4, \
+             updated_at = ?5 WHERE consultation_id = ?1 AND status = 'pending'",
+        )
+        .bind(consultation_id)
+        .bind(attempts as i32)
+        .bind(ts(next_attempt_at))
+        .bind(error)
+        .bind(ts(Utc::now()))
+        .execute(&self.writer)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn settle_session(
+        &self,
+        outcome: &SessionOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let id = outcome.consultation_id();
+        let status = outcome.status().as_str();
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let query = match outcome {
+            SessionOutcome::Ready {
+                provider,
+                provider_session_id,
+                doctor_join,
+                patient_join,
+                expires_at,
+                ..
+            } => sqlx::query(
+                "UPDATE sessions SET status = ?2, provider = ?3, provider_session_id = ?4, \
+                 doctor_join = ?5, patient_join = ?6, expires_at = ?7, last_error = NULL, \
+                 updated_at = ?8 WHERE consultation_id = ?1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(provider.as_str())
+            .bind(provider_session_id.as_str())
+            .bind(doctor_join.as_slice())
+            .bind(patient_join.as_slice())
+            .bind(ts(*expires_at))
+            .bind(ts(now)),
+            SessionOutcome::Failed { error, .. } => sqlx::query(
+                "UPDATE sessions SET status = ?2, last_error = ?3, updated_at = ?4 \
+                 WHERE consultation_id = ?1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(error.as_str())
+            .bind(ts(now)),
+            SessionOutcome::NotRequired { .. } => sqlx::query(
+                "UPDATE sessions SET status = ?2, updated_at = ?3 \
+                 WHERE consultation_id = ?1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(ts(now)),
+        };
+        if query
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected()
+            == 0
+        {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE consultations SET session_status = ?2, updated_at = ?3 WHERE id = ?1")
+            .bind(id)
+            .bind(status)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if let Some(kind) = outcome.notification() {
+            insert_notifications(
+                &mut tx,
+                &[NewNotification {
+                    kind: kind.as_str(),
+                    consultation_id: id,
+                    at: now,
+                }],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn notifications(&self, query: &InboxQuery) -> Result<Vec<Notification>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
+             JOIN consultations c ON c.id = n.consultation_id \
+             WHERE n.recipient_role = ?1 AND n.recipient_id = ?2 \
+             AND (?3 IS NULL OR n.id < ?3) AND (NOT ?4 OR n.read_at IS NULL) \
+             ORDER BY n.id DESC LIMIT ?5"
+        ))
+        .bind(query.recipient.role.as_str())
+        .bind(query.recipient.id)
+        .bind(query.before_id)
+        .bind(query.unread_only)
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(rows::notification)
+        .collect()
+    }
+
+    async fn mark_notifications_read(
+        &self,
+        recipient: Recipient,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let ids = serde_json::to_string(ids)
+            .map_err(|e| StoreError::Corrupt(format!("ids do not serialize: {e}")))?;
+        Ok(sqlx::query(
+            "UPDATE notifications SET read_at = ?1 WHERE recipient_role = ?2 \
+             AND recipient_id = ?3 AND id IN (SELECT value FROM json_each(?4)) \
+             AND read_at IS NULL",
+        )
+        .bind(ts(now))
+        .bind(recipient.role.as_str())
+        .bind(recipient.id)
+        .bind(ids)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error)?
+        .rows_affected())
+    }
+
+    async fn due_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
+             JOIN consultations c ON c.id = n.consultation_id \
+             WHERE n.webhook_state = 'pending' AND n.webhook_next_at <= ?1 \
+             ORDER BY n.webhook_next_at, n.id LIMIT ?2"
+        ))
+        .bind(ts(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(rows::notification)
+        .collect()
+    }
+
+    async fn update_webhook(&self, id: i64, update: WebhookUpdate) -> Result<(), StoreError> {
+        let query = match update {
+            WebhookUpdate::Delivered => sqlx::query(
+                "UPDATE notifications SET webhook_state = 'delivered', \
+                 webhook_attempts = webhook_attempts + 1 WHERE id = ?1",
+            )
+            .bind(id),
+            WebhookUpdate::Retry { attempts, next_at } => sqlx::query(
+                "UPDATE notifications SET webhook_attempts = ?2, webhook_next_at = ?3 \
+                 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(attempts as i32)
+            .bind(ts(next_at)),
+            WebhookUpdate::GaveUp { attempts } => sqlx::query(
+                "UPDATE notifications SET webhook_state = 'failed', webhook_attempts = ?2 \
+                 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(attempts as i32),
+        };
+        query.execute(&self.writer).await.map_err(db_error)?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
 use consult_actors::calendar::{BookedSlot, DoctorEvent, JournalRecord, LocalTime, WeeklySchedule};
+use consult_actors::outbox::{
+    InboxQuery, NotificationKind, Recipient, SessionOutcome, WebhookUpdate,
+};
 use consult_actors::{
     reference_for, ConsultMode, Consultation, ConsultationStatus, DoctorProfile, MedicalInfo,
     NewDoctor, SessionStatus, Store, StoreError, StoredSnapshot,
@@ -111,6 +114,12 @@ store_test_suite!(
     a_five_thousand_row_append_is_stored,
     concurrent_appends_and_doctor_creations_all_commit,
     ping_answers,
+    a_batch_writes_session_rows_and_notifications_with_its_bookings,
+    a_failed_batch_writes_no_outbox_rows,
+    settling_a_session_is_once_only_and_notifies_patient_and_doctor,
+    a_retried_session_is_due_again_only_at_its_next_attempt,
+    the_inbox_pages_newest_first_and_marks_only_the_recipients_own_read,
+    a_webhook_stays_due_until_delivered_or_given_up,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -835,4 +844,406 @@ async fn open_store_refuses_an_unknown_scheme_without_echoing_the_url() {
         .expect("unknown scheme");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Outboxes: sessions and notifications
+
+fn with_mode(mut record: JournalRecord, mode: ConsultMode) -> JournalRecord {
+    if let DoctorEvent::Booked { slot } = &mut record.event {
+        slot.mode = mode;
+    }
+    record
+}
+
+fn inbox(recipient: Recipient) -> InboxQuery {
+    InboxQuery {
+        recipient,
+        before_id: None,
+        limit: 50,
+        unread_only: false,
+    }
+}
+
+async fn kinds(store: &dyn Store, recipient: Recipient) -> Vec<(NotificationKind, i64)> {
+    store
+        .notifications(&inbox(recipient))
+        .await
+        .expect("notifications")
+        .iter()
+        .map(|n| (n.kind, n.consultation.id))
+        .collect()
+}
+
+async fn a_batch_writes_session_rows_and_notifications_with_its_bookings(store: Arc<dyn Store>) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let batch = vec![
+        booking(doctor.id, 2, 1, 100, slot(0), medical("chest pain")),
+        with_mode(
+            booking(doctor.id, 3, 2, 101, slot(1), MedicalInfo::default()),
+            ConsultMode::Whatsapp,
+        ),
+        with_mode(
+            booking(doctor.id, 4, 3, 100, slot(2), MedicalInfo::default()),
+            ConsultMode::Chat,
+        ),
+        cancellation(doctor.id, 5, 3),
+    ];
+    store.append(&batch).await.expect("append");
+
+    // In-app bookings get a pending session, due at once; WhatsApp gets none.
+    let due = store.due_sessions(now(), 10).await.expect("due_sessions");
+    assert_eq!(
+        due.iter().map(|t| t.consultation_id).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    assert_eq!(due[0].mode, ConsultMode::Video);
+    assert_eq!(due[0].patient_id, 100);
+    assert_eq!(due[0].doctor_id, doctor.id);
+    assert_eq!(due[0].reference, reference_for(1));
+    assert_eq!(due[0].attempts, 0);
+    assert_eq!(due[1].consultation_status, ConsultationStatus::Cancelled);
+    assert!(store
+        .due_sessions(now() - Duration::seconds(1), 10)
+        .await
+        .expect("due")
+        .is_empty());
+    assert!(store.pending_session(2).await.expect("pending").is_none());
+    let record = store.session(1).await.expect("session").expect("row");
+    assert_eq!(record.status, SessionStatus::Pending);
+    assert_eq!(record.doctor_join, None);
+
+    // Each event once for the patient and once for the doctor, newest first.
+    use NotificationKind::*;
+    assert_eq!(
+        kinds(&*store, Recipient::patient(100)).await,
+        vec![
+            (ConsultationCancelled, 3),
+            (ConsultationScheduled, 3),
+            (ConsultationScheduled, 1)
+        ]
+    );
+    assert_eq!(
+        kinds(&*store, Recipient::patient(101)).await,
+        vec![(ConsultationScheduled, 2)]
+    );
+    assert_eq!(
+        kinds(&*store, Recipient::doctor(doctor.id)).await,
+        vec![
+            (ConsultationCancelled, 3),
+            (ConsultationScheduled, 3),
+            (ConsultationScheduled, 2),
+            (ConsultationScheduled, 1)
+        ]
+    );
+    // A notification carries the consultation as it stands, never medical text.
+    let first = &store
+        .notifications(&inbox(Recipient::patient(100)))
+        .await
+        .expect("inbox")[0];
+    assert_eq!(first.consultation.status, ConsultationStatus::Cancelled);
+    assert_eq!(first.read_at, None);
+    assert_eq!(
+        store
+            .due_webhooks(now() + Duration::minutes(5), 100)
+            .await
+            .expect("due")
+            .len(),
+        8
+    );
+}
+
+async fn a_failed_batch_writes_no_outbox_rows(store: Arc<dyn Store>) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let batch = vec![
+        booking(doctor.id, 2, 1, 100, slot(0), MedicalInfo::default()),
+        booking(doctor.id, 2, 2, 101, slot(1), MedicalInfo::default()),
+    ];
+    assert!(matches!(
+        store.append(&batch).await,
+        Err(StoreError::Constraint(_))
+    ));
+    assert!(store.due_sessions(now(), 10).await.expect("due").is_empty());
+    assert!(kinds(&*store, Recipient::patient(100)).await.is_empty());
+    assert!(store.session(1).await.expect("session").is_none());
+}
+
+async fn settling_a_session_is_once_only_and_notifies_patient_and_doctor(store: Arc<dyn Store>) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    store
+        .append(&[
+            booking(doctor.id, 2, 1, 100, slot(0), MedicalInfo::default()),
+            booking(doctor.id, 3, 2, 100, slot(1), MedicalInfo::default()),
+        ])
+        .await
+        .expect("append");
+    let later = now() + Duration::minutes(1);
+    let ready = SessionOutcome::Ready {
+        consultation_id: 1,
+        provider: "fake".into(),
+        provider_session_id: "1_MX4abc".into(),
+        doctor_join: vec![1, 2, 3],
+        patient_join: vec![4, 5, 6],
+        expires_at: slot(1),
+    };
+    assert!(store.settle_session(&ready, later).await.expect("settle"));
+    // A second outcome for the same consultation changes nothing.
+    let failed = SessionOutcome::Failed {
+        consultation_id: 1,
+        error: "late".into(),
+    };
+    assert!(!store
+        .settle_session(&failed, later)
+        .await
+        .expect("settle again"));
+    store
+        .retry_session(1, 5, later, "ignored")
+        .await
+        .expect("retry on a settled session is a no-op");
+
+    let record = store.session(1).await.expect("session").expect("row");
+    assert_eq!(record.status, SessionStatus::Ready);
+    assert_eq!(record.attempts, 0);
+    assert_eq!(record.provider.as_deref(), Some("fake"));
+    assert_eq!(record.provider_session_id.as_deref(), Some("1_MX4abc"));
+    assert_eq!(record.doctor_join, Some(vec![1, 2, 3]));
+    assert_eq!(record.patient_join, Some(vec![4, 5, 6]));
+    assert_eq!(record.expires_at, Some(slot(1)));
+    let c = store.get_consultation(1).await.expect("get").expect("row");
+    assert_eq!(c.session_status, SessionStatus::Ready);
+
+    assert!(store
+        .settle_session(
+            &SessionOutcome::Failed {
+                consultation_id: 2,
+                error: "HTTP 500".into()
+            },
+            later
+        )
+        .await
+        .expect("settle"));
+    assert_eq!(
+        store
+            .get_consultation(2)
+            .await
+            .expect("get")
+            .expect("row")
+            .session_status,
+        SessionStatus::Failed
+    );
+    assert_eq!(
+        store
+            .session(2)
+            .await
+            .expect("s")
+            .expect("row")
+            .last_error
+            .as_deref(),
+        Some("HTTP 500")
+    );
+    assert!(store.due_sessions(later, 10).await.expect("due").is_empty());
+
+    use NotificationKind::*;
+    for recipient in [Recipient::patient(100), Recipient::doctor(doctor.id)] {
+        assert_eq!(
+            kinds(&*store, recipient).await,
+            vec![
+                (SessionFailed, 2),
+                (SessionReady, 1),
+                (ConsultationScheduled, 2),
+                (ConsultationScheduled, 1)
+            ]
+        );
+    }
+    // No session row, nothing to settle.
+    assert!(!store
+        .settle_session(
+            &SessionOutcome::NotRequired {
+                consultation_id: 99
+            },
+            later
+        )
+        .await
+        .expect("settle"));
+}
+
+async fn a_retried_session_is_due_again_only_at_its_next_attempt(store: Arc<dyn Store>) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    store
+        .append(&[booking(
+            doctor.id,
+            2,
+            1,
+            100,
+            slot(0),
+            MedicalInfo::default(),
+        )])
+        .await
+        .expect("append");
+    let next = now() + Duration::seconds(30);
+    store
+        .retry_session(1, 1, next, "HTTP 503")
+        .await
+        .expect("retry");
+    assert!(store
+        .due_sessions(now() + Duration::seconds(29), 10)
+        .await
+        .expect("due")
+        .is_empty());
+    let due = store.due_sessions(next, 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempts, 1);
+    assert_eq!(
+        store
+            .pending_session(1)
+            .await
+            .expect("pending")
+            .expect("task")
+            .attempts,
+        1
+    );
+    let record = store.session(1).await.expect("session").expect("row");
+    assert_eq!(record.next_attempt_at, next);
+    assert_eq!(record.last_error.as_deref(), Some("HTTP 503"));
+}
+
+async fn the_inbox_pages_newest_first_and_marks_only_the_recipients_own_read(
+    store: Arc<dyn Store>,
+) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let batch: Vec<_> = (0..5)
+        .map(|i| {
+            booking(
+                doctor.id,
+                2 + i as u64,
+                1 + i,
+                100,
+                slot(i),
+                MedicalInfo::default(),
+            )
+        })
+        .collect();
+    store.append(&batch).await.expect("append");
+    let patient = Recipient::patient(100);
+    let page1 = store
+        .notifications(&InboxQuery {
+            limit: 2,
+            ..inbox(patient)
+        })
+        .await
+        .expect("page 1");
+    assert_eq!(
+        page1.iter().map(|n| n.consultation.id).collect::<Vec<_>>(),
+        vec![5, 4]
+    );
+    let page2 = store
+        .notifications(&InboxQuery {
+            limit: 2,
+            before_id: Some(page1[1].id),
+            ..inbox(patient)
+        })
+        .await
+        .expect("page 2");
+    assert_eq!(
+        page2.iter().map(|n| n.consultation.id).collect::<Vec<_>>(),
+        vec![3, 2]
+    );
+
+    // The doctor's ids are not the patient's to mark.
+    let doctors = store
+        .notifications(&inbox(Recipient::doctor(doctor.id)))
+        .await
+        .expect("doctor");
+    let mut ids: Vec<i64> = page1.iter().map(|n| n.id).collect();
+    ids.push(doctors[0].id);
+    let at = now() + Duration::minutes(2);
+    assert_eq!(
+        store
+            .mark_notifications_read(patient, &ids, at)
+            .await
+            .expect("mark"),
+        2
+    );
+    assert_eq!(
+        store
+            .mark_notifications_read(patient, &ids, at)
+            .await
+            .expect("mark again"),
+        0
+    );
+    let unread = store
+        .notifications(&InboxQuery {
+            unread_only: true,
+            ..inbox(patient)
+        })
+        .await
+        .expect("unread");
+    assert_eq!(
+        unread.iter().map(|n| n.consultation.id).collect::<Vec<_>>(),
+        vec![3, 2, 1]
+    );
+    let all = store.notifications(&inbox(patient)).await.expect("all");
+    assert_eq!(all[0].read_at, Some(at));
+    let doctors_after = store
+        .notifications(&inbox(Recipient::doctor(doctor.id)))
+        .await
+        .expect("doctor");
+    assert!(doctors_after.iter().all(|n| n.read_at.is_none()));
+}
+
+async fn a_webhook_stays_due_until_delivered_or_given_up(store: Arc<dyn Store>) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    store
+        .append(&[booking(
+            doctor.id,
+            2,
+            1,
+            100,
+            slot(0),
+            MedicalInfo::default(),
+        )])
+        .await
+        .expect("append");
+    let due = store.due_webhooks(now(), 10).await.expect("due");
+    assert_eq!(due.len(), 2);
+    let (a, b) = (due[0].id, due[1].id);
+    assert_eq!(due[0].recipient, Recipient::patient(100));
+    assert_eq!(due[1].recipient, Recipient::doctor(doctor.id));
+    store
+        .update_webhook(a, WebhookUpdate::Delivered)
+        .await
+        .expect("delivered");
+    let next = now() + Duration::seconds(10);
+    store
+        .update_webhook(
+            b,
+            WebhookUpdate::Retry {
+                attempts: 1,
+                next_at: next,
+            },
+        )
+        .await
+        .expect("retry");
+    assert!(store
+        .due_webhooks(now() + Duration::seconds(9), 10)
+        .await
+        .expect("due")
+        .is_empty());
+    let again = store.due_webhooks(next, 10).await.expect("due");
+    assert_eq!(
+        again
+            .iter()
+            .map(|n| (n.id, n.webhook_attempts))
+            .collect::<Vec<_>>(),
+        vec![(b, 1)]
+    );
+    store
+        .update_webhook(b, WebhookUpdate::GaveUp { attempts: 2 })
+        .await
+        .expect("gave up");
+    assert!(store
+        .due_webhooks(next + Duration::days(1), 10)
+        .await
+        .expect("due")
+        .is_empty());
 }

@@ -12,6 +12,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use chrono_tz::Tz;
 use consult_actors::calendar::{DayWindow, JournalRecord, LocalTime, WeeklySchedule};
+use consult_actors::outbox::{
+    InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
+};
 use consult_actors::*;
 use consult_persistence::testing::{drop_postgres, fresh_postgres, fresh_sqlite, remove_sqlite};
 use consult_persistence::{PgStore, SqliteStore};
@@ -178,6 +181,58 @@ impl Store for FaultyStore {
         d: Option<DoctorId>,
     ) -> Result<Vec<Consultation>, StoreError> {
         self.inner.active_consultations(d).await
+    }
+    async fn due_sessions(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SessionTask>, StoreError> {
+        self.inner.due_sessions(now, limit).await
+    }
+    async fn pending_session(&self, id: ConsultationId) -> Result<Option<SessionTask>, StoreError> {
+        self.inner.pending_session(id).await
+    }
+    async fn session(&self, id: ConsultationId) -> Result<Option<SessionRecord>, StoreError> {
+        self.inner.session(id).await
+    }
+    async fn retry_session(
+        &self,
+        id: ConsultationId,
+        attempts: u32,
+        next: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.retry_session(id, attempts, next, error).await
+    }
+    async fn settle_session(
+        &self,
+        outcome: &SessionOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.settle_session(outcome, now).await
+    }
+    async fn notifications(&self, query: &InboxQuery) -> Result<Vec<Notification>, StoreError> {
+        self.inner.notifications(query).await
+    }
+    async fn mark_notifications_read(
+        &self,
+        recipient: Recipient,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .mark_notifications_read(recipient, ids, now)
+            .await
+    }
+    async fn due_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.inner.due_webhooks(now, limit).await
+    }
+    async fn update_webhook(&self, id: i64, update: WebhookUpdate) -> Result<(), StoreError> {
+        self.inner.update_webhook(id, update).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
