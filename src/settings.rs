@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use consult_actors::notifier::WebhookSettings;
+use consult_actors::sessions::SessionSettings;
 use consult_actors::EngineSettings;
 use serde::Deserialize;
 
@@ -15,6 +17,13 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
 /// The dev secret of `config/default.toml`; refused by the production profile.
 pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me-0123456789abcdef";
+
+/// The development sealing key of `config/default.toml`; refused by the production profile.
+pub const DEV_ENCRYPTION_KEY: &str = "2ab/rDfULqs2f2ecD60tMVkoj1A7Wn5bqZe9DCmZdcg=";
+
+/// The development Vonage key pair (`config/dev/`), for the fake provider only.
+pub const DEV_VONAGE_PRIVATE_KEY: &str = include_str!("../config/dev/vonage-private.pem");
+pub const DEV_VONAGE_PUBLIC_KEY: &str = include_str!("../config/dev/vonage-public.pem");
 
 /// Shortest JWT secret accepted, in bytes (HS256 wants at least its 32-byte output size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -28,8 +37,62 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub demo: DemoSettings,
     pub log: LogSettings,
+    pub sessions: SessionsSettings,
+    pub notifications: WebhookSettings,
     #[serde(default)]
     pub engine: EngineSettings,
+}
+
+/// Who makes in-app sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionProvider {
+    /// A fake Vonage server inside the process (local runs, tests).
+    Fake,
+    /// The real Vonage APIs.
+    Vonage,
+    /// No session worker: sessions stay pending in the outbox.
+    Off,
+}
+
+impl SessionProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fake => "fake",
+            Self::Vonage => "vonage",
+            Self::Off => "off",
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsSettings {
+    pub provider: SessionProvider,
+    pub application_id: String,
+    /// PEM file of the application's RSA private key; empty = the development key.
+    pub private_key_path: String,
+    pub video_base_url: String,
+    pub api_base_url: String,
+    /// Upper bound on one call to Vonage.
+    pub request_timeout_ms: u64,
+    /// Base64 of the 32-byte AES-256-GCM key sealing stored tokens. Never printed.
+    pub encryption_key: String,
+    pub worker: SessionSettings,
+}
+
+impl std::fmt::Debug for SessionsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionsSettings")
+            .field("provider", &self.provider)
+            .field("application_id", &self.application_id)
+            .field("private_key_path", &self.private_key_path)
+            .field("video_base_url", &self.video_base_url)
+            .field("api_base_url", &self.api_base_url)
+            .field("encryption_key", &"<redacted>")
+            .field("worker", &self.worker)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -168,6 +231,8 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("notifications.webhook_urls")
                 .source(Some(env)),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
@@ -239,6 +304,49 @@ impl Settings {
         if a.leeway_s > 300 {
             return Err(invalid("auth.leeway_s", "must be at most 300"));
         }
+        let v = &self.sessions;
+        consult_actors::seal::Sealer::from_base64(&v.encryption_key)
+            .map_err(|e| invalid("sessions.encryption_key", e.to_string()))?;
+        if self.app.profile == Profile::Production {
+            if v.encryption_key.trim() == DEV_ENCRYPTION_KEY {
+                return Err(invalid(
+                    "sessions.encryption_key",
+                    "the production profile refuses the built-in development key; set CONSULT__SESSIONS__ENCRYPTION_KEY",
+                ));
+            }
+            if v.provider == SessionProvider::Fake {
+                return Err(invalid(
+                    "sessions.provider",
+                    "the production profile refuses the fake provider; use vonage (or off)",
+                ));
+            }
+        }
+        if v.provider == SessionProvider::Vonage && v.private_key_path.is_empty() {
+            return Err(invalid(
+                "sessions.private_key_path",
+                "the vonage provider needs the application's private key file",
+            ));
+        }
+        if v.application_id.is_empty() {
+            return Err(invalid("sessions.application_id", "must not be empty"));
+        }
+        for (field, url) in [
+            ("sessions.video_base_url", &v.video_base_url),
+            ("sessions.api_base_url", &v.api_base_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid(field, "must start with https:// or http://"));
+            }
+        }
+        if !(100..=120_000).contains(&v.request_timeout_ms) {
+            return Err(invalid("sessions.request_timeout_ms", "must be 100..=120000"));
+        }
+        v.worker
+            .validate()
+            .map_err(|e| invalid(&e.field, e.reason))?;
+        self.notifications
+            .validate()
+            .map_err(|e| invalid(&e.field, e.reason))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", e.to_string()))?;
         self.engine

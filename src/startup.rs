@@ -8,12 +8,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use consult_actors::seal::Sealer;
+use consult_actors::sessions::SessionConfig;
+use consult_actors::vonage::{VonageClient, VonageConfig};
 use consult_actors::Engine;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::http::auth::JwtKeys;
 use crate::http::{self, AppState, HttpLimits};
-use crate::settings::{redact_url, Settings};
+use crate::fake_vonage::FakeVonage;
+use crate::settings::{
+    redact_url, SessionProvider, Settings, DEV_VONAGE_PRIVATE_KEY, DEV_VONAGE_PUBLIC_KEY,
+};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +31,8 @@ pub enum StartupError {
     },
     #[error("cannot start the engine: {0}")]
     Engine(#[from] consult_actors::EngineError),
+    #[error("cannot set up sessions: {0}")]
+    Sessions(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -40,6 +48,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     shutdown_grace: Duration,
+    /// The in-process fake Vonage server of the `fake` provider.
+    fake_vonage: Option<FakeVonage>,
 }
 
 impl Application {
@@ -51,7 +61,14 @@ impl Application {
                 url: redact_url(&url),
                 source,
             })?;
-        let engine = Engine::start(settings.engine.clone(), store).await?;
+        let mut builder = Engine::builder(store)
+            .settings(settings.engine.clone())
+            .webhooks(settings.notifications.clone());
+        let (sessions, fake_vonage) = session_config(&settings).await?;
+        if let Some(sessions) = sessions {
+            builder = builder.sessions(sessions);
+        }
+        let engine = builder.start().await?;
         if settings.demo.seed {
             let added = crate::demo::seed_if_empty(&engine).await?;
             if added > 0 {
@@ -96,6 +113,7 @@ impl Application {
             listener,
             state,
             shutdown_grace: Duration::from_millis(settings.server.shutdown_grace_ms),
+            fake_vonage,
         })
     }
 
@@ -121,6 +139,7 @@ impl Application {
             listener,
             state,
             shutdown_grace,
+            fake_vonage,
         } = self;
         let engine = state.engine.clone();
         let draining = state.draining.clone();
@@ -146,9 +165,79 @@ impl Application {
         };
         engine.shutdown().await;
         engine.store().close().await;
+        if let Some(fake) = fake_vonage {
+            fake.stop().await;
+        }
         tracing::info!("stopped: journal flushed, snapshots written, store closed");
         result
     }
+}
+
+/// The session worker's configuration for the settings' provider; with the `fake`
+/// provider, also the fake Vonage server it talks to (on a free loopback port).
+async fn session_config(
+    settings: &Settings,
+) -> Result<(Option<SessionConfig>, Option<FakeVonage>), StartupError> {
+    let v = &settings.sessions;
+    let sealer = Sealer::from_base64(&v.encryption_key)
+        .map_err(|e| StartupError::Sessions(e.to_string()))?;
+    let private_key_pem = if v.private_key_path.is_empty() {
+        DEV_VONAGE_PRIVATE_KEY.to_owned()
+    } else {
+        std::fs::read_to_string(&v.private_key_path).map_err(|e| {
+            StartupError::Sessions(format!(
+                "cannot read sessions.private_key_path {}: {e}",
+                v.private_key_path
+            ))
+        })?
+    };
+    let (video_base_url, api_base_url, fake) = match v.provider {
+        SessionProvider::Off => {
+            tracing::warn!("sessions.provider is off: in-app sessions stay pending");
+            return Ok((None, None));
+        }
+        SessionProvider::Vonage => (v.video_base_url.clone(), v.api_base_url.clone(), None),
+        SessionProvider::Fake => {
+            let public_key = if v.private_key_path.is_empty() {
+                DEV_VONAGE_PUBLIC_KEY.to_owned()
+            } else {
+                return Err(StartupError::Sessions(
+                    "the fake provider uses the built-in development key; leave sessions.private_key_path empty".into(),
+                ));
+            };
+            let fake = FakeVonage::start(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                &public_key,
+                Some(v.application_id.clone()),
+            )
+            .await
+            .map_err(|e| StartupError::Sessions(format!("fake Vonage server: {e}")))?;
+            tracing::warn!(
+                provider = "fake",
+                url = %fake.base_url(),
+                "sessions use the built-in fake Vonage server (set sessions.provider = vonage for real sessions)"
+            );
+            (fake.base_url(), fake.base_url(), Some(fake))
+        }
+    };
+    let client = VonageClient::new(VonageConfig {
+        application_id: v.application_id.clone(),
+        private_key_pem,
+        video_base_url,
+        api_base_url,
+        request_timeout: Duration::from_millis(v.request_timeout_ms),
+    })
+    .map_err(|e| StartupError::Sessions(e.to_string()))?;
+    Ok((
+        Some(SessionConfig {
+            client,
+            provider: v.provider.as_str().to_owned(),
+            application_id: v.application_id.clone(),
+            sealer,
+            settings: v.worker.clone(),
+        }),
+        fake,
+    ))
 }
 
 /// Pending connections the kernel queues before `accept`. tokio's `bind` uses 128, which

@@ -16,11 +16,16 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::calendar::{validate_slot_minutes, Availability, Calendar, Rules};
+use crate::calendar::{
+    validate_slot_minutes, Availability, Calendar, DoctorEvent, JournalRecord, Rules,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::doctor::{log_check, DoctorHandle, DoctorMsg, DoctorSnapshot, SlotCheck};
 use crate::error::{EngineError, InvalidField};
-use crate::journal::{self, JournalConfig, JournalHandle};
+use crate::journal::{self, DurableHook, JournalConfig, JournalHandle};
+use crate::notifier::{NotifierHandle, WebhookSettings};
+use crate::outbox::{InboxQuery, Notification, Recipient};
+use crate::sessions::{SessionConfig, SessionCtx, SessionHandle, SessionView};
 use crate::model::{
     BookingRequest, Consultation, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile,
     NewDoctor, PatientId, Requester, ScheduleUpdate, StatusUpdate, MAX_MEDICAL_FIELD_BYTES,
@@ -73,6 +78,8 @@ struct Shard {
 struct EngineInner {
     ctx: Arc<EngineContext>,
     shards: Vec<Shard>,
+    sessions: Option<Arc<SessionHandle>>,
+    notifier: Option<Arc<NotifierHandle>>,
     closing: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -143,6 +150,8 @@ pub struct EngineBuilder {
     store: Arc<dyn Store>,
     settings: EngineSettings,
     clock: Arc<dyn Clock>,
+    sessions: Option<SessionConfig>,
+    webhooks: Option<WebhookSettings>,
 }
 
 impl EngineBuilder {
@@ -157,11 +166,68 @@ impl EngineBuilder {
         self
     }
 
+    /// Starts the session worker: in-app bookings get a Vonage session once durable.
+    /// Without it, their sessions stay `pending` in the outbox (for a later worker).
+    pub fn sessions(mut self, config: SessionConfig) -> Self {
+        self.sessions = Some(config);
+        self
+    }
+
+    /// Starts the notifier, which delivers notifications to webhook URLs.
+    pub fn webhooks(mut self, settings: WebhookSettings) -> Self {
+        self.webhooks = Some(settings);
+        self
+    }
+
     /// Validates the settings, reads where consultation ids continue, and starts the
-    /// journal writer and the shard supervisors. Doctors activate lazily.
+    /// journal writer and the shard supervisors (and the session worker and notifier when
+    /// configured). Doctors activate lazily.
     pub async fn start(self) -> Result<Engine, EngineError> {
         let settings = self.settings;
         settings.validate()?;
+        let sessions = match self.sessions {
+            Some(config) => Some(Arc::new(
+                SessionHandle::start(SessionCtx {
+                    store: Arc::clone(&self.store),
+                    clock: Arc::clone(&self.clock),
+                    config,
+                })
+                .await?,
+            )),
+            None => None,
+        };
+        let notifier = match self.webhooks {
+            Some(w) if !w.webhook_urls.is_empty() => Some(Arc::new(NotifierHandle::start(
+                Arc::clone(&self.store),
+                Arc::clone(&self.clock),
+                w,
+            )?)),
+            Some(w) => {
+                w.validate()?;
+                None
+            }
+            None => None,
+        };
+        let on_durable: Option<DurableHook> = if sessions.is_some() || notifier.is_some() {
+            let sessions = sessions.clone();
+            let notifier = notifier.clone();
+            Some(Arc::new(move |records: &[JournalRecord]| {
+                if let Some(s) = &sessions {
+                    for r in records {
+                        if let DoctorEvent::Booked { slot } = &r.event {
+                            if slot.mode.needs_session() {
+                                s.ensure(slot.id);
+                            }
+                        }
+                    }
+                }
+                if let Some(n) = &notifier {
+                    n.wake();
+                }
+            }))
+        } else {
+            None
+        };
         let next_id = self.store.max_consultation_id().await? + 1;
         let stats = Arc::new(EngineStats::default());
         let writers = match settings.journal_writers {
@@ -171,6 +237,7 @@ impl EngineBuilder {
         let (journal, writer_tasks) = journal::spawn(
             Arc::clone(&self.store),
             JournalConfig {
+                on_durable,
                 writers,
                 max_batch: settings.journal_max_batch,
                 flush_interval: Duration::from_millis(settings.journal_flush_interval_ms),
@@ -215,6 +282,8 @@ impl EngineBuilder {
             inner: Arc::new(EngineInner {
                 ctx,
                 shards,
+                sessions,
+                notifier,
                 closing: AtomicBool::new(false),
                 tasks: Mutex::new(tasks),
             }),
@@ -230,6 +299,8 @@ impl Engine {
             store,
             settings: EngineSettings::default(),
             clock: Arc::new(SystemClock),
+            sessions: None,
+            webhooks: None,
         }
     }
 
@@ -477,6 +548,73 @@ impl Engine {
             .await?)
     }
 
+    /// The session side of a consultation for its patient or doctor (`Forbidden` for
+    /// anyone else): its status and, once ready, the caller's join details. Asking for a
+    /// pending session nudges the worker (it never makes a second session).
+    pub async fn session_join(
+        &self,
+        consultation_id: ConsultationId,
+        requester: Requester,
+    ) -> Result<SessionView, EngineError> {
+        self.ensure_open()?;
+        match &self.inner.sessions {
+            Some(s) => s.view(consultation_id, requester).await,
+            None => {
+                let c = self.consultation(consultation_id).await?;
+                match requester {
+                    Requester::Patient(p) if p == c.patient_id => {}
+                    Requester::Doctor(d) if d == c.doctor_id => {}
+                    _ => return Err(EngineError::Forbidden),
+                }
+                Ok(SessionView {
+                    consultation_id,
+                    status: c.session_status,
+                    join: None,
+                })
+            }
+        }
+    }
+
+    /// Asks the session worker to work on this consultation's pending session now; does
+    /// nothing without a worker or for a settled session.
+    pub fn ensure_session(&self, consultation_id: ConsultationId) {
+        if let Some(s) = &self.inner.sessions {
+            s.ensure(consultation_id);
+        }
+    }
+
+    /// A page of someone's notifications, newest first (at most [`MAX_LIST_LIMIT`]).
+    pub async fn notifications(
+        &self,
+        query: InboxQuery,
+    ) -> Result<Vec<Notification>, EngineError> {
+        let query = InboxQuery {
+            limit: query.limit.min(MAX_LIST_LIMIT),
+            ..query
+        };
+        Ok(self.ctx().store.notifications(&query).await?)
+    }
+
+    /// Marks the recipient's own notifications read; returns how many changed.
+    pub async fn mark_notifications_read(
+        &self,
+        recipient: Recipient,
+        ids: &[i64],
+    ) -> Result<u64, EngineError> {
+        if ids.len() > MAX_LIST_LIMIT as usize {
+            return Err(InvalidField::new(
+                "ids",
+                format!("at most {MAX_LIST_LIMIT} ids at once"),
+            )
+            .into());
+        }
+        Ok(self
+            .ctx()
+            .store
+            .mark_notifications_read(recipient, ids, self.now())
+            .await?)
+    }
+
     /// The doctor actor's observable state (activating it if needed).
     pub async fn observe(&self, doctor_id: DoctorId) -> Result<DoctorSnapshot, EngineError> {
         self.call(doctor_id, |reply| DoctorMsg::Observe { reply })
@@ -517,6 +655,12 @@ impl Engine {
                 .await;
         }
         self.ctx().journal.shutdown().await;
+        if let Some(s) = &self.inner.sessions {
+            s.shutdown().await;
+        }
+        if let Some(n) = &self.inner.notifier {
+            n.shutdown().await;
+        }
         let tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
         for t in tasks {
             let _ = t.await;

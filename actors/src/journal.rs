@@ -143,7 +143,12 @@ async fn fence(writer: &mpsc::Sender<JournalMsg>) -> Result<(), EngineError> {
         .map_err(|_| EngineError::Unavailable("journal writer stopped".into()))
 }
 
+/// Told of every durable batch, after its callers have their answers (wakes the session
+/// worker and the notifier). Must not block.
+pub(crate) type DurableHook = Arc<dyn Fn(&[JournalRecord]) + Send + Sync>;
+
 pub(crate) struct JournalConfig {
+    pub on_durable: Option<DurableHook>,
     pub writers: usize,
     pub max_batch: usize,
     pub flush_interval: Duration,
@@ -230,7 +235,9 @@ async fn run(
             }
         }
         if !batch.records.is_empty() || !batch.after.is_empty() {
-            batch.write(store.as_ref(), &stats, &mut poisoned).await;
+            batch
+                .write(store.as_ref(), &stats, &mut poisoned, config.on_durable.as_ref())
+                .await;
         }
         for ack in fences {
             let _ = ack.send(());
@@ -262,12 +269,18 @@ impl Batch {
         store: &dyn Store,
         stats: &EngineStats,
         poisoned: &mut HashMap<DoctorId, u64>,
+        on_durable: Option<&DurableHook>,
     ) {
         let result = if self.records.is_empty() {
             Ok(())
         } else {
             self.append(store, stats, poisoned).await
         };
+        if let (Ok(()), Some(hook)) = (&result, on_durable) {
+            if !self.records.is_empty() {
+                hook(&self.records);
+            }
+        }
         // Waiters: their doctor's earlier records are settled now, in this batch or before.
         for (doctor, generation, done) in self.after {
             let failed = poisoned.get(&doctor).is_some_and(|&g| generation <= g);

@@ -15,11 +15,15 @@ pub mod error;
 mod journal;
 pub mod memory;
 pub mod model;
+pub mod notifier;
 pub mod outbox;
+pub mod seal;
+pub mod sessions;
 mod settings;
 mod shard;
 mod stats;
 pub mod store;
+pub mod vonage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use doctor::{DoctorSnapshot, SlotCheck};

@@ -362,3 +362,148 @@ pub struct NewDoctorRequest {
 pub struct HealthAnswer {
     pub status: String,
 }
+
+/// A caller's way into an in-app consultation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JoinDto {
+    /// `vonage` or `fake`.
+    pub provider: String,
+    /// `voice` | `video` | `chat`
+    pub mode: String,
+    /// Voice is a video session whose clients publish audio only.
+    pub audio_only: bool,
+    /// The Vonage application id (video clients connect with it).
+    pub application_id: String,
+    /// Video session id (voice, video).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Conversation id (chat).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    /// The caller's Vonage user name (chat).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    /// `moderator` (doctor) or `publisher` (patient) for video; `member` for chat.
+    pub role: String,
+    /// The caller's client token (JWT). Never logged.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionAnswer {
+    pub success: bool,
+    pub consultation_id: i64,
+    /// `pending` | `ready` | `failed` | `not_required`
+    pub session_status: String,
+    /// Present when `session_status` is `ready`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<JoinDto>,
+}
+
+impl From<consult_actors::sessions::SessionView> for SessionAnswer {
+    fn from(v: consult_actors::sessions::SessionView) -> Self {
+        Self {
+            success: true,
+            consultation_id: v.consultation_id,
+            session_status: v.status.as_str().to_owned(),
+            session: v.join.map(|j| JoinDto {
+                provider: j.provider,
+                mode: j.mode.as_str().to_owned(),
+                audio_only: j.audio_only,
+                application_id: j.application_id,
+                session_id: j.session_id,
+                conversation_id: j.conversation_id,
+                user_name: j.user_name,
+                role: j.role,
+                token: j.token,
+                expires_at: j.expires_at,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InboxParams {
+    /// At most this many, 1..=500; default 50.
+    pub limit: Option<u32>,
+    /// Only notifications older than this id (the previous page's `next_before`).
+    pub before: Option<i64>,
+    /// Only unread ones; default false.
+    pub unread_only: Option<bool>,
+}
+
+/// The consultation a notification is about, as it stands now (no medical text).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationConsultationDto {
+    pub id: i64,
+    pub reference: String,
+    pub doctor_id: i64,
+    pub patient_id: i64,
+    pub scheduled_at: DateTime<Utc>,
+    pub duration_minutes: u16,
+    pub status: String,
+    pub consult_mode: String,
+    pub session_status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationDto {
+    pub id: i64,
+    /// `consultation_scheduled` | `consultation_cancelled` | `session_ready` | `session_failed`
+    pub event: String,
+    pub created_at: DateTime<Utc>,
+    pub read: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<DateTime<Utc>>,
+    pub consultation: NotificationConsultationDto,
+}
+
+impl From<consult_actors::outbox::Notification> for NotificationDto {
+    fn from(n: consult_actors::outbox::Notification) -> Self {
+        let c = n.consultation;
+        Self {
+            id: n.id,
+            event: n.kind.as_str().to_owned(),
+            created_at: n.created_at,
+            read: n.read_at.is_some(),
+            read_at: n.read_at,
+            consultation: NotificationConsultationDto {
+                id: c.id,
+                reference: c.reference,
+                doctor_id: c.doctor_id,
+                patient_id: c.patient_id,
+                scheduled_at: c.scheduled_at,
+                duration_minutes: c.duration_minutes,
+                status: c.status.as_str().to_owned(),
+                consult_mode: c.consult_mode.as_str().to_owned(),
+                session_status: c.session_status.as_str().to_owned(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboxAnswer {
+    pub success: bool,
+    pub notifications: Vec<NotificationDto>,
+    /// Pass as `before` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkReadRequest {
+    /// Notification ids (at most 500); ids that are not the caller's are ignored.
+    pub ids: Vec<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarkReadAnswer {
+    pub success: bool,
+    /// How many were unread and are now read.
+    pub updated: u64,
+}

@@ -8,6 +8,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod inbox;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
@@ -118,6 +119,16 @@ pub fn router(state: AppState) -> Router {
             "/patient/consultations/{id}/cancel",
             post(patient::cancel_consultation),
         )
+        .route(
+            "/patient/consultations/{id}/session",
+            get(inbox::patient_session),
+        )
+        .route(
+            "/doctor/consultations/{id}/session",
+            get(inbox::doctor_session),
+        )
+        .route("/notifications", get(inbox::list_notifications))
+        .route("/notifications/read", post(inbox::mark_read))
         .route(
             "/doctor/availability",
             get(doctor::get_availability).put(doctor::put_availability),

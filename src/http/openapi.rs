@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, doctor, ops, patient};
+use super::{admin, doctor, inbox, ops, patient};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,10 @@ use super::{admin, doctor, ops, patient};
         patient::list_consultations,
         patient::get_consultation,
         patient::cancel_consultation,
+        inbox::patient_session,
+        inbox::doctor_session,
+        inbox::list_notifications,
+        inbox::mark_read,
         doctor::get_availability,
         doctor::put_availability,
         doctor::patch_status,
@@ -36,6 +40,7 @@ use super::{admin, doctor, ops, patient};
         (name = "patient", description = "Role patient"),
         (name = "doctor", description = "Role doctor; acts on their own record"),
         (name = "admin", description = "Role admin"),
+        (name = "notifications", description = "Roles patient and doctor: their own inbox"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]

@@ -1,0 +1,681 @@
+//! The session worker: after a booking is durable, an in-app consultation (voice, video,
+//! chat) gets a Vonage session and a join token for each side. It replaces the seed's
+//! 10-second Redis lock with routing: one actor owns the set of consultations being worked
+//! on, so however many triggers arrive for one consultation (the journal's durable hook,
+//! the outbox poll, a caller asking for the session), at most one attempt runs for it, and
+//! the store's "settle only while pending" makes the outcome once-only.
+//!
+//! The work itself (HTTP to Vonage, sealing, the store) runs in tasks; the actor only
+//! routes. The durable outbox is the `sessions` row written in the booking's own
+//! transaction, so a crash between booking and session leaves a pending row that the poll
+//! finds after restart. Failures never touch the booking: a retryable error (429, 5xx,
+//! timeout, connection) backs off exponentially with jitter, honouring `Retry-After`, up
+//! to `max_attempts`; any other error, or the last attempt, settles the session `failed`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use tokio::task::AbortHandle;
+use tracing::{error, info, warn};
+
+use crate::clock::Clock;
+use crate::error::{EngineError, InvalidField};
+use crate::model::{ConsultMode, ConsultationId, Requester, SessionStatus};
+use crate::outbox::{SessionOutcome, SessionTask};
+use crate::seal::Sealer;
+use crate::store::Store;
+use crate::vonage::{VideoRole, VonageClient, VonageError};
+
+/// Bounds of the session worker, named with their units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Attempts per session before it is settled `failed` (retryable errors only).
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay (a longer `Retry-After` is still honoured).
+    pub backoff_max_ms: u64,
+    /// How often the outbox is polled for due sessions (after a restart, after backoff).
+    pub poll_interval_ms: u64,
+    /// Sessions being created at once; more wait in the outbox.
+    pub max_in_flight: usize,
+    /// Join tokens stay valid this long after the consultation ends.
+    pub token_grace_s: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            backoff_base_ms: 500,
+            backoff_max_ms: 60_000,
+            poll_interval_ms: 1_000,
+            max_in_flight: 32,
+            token_grace_s: 3_600,
+        }
+    }
+}
+
+impl SessionSettings {
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        let check = |ok: bool, field: &str, reason: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(InvalidField::new(format!("sessions.worker.{field}"), reason))
+            }
+        };
+        check((1..=100).contains(&self.max_attempts), "max_attempts", "must be 1..=100")?;
+        check(
+            (1..=60_000).contains(&self.backoff_base_ms),
+            "backoff_base_ms",
+            "must be 1..=60000",
+        )?;
+        check(
+            self.backoff_max_ms >= self.backoff_base_ms && self.backoff_max_ms <= 3_600_000,
+            "backoff_max_ms",
+            "must be at least backoff_base_ms and at most 3600000",
+        )?;
+        check(
+            (10..=600_000).contains(&self.poll_interval_ms),
+            "poll_interval_ms",
+            "must be 10..=600000",
+        )?;
+        check(
+            (1..=4096).contains(&self.max_in_flight),
+            "max_in_flight",
+            "must be 1..=4096",
+        )?;
+        check(
+            self.token_grace_s <= 7 * 86_400,
+            "token_grace_s",
+            "must be at most 604800",
+        )
+    }
+
+    /// Delay before attempt `attempts + 1`: exponential from the base, capped, with jitter
+    /// in [half, full], and never shorter than the provider's `Retry-After`.
+    pub fn backoff(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .backoff_base_ms
+            .saturating_mul(1u64 << attempts.saturating_sub(1).min(30))
+            .min(self.backoff_max_ms);
+        let jittered = exp / 2 + rand::random_range(0..=exp - exp / 2);
+        Duration::from_millis(jittered).max(retry_after.unwrap_or_default())
+    }
+}
+
+/// What the session worker needs to make sessions.
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub client: VonageClient,
+    /// Logged and stored with each session: `vonage`, or `fake` for the local fake server.
+    pub provider: String,
+    /// The Vonage application id, given to video clients with their token.
+    pub application_id: String,
+    pub sealer: Sealer,
+    pub settings: SessionSettings,
+}
+
+/// A caller's way into an in-app consultation, answered by [`crate::Engine::session_join`].
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct JoinDetails {
+    pub provider: String,
+    pub mode: ConsultMode,
+    /// Voice is a video session whose clients publish audio only.
+    pub audio_only: bool,
+    pub application_id: String,
+    /// Video session id (voice, video).
+    pub session_id: Option<String>,
+    /// Conversation id (chat).
+    pub conversation_id: Option<String>,
+    /// The caller's Vonage user name (chat).
+    pub user_name: Option<String>,
+    /// `moderator` (doctor) or `publisher` (patient) for video; `member` for chat.
+    pub role: String,
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for JoinDetails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinDetails")
+            .field("provider", &self.provider)
+            .field("mode", &self.mode)
+            .field("role", &self.role)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The session side of a consultation, for its patient or doctor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    pub consultation_id: ConsultationId,
+    pub status: SessionStatus,
+    /// Present when `status` is `ready`.
+    pub join: Option<JoinDetails>,
+}
+
+/// What is sealed per side: the token and who it is for.
+#[derive(Serialize, Deserialize)]
+struct SealedJoin {
+    token: String,
+    role: String,
+    user_name: Option<String>,
+}
+
+pub(crate) struct SessionCtx {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub config: SessionConfig,
+}
+
+pub(crate) enum SessionMsg {
+    /// Make sure this consultation's pending session is being worked on.
+    Ensure(ConsultationId),
+    /// A backoff elapsed: the consultation may be tried again.
+    Retry(ConsultationId),
+    /// Look for due sessions in the outbox.
+    Poll,
+    /// A poll finished (it may start another).
+    Polled,
+    /// An attempt ended; `retry_in` when it should be tried again.
+    Finished {
+        consultation_id: ConsultationId,
+        retry_in: Option<Duration>,
+    },
+    /// Abort the attempts in flight (they stay pending in the outbox) and stop.
+    Shutdown(RpcReplyPort<()>),
+}
+
+pub(crate) struct SessionWorker {
+    pub ctx: Arc<SessionCtx>,
+}
+
+pub(crate) struct WorkerState {
+    in_flight: HashMap<ConsultationId, AbortHandle>,
+    backing_off: HashSet<ConsultationId>,
+    polling: bool,
+    ticker: Option<ractor::concurrency::JoinHandle<()>>,
+    stopping: bool,
+}
+
+impl Actor for SessionWorker {
+    type Msg = SessionMsg;
+    type State = WorkerState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let every = Duration::from_millis(self.ctx.config.settings.poll_interval_ms);
+        // Recovery: sessions left pending by a crash are due now.
+        let _ = myself.cast(SessionMsg::Poll);
+        Ok(WorkerState {
+            in_flight: HashMap::new(),
+            backing_off: HashSet::new(),
+            polling: false,
+            ticker: Some(myself.send_interval(every, || SessionMsg::Poll)),
+            stopping: false,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.ticker.take() {
+            t.abort();
+        }
+        for (_, task) in state.in_flight.drain() {
+            task.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SessionMsg::Ensure(id) => {
+                let full = state.in_flight.len() >= self.ctx.config.settings.max_in_flight;
+                // A full worker leaves it in the outbox: the poll brings it back.
+                if !state.stopping
+                    && !full
+                    && !state.in_flight.contains_key(&id)
+                    && !state.backing_off.contains(&id)
+                {
+                    let ctx = Arc::clone(&self.ctx);
+                    let me = myself.clone();
+                    let task = tokio::spawn(async move {
+                        let retry_in = attempt(&ctx, id).await;
+                        let _ = me.cast(SessionMsg::Finished {
+                            consultation_id: id,
+                            retry_in,
+                        });
+                    });
+                    state.in_flight.insert(id, task.abort_handle());
+                }
+            }
+            SessionMsg::Retry(id) => {
+                state.backing_off.remove(&id);
+                let _ = myself.cast(SessionMsg::Ensure(id));
+            }
+            SessionMsg::Poll => {
+                let room = self
+                    .ctx
+                    .config
+                    .settings
+                    .max_in_flight
+                    .saturating_sub(state.in_flight.len());
+                if !state.stopping && !state.polling && room > 0 {
+                    state.polling = true;
+                    let ctx = Arc::clone(&self.ctx);
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        match ctx.store.due_sessions(ctx.clock.now(), room as u32).await {
+                            Ok(due) => {
+                                for task in due {
+                                    let _ = me.cast(SessionMsg::Ensure(task.consultation_id));
+                                }
+                            }
+                            Err(e) => warn!(error = %e, "session outbox poll failed"),
+                        }
+                        let _ = me.cast(SessionMsg::Polled);
+                    });
+                }
+            }
+            SessionMsg::Polled => state.polling = false,
+            SessionMsg::Finished {
+                consultation_id,
+                retry_in,
+            } => {
+                state.in_flight.remove(&consultation_id);
+                if let Some(delay) = retry_in {
+                    if !state.stopping {
+                        state.backing_off.insert(consultation_id);
+                        myself.send_after(delay, move || SessionMsg::Retry(consultation_id));
+                    }
+                }
+            }
+            SessionMsg::Shutdown(reply) => {
+                state.stopping = true;
+                for (_, task) in state.in_flight.drain() {
+                    task.abort();
+                }
+                let _ = reply.send(());
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The handle the engine keeps.
+pub(crate) struct SessionHandle {
+    pub ctx: Arc<SessionCtx>,
+    pub actor: ActorRef<SessionMsg>,
+    join: std::sync::Mutex<Option<ractor::concurrency::JoinHandle<()>>>,
+}
+
+impl SessionHandle {
+    pub async fn start(ctx: SessionCtx) -> Result<Self, EngineError> {
+        ctx.config.settings.validate()?;
+        let ctx = Arc::new(ctx);
+        let (actor, join) = Actor::spawn(
+            None,
+            SessionWorker {
+                ctx: Arc::clone(&ctx),
+            },
+            (),
+        )
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("session worker did not start: {e}")))?;
+        info!(
+            provider = %ctx.config.provider,
+            "session worker started"
+        );
+        Ok(Self {
+            ctx,
+            actor,
+            join: std::sync::Mutex::new(Some(join)),
+        })
+    }
+
+    pub fn ensure(&self, id: ConsultationId) {
+        let _ = self.actor.cast(SessionMsg::Ensure(id));
+    }
+
+    /// Aborts attempts in flight (they stay pending in the outbox) and stops the worker.
+    pub async fn shutdown(&self) {
+        let _ = self
+            .actor
+            .call(SessionMsg::Shutdown, Some(Duration::from_secs(5)))
+            .await;
+        let join = self.join.lock().expect("join lock").take();
+        if let Some(join) = join {
+            let _ = join.await;
+        }
+    }
+
+    /// The requester's join details, if the session is ready (a token past its expiry is
+    /// re-minted locally: no call to Vonage).
+    pub async fn view(
+        &self,
+        id: ConsultationId,
+        requester: Requester,
+    ) -> Result<SessionView, EngineError> {
+        let ctx = &self.ctx;
+        let consultation = ctx
+            .store
+            .get_consultation(id)
+            .await?
+            .ok_or(EngineError::ConsultationNotFound(id))?;
+        let is_doctor = match requester {
+            Requester::Patient(p) if p == consultation.patient_id => false,
+            Requester::Doctor(d) if d == consultation.doctor_id => true,
+            _ => return Err(EngineError::Forbidden),
+        };
+        let pending = SessionView {
+            consultation_id: id,
+            status: consultation.session_status,
+            join: None,
+        };
+        let Some(record) = ctx.store.session(id).await? else {
+            return Ok(pending);
+        };
+        match record.status {
+            SessionStatus::Pending => {
+                self.ensure(id);
+                return Ok(SessionView {
+                    status: SessionStatus::Pending,
+                    ..pending
+                });
+            }
+            SessionStatus::Ready => {}
+            status => return Ok(SessionView { status, ..pending }),
+        }
+        let sealed = if is_doctor {
+            record.doctor_join
+        } else {
+            record.patient_join
+        };
+        let (Some(sealed), Some(provider_id), Some(mut expires_at)) =
+            (sealed, record.provider_session_id, record.expires_at)
+        else {
+            return Err(EngineError::Storage(format!(
+                "session of consultation {id} is ready without join details"
+            )));
+        };
+        let opened = ctx
+            .config
+            .sealer
+            .open(&sealed)
+            .map_err(|e| EngineError::Storage(format!("session of consultation {id}: {e}")))?;
+        let mut join: SealedJoin = serde_json::from_slice(&opened).map_err(|_| {
+            EngineError::Storage(format!("session of consultation {id} does not parse"))
+        })?;
+        let mode = consultation.consultation_mode;
+        let now = ctx.clock.now();
+        if expires_at <= now {
+            expires_at = token_expiry(&ctx.config.settings, &consultation_end(&consultation), now);
+            join.token = match mode {
+                ConsultMode::Chat => ctx
+                    .config
+                    .client
+                    .chat_token(join.user_name.as_deref().unwrap_or_default(), expires_at),
+                _ => ctx
+                    .config
+                    .client
+                    .video_token(&provider_id, video_role(is_doctor), expires_at),
+            }
+            .map_err(|e| EngineError::Unavailable(format!("token: {e}")))?;
+        }
+        let chat = mode == ConsultMode::Chat;
+        Ok(SessionView {
+            consultation_id: id,
+            status: SessionStatus::Ready,
+            join: Some(JoinDetails {
+                provider: record.provider.unwrap_or_default(),
+                mode,
+                audio_only: mode == ConsultMode::Voice,
+                application_id: ctx.config.application_id.clone(),
+                session_id: (!chat).then(|| provider_id.clone()),
+                conversation_id: chat.then_some(provider_id),
+                user_name: join.user_name,
+                role: join.role,
+                token: join.token,
+                expires_at,
+            }),
+        })
+    }
+}
+
+fn video_role(is_doctor: bool) -> VideoRole {
+    if is_doctor {
+        VideoRole::Moderator
+    } else {
+        VideoRole::Publisher
+    }
+}
+
+fn consultation_end(c: &crate::model::Consultation) -> DateTime<Utc> {
+    c.scheduled_at + chrono::Duration::minutes(i64::from(c.duration_minutes))
+}
+
+/// Tokens last until the consultation ends plus the grace, but Vonage accepts at most 30
+/// days; a token that expires before the consultation is re-minted when asked for.
+fn token_expiry(
+    settings: &SessionSettings,
+    end: &DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let wanted = *end + chrono::Duration::seconds(settings.token_grace_s as i64);
+    let longest = now + chrono::Duration::days(30);
+    wanted.min(longest).max(now + chrono::Duration::minutes(5))
+}
+
+/// One attempt for one consultation; `Some(delay)` when it should be tried again.
+async fn attempt(ctx: &SessionCtx, id: ConsultationId) -> Option<Duration> {
+    let settings = &ctx.config.settings;
+    let retry_later = Duration::from_millis(settings.poll_interval_ms);
+    let task = match ctx.store.pending_session(id).await {
+        Ok(Some(task)) => task,
+        // Settled already (or never needed one): nothing to do.
+        Ok(None) => return None,
+        Err(e) => {
+            warn!(consultation_id = id, error = %e, "session outbox read failed");
+            return Some(retry_later);
+        }
+    };
+    let outcome = if !task.consultation_status.is_active() {
+        SessionOutcome::NotRequired {
+            consultation_id: id,
+        }
+    } else {
+        match provision(ctx, &task).await {
+            Ok(ready) => ready,
+            Err(e) => {
+                let attempts = task.attempts + 1;
+                if e.is_retryable() && attempts < settings.max_attempts {
+                    let delay = settings.backoff(attempts, e.retry_after());
+                    let next = ctx.clock.now()
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+                    warn!(
+                        event_type = "session_attempt_failed",
+                        consultation_id = id,
+                        attempts,
+                        retry_in_ms = delay.as_millis() as u64,
+                        error = %e,
+                        "session attempt failed; retrying"
+                    );
+                    if let Err(se) = ctx
+                        .store
+                        .retry_session(id, attempts, next, &e.to_string())
+                        .await
+                    {
+                        warn!(consultation_id = id, error = %se, "session retry not recorded");
+                    }
+                    return Some(delay);
+                }
+                error!(
+                    event_type = "session_creation_failed_booking",
+                    consultation_id = id,
+                    consultation_reference = %task.reference,
+                    doctor_id = task.doctor_id,
+                    patient_id = task.patient_id,
+                    scheduled_at = %task.scheduled_at.to_rfc3339(),
+                    consultation_mode = task.mode.as_str(),
+                    attempts,
+                    error = %e,
+                    "session could not be created; the booking stands"
+                );
+                SessionOutcome::Failed {
+                    consultation_id: id,
+                    error: e.to_string(),
+                }
+            }
+        }
+    };
+    match ctx.store.settle_session(&outcome, ctx.clock.now()).await {
+        Ok(settled) => {
+            if settled && outcome.status() == SessionStatus::Ready {
+                info!(
+                    event_type = "session_ready",
+                    consultation_id = id,
+                    consultation_reference = %task.reference,
+                    doctor_id = task.doctor_id,
+                    patient_id = task.patient_id,
+                    consultation_mode = task.mode.as_str(),
+                    provider = %ctx.config.provider,
+                    attempts = task.attempts + 1,
+                    "session ready"
+                );
+            }
+            None
+        }
+        Err(e) => {
+            warn!(consultation_id = id, error = %e, "session outcome not stored; retrying");
+            Some(retry_later)
+        }
+    }
+}
+
+/// Creates the provider side of a session and seals a join token for each side.
+async fn provision(ctx: &SessionCtx, task: &SessionTask) -> Result<SessionOutcome, VonageError> {
+    let config = &ctx.config;
+    let client = &config.client;
+    let now = ctx.clock.now();
+    let end = task.scheduled_at + chrono::Duration::minutes(i64::from(task.duration_minutes));
+    let expires_at = token_expiry(&config.settings, &end, now);
+    let (provider_session_id, doctor, patient) = match task.mode {
+        ConsultMode::Voice | ConsultMode::Video => {
+            let session_id = client.create_video_session().await?;
+            let side = |role: VideoRole| -> Result<SealedJoin, VonageError> {
+                Ok(SealedJoin {
+                    token: client.video_token(&session_id, role, expires_at)?,
+                    role: role.as_str().to_owned(),
+                    user_name: None,
+                })
+            };
+            let doctor = side(VideoRole::Moderator)?;
+            let patient = side(VideoRole::Publisher)?;
+            (session_id, doctor, patient)
+        }
+        ConsultMode::Chat => {
+            // Unique per consultation: a retry after a lost answer finds the same one.
+            let name = format!("consultation-{}", task.consultation_id);
+            let ttl_s = (end - now).num_seconds().max(0) as u64 + config.settings.token_grace_s;
+            let conversation = client
+                .create_conversation(&name, &task.reference, ttl_s)
+                .await?;
+            let doctor_user = format!("doctor-{}", task.doctor_id);
+            let patient_user = format!("patient-{}", task.patient_id);
+            client
+                .create_user(&doctor_user, &format!("Doctor {}", task.doctor_id))
+                .await?;
+            client
+                .create_user(&patient_user, &format!("Patient {}", task.patient_id))
+                .await?;
+            client.add_member(&conversation, &doctor_user).await?;
+            client.add_member(&conversation, &patient_user).await?;
+            let side = |user: String| -> Result<SealedJoin, VonageError> {
+                Ok(SealedJoin {
+                    token: client.chat_token(&user, expires_at)?,
+                    role: "member".to_owned(),
+                    user_name: Some(user),
+                })
+            };
+            (conversation, side(doctor_user)?, side(patient_user)?)
+        }
+        ConsultMode::Whatsapp => {
+            return Ok(SessionOutcome::NotRequired {
+                consultation_id: task.consultation_id,
+            })
+        }
+    };
+    let seal = |join: &SealedJoin| {
+        config
+            .sealer
+            .seal(&serde_json::to_vec(join).expect("join details serialize"))
+    };
+    Ok(SessionOutcome::Ready {
+        consultation_id: task.consultation_id,
+        provider: config.provider.clone(),
+        provider_session_id,
+        doctor_join: seal(&doctor),
+        patient_join: seal(&patient),
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_jitters_and_honours_retry_after() {
+        let s = SessionSettings {
+            backoff_base_ms: 100,
+            backoff_max_ms: 1_000,
+            ..Default::default()
+        };
+        for _ in 0..100 {
+            let first = s.backoff(1, None).as_millis();
+            assert!((50..=100).contains(&first), "{first}");
+            let third = s.backoff(3, None).as_millis();
+            assert!((200..=400).contains(&third), "{third}");
+            let capped = s.backoff(20, None).as_millis();
+            assert!((500..=1_000).contains(&capped), "{capped}");
+        }
+        assert_eq!(
+            s.backoff(1, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn tokens_expire_after_the_consultation_but_within_thirty_days() {
+        let s = SessionSettings::default();
+        let now = Utc::now();
+        let soon = now + chrono::Duration::hours(2);
+        assert_eq!(
+            token_expiry(&s, &soon, now),
+            soon + chrono::Duration::hours(1)
+        );
+        let far = now + chrono::Duration::days(90);
+        assert_eq!(token_expiry(&s, &far, now), now + chrono::Duration::days(30));
+    }
+}
