@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default) and `token`.
+//! The command line: `serve` (the default), `token` and `fake-vonage`.
 
 use std::path::PathBuf;
 
@@ -37,6 +37,19 @@ pub enum Command {
         #[arg(long = "ttl-s")]
         ttl_s: Option<u64>,
     },
+    /// Serve a fake Vonage (Video + Conversations API) for local runs and tests, until
+    /// SIGINT/SIGTERM. Faults and counters at `/_fake/faults` and `/_fake/stats`.
+    FakeVonage {
+        /// Address to listen on; port 0 picks a free port (logged at start).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: std::net::SocketAddr,
+        /// PEM (SPKI) RSA public key of the Vonage application, to verify request JWTs.
+        #[arg(long = "public-key", value_name = "PATH")]
+        public_key: PathBuf,
+        /// Require this `application_id` in request JWTs.
+        #[arg(long = "application-id")]
+        application_id: Option<String>,
+    },
 }
 
 /// Runs the CLI; the process exit code follows the result.
@@ -55,6 +68,20 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             let keys = JwtKeys::new(settings.auth.jwt_secret.as_bytes(), settings.auth.leeway_s);
             println!("{}", keys.mint(role, sub, now_s(), ttl_s));
+        }
+        Command::FakeVonage {
+            bind,
+            public_key,
+            application_id,
+        } => {
+            crate::telemetry::init(&settings.log);
+            let pem = std::fs::read_to_string(&public_key)
+                .map_err(|e| format!("cannot read {}: {e}", public_key.display()))?;
+            let fake = crate::fake_vonage::FakeVonage::start(bind, &pem, application_id).await?;
+            tracing::info!(base_url = %fake.base_url(), "fake vonage listening");
+            shutdown_signal().await;
+            fake.stop().await;
+            tracing::info!("fake vonage stopped");
         }
     }
     Ok(())

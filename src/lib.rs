@@ -57,6 +57,7 @@ pub use consult_persistence as persistence;
 
 pub mod cli;
 pub mod demo;
+pub mod fake_vonage;
 pub mod http;
 pub mod settings;
 pub mod startup;

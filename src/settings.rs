@@ -339,7 +339,10 @@ impl Settings {
             }
         }
         if !(100..=120_000).contains(&v.request_timeout_ms) {
-            return Err(invalid("sessions.request_timeout_ms", "must be 100..=120000"));
+            return Err(invalid(
+                "sessions.request_timeout_ms",
+                "must be 100..=120000",
+            ));
         }
         v.worker
             .validate()

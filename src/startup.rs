@@ -14,9 +14,9 @@ use consult_actors::vonage::{VonageClient, VonageConfig};
 use consult_actors::Engine;
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::fake_vonage::FakeVonage;
 use crate::http::auth::JwtKeys;
 use crate::http::{self, AppState, HttpLimits};
-use crate::fake_vonage::FakeVonage;
 use crate::settings::{
     redact_url, SessionProvider, Settings, DEV_VONAGE_PRIVATE_KEY, DEV_VONAGE_PUBLIC_KEY,
 };

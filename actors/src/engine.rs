@@ -23,13 +23,13 @@ use crate::clock::{Clock, SystemClock};
 use crate::doctor::{log_check, DoctorHandle, DoctorMsg, DoctorSnapshot, SlotCheck};
 use crate::error::{EngineError, InvalidField};
 use crate::journal::{self, DurableHook, JournalConfig, JournalHandle};
-use crate::notifier::{NotifierHandle, WebhookSettings};
-use crate::outbox::{InboxQuery, Notification, Recipient};
-use crate::sessions::{SessionConfig, SessionCtx, SessionHandle, SessionView};
 use crate::model::{
     BookingRequest, Consultation, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile,
     NewDoctor, PatientId, Requester, ScheduleUpdate, StatusUpdate, MAX_MEDICAL_FIELD_BYTES,
 };
+use crate::notifier::{NotifierHandle, WebhookSettings};
+use crate::outbox::{InboxQuery, Notification, Recipient};
+use crate::sessions::{SessionConfig, SessionCtx, SessionHandle, SessionView};
 use crate::settings::EngineSettings;
 use crate::shard::{ShardActor, ShardMsg};
 use crate::stats::{EngineStats, StatsSnapshot};
@@ -584,10 +584,7 @@ impl Engine {
     }
 
     /// A page of someone's notifications, newest first (at most [`MAX_LIST_LIMIT`]).
-    pub async fn notifications(
-        &self,
-        query: InboxQuery,
-    ) -> Result<Vec<Notification>, EngineError> {
+    pub async fn notifications(&self, query: InboxQuery) -> Result<Vec<Notification>, EngineError> {
         let query = InboxQuery {
             limit: query.limit.min(MAX_LIST_LIMIT),
             ..query
@@ -602,11 +599,9 @@ impl Engine {
         ids: &[i64],
     ) -> Result<u64, EngineError> {
         if ids.len() > MAX_LIST_LIMIT as usize {
-            return Err(InvalidField::new(
-                "ids",
-                format!("at most {MAX_LIST_LIMIT} ids at once"),
-            )
-            .into());
+            return Err(
+                InvalidField::new("ids", format!("at most {MAX_LIST_LIMIT} ids at once")).into(),
+            );
         }
         Ok(self
             .ctx()

@@ -236,7 +236,12 @@ async fn run(
         }
         if !batch.records.is_empty() || !batch.after.is_empty() {
             batch
-                .write(store.as_ref(), &stats, &mut poisoned, config.on_durable.as_ref())
+                .write(
+                    store.as_ref(),
+                    &stats,
+                    &mut poisoned,
+                    config.on_durable.as_ref(),
+                )
                 .await;
         }
         for ack in fences {

@@ -85,7 +85,11 @@ impl WebhookSettings {
                 Err(InvalidField::new(format!("notifications.{field}"), reason))
             }
         };
-        check(self.webhook_urls.len() <= 16, "webhook_urls", "at most 16 URLs")?;
+        check(
+            self.webhook_urls.len() <= 16,
+            "webhook_urls",
+            "at most 16 URLs",
+        )?;
         for url in &self.webhook_urls {
             check(
                 url.starts_with("http://") || url.starts_with("https://"),

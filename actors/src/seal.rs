@@ -93,7 +93,13 @@ mod tests {
     #[test]
     fn keys_are_32_bytes_of_base64() {
         assert!(Sealer::from_base64("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").is_ok());
-        assert_eq!(Sealer::from_base64("c2hvcnQ=").unwrap_err(), SealError::BadKey);
-        assert_eq!(Sealer::from_base64("not base64!").unwrap_err(), SealError::BadKey);
+        assert_eq!(
+            Sealer::from_base64("c2hvcnQ=").unwrap_err(),
+            SealError::BadKey
+        );
+        assert_eq!(
+            Sealer::from_base64("not base64!").unwrap_err(),
+            SealError::BadKey
+        );
     }
 }

@@ -67,10 +67,17 @@ impl SessionSettings {
             if ok {
                 Ok(())
             } else {
-                Err(InvalidField::new(format!("sessions.worker.{field}"), reason))
+                Err(InvalidField::new(
+                    format!("sessions.worker.{field}"),
+                    reason,
+                ))
             }
         };
-        check((1..=100).contains(&self.max_attempts), "max_attempts", "must be 1..=100")?;
+        check(
+            (1..=100).contains(&self.max_attempts),
+            "max_attempts",
+            "must be 1..=100",
+        )?;
         check(
             (1..=60_000).contains(&self.backoff_base_ms),
             "backoff_base_ms",
@@ -676,6 +683,9 @@ mod tests {
             soon + chrono::Duration::hours(1)
         );
         let far = now + chrono::Duration::days(90);
-        assert_eq!(token_expiry(&s, &far, now), now + chrono::Duration::days(30));
+        assert_eq!(
+            token_expiry(&s, &far, now),
+            now + chrono::Duration::days(30)
+        );
     }
 }

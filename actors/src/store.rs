@@ -8,8 +8,7 @@ use crate::calendar::{DoctorEvent, JournalRecord};
 use crate::error::StoreError;
 use crate::model::{Consultation, ConsultationId, DoctorId, DoctorProfile, NewDoctor, PatientId};
 use crate::outbox::{
-    InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask,
-    WebhookUpdate,
+    InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
 };
 
 /// A stored snapshot blob and the last journal sequence number it covers.

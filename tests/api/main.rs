@@ -5,8 +5,11 @@ mod concurrency;
 mod doctor_admin;
 mod errors;
 mod helpers;
+mod notifications;
 mod ops;
 mod patient;
+mod sessions;
+mod vonage;
 
 use std::future::Future;
 use std::time::Duration;

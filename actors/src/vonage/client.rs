@@ -99,7 +99,9 @@ impl VonageClient {
     pub fn new(config: VonageConfig) -> Result<Self, VonageError> {
         let signer = TokenSigner::new(&config.application_id, &config.private_key_pem)?;
         if config.request_timeout.is_zero() {
-            return Err(VonageError::Config("request_timeout must be positive".into()));
+            return Err(VonageError::Config(
+                "request_timeout must be positive".into(),
+            ));
         }
         let video_base = parse_base("video_base_url", &config.video_base_url)?;
         let api_base = parse_base("api_base_url", &config.api_base_url)?;
@@ -200,7 +202,9 @@ impl VonageClient {
                 }
                 None => Err(VonageError::Permanent {
                     status: Some(409),
-                    message: format!("user name {name:?} is taken but GET /v1/users?name= does not find it"),
+                    message: format!(
+                        "user name {name:?} is taken but GET /v1/users?name= does not find it"
+                    ),
                 }),
             };
         }
@@ -226,10 +230,12 @@ impl VonageClient {
         let answer = self
             .send(&Method::POST, members.clone(), Body::Json(&body))
             .await?;
-        let already = matches!(answer.status, StatusCode::BAD_REQUEST | StatusCode::CONFLICT)
-            && answer
-                .error_code()
-                .is_some_and(|c| MEMBER_ALREADY_JOINED.contains(&c.as_str()));
+        let already = matches!(
+            answer.status,
+            StatusCode::BAD_REQUEST | StatusCode::CONFLICT
+        ) && answer
+            .error_code()
+            .is_some_and(|c| MEMBER_ALREADY_JOINED.contains(&c.as_str()));
         if already {
             let found = self
                 .find_in_pages(members, &[], "members", |m| {
@@ -316,7 +322,12 @@ impl VonageClient {
     }
 
     /// Sends and judges: the parsed JSON of a 2xx answer, or the error.
-    async fn request(&self, method: Method, url: Url, body: Body<'_>) -> Result<Value, VonageError> {
+    async fn request(
+        &self,
+        method: Method,
+        url: Url,
+        body: Body<'_>,
+    ) -> Result<Value, VonageError> {
         let path = url.path().to_owned();
         let answer = self.send(&method, url, body).await?;
         judge(&method, &path, answer)
@@ -393,7 +404,10 @@ fn judge(method: &Method, path: &str, answer: Answer) -> Result<Value, VonageErr
             message: format!("{method} {path} answered {status} with a body that is not JSON: {e}"),
         });
     }
-    let message = format!("{method} {path} answered {status}: {}", summary(&answer.body));
+    let message = format!(
+        "{method} {path} answered {status}: {}",
+        summary(&answer.body)
+    );
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         Err(VonageError::Transient {
             status: Some(status.as_u16()),
@@ -503,7 +517,9 @@ fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let secs = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         value.parse::<u64>().unwrap_or(u64::MAX)
     } else {
-        let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc2822(value)
+            .ok()?
+            .with_timezone(&Utc);
         u64::try_from((at - now).num_seconds()).unwrap_or(0)
     };
     Some(Duration::from_secs(secs.min(MAX_RETRY_AFTER_S)))
@@ -594,14 +610,38 @@ mod tests {
         assert!(err.is_retryable());
         assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
         let err = judge(&Method::POST, "/x", answer(429, "")).unwrap_err();
-        assert!(matches!(err, VonageError::Transient { status: Some(429), .. }));
+        assert!(matches!(
+            err,
+            VonageError::Transient {
+                status: Some(429),
+                ..
+            }
+        ));
         let body = r#"{"title":"Bad request.","code":"http:error:validation-fail","detail":"Input validation failure."}"#;
         let err = judge(&Method::POST, "/x", answer(400, body)).unwrap_err();
-        assert!(matches!(err, VonageError::Permanent { status: Some(400), .. }));
-        assert!(err.to_string().contains("http:error:validation-fail"), "{err}");
+        assert!(matches!(
+            err,
+            VonageError::Permanent {
+                status: Some(400),
+                ..
+            }
+        ));
+        assert!(
+            err.to_string().contains("http:error:validation-fail"),
+            "{err}"
+        );
         let err = judge(&Method::POST, "/x", answer(200, "not json")).unwrap_err();
-        assert!(matches!(err, VonageError::Permanent { status: Some(200), .. }));
-        assert_eq!(judge(&Method::GET, "/x", answer(200, "[1]")).unwrap(), json!([1]));
+        assert!(matches!(
+            err,
+            VonageError::Permanent {
+                status: Some(200),
+                ..
+            }
+        ));
+        assert_eq!(
+            judge(&Method::GET, "/x", answer(200, "[1]")).unwrap(),
+            json!([1])
+        );
     }
 
     #[test]
@@ -620,7 +660,8 @@ mod tests {
             ..config()
         }));
         assert!(bad(VonageConfig {
-            private_key_pem: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into(),
+            private_key_pem: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+                .into(),
             ..config()
         }));
         assert!(VonageClient::new(config()).is_ok());

@@ -42,7 +42,10 @@ pub struct VonageConfig {
 
 impl VonageConfig {
     /// The production endpoints with [`DEFAULT_REQUEST_TIMEOUT`].
-    pub fn production(application_id: impl Into<String>, private_key_pem: impl Into<String>) -> Self {
+    pub fn production(
+        application_id: impl Into<String>,
+        private_key_pem: impl Into<String>,
+    ) -> Self {
         Self {
             application_id: application_id.into(),
             private_key_pem: private_key_pem.into(),
@@ -88,7 +91,9 @@ impl VideoRole {
 #[derive(Debug, thiserror::Error)]
 pub enum VonageError {
     /// 429, 5xx, timeout or connection error: worth retrying; `retry_after` from the `Retry-After` header (seconds or HTTP date).
-    #[error("vonage transient failure (status {status:?}, retry after {retry_after:?}): {message}")]
+    #[error(
+        "vonage transient failure (status {status:?}, retry after {retry_after:?}): {message}"
+    )]
     Transient {
         status: Option<u16>,
         retry_after: Option<Duration>,
@@ -96,7 +101,10 @@ pub enum VonageError {
     },
     /// Any other 4xx, or an answer that does not parse: retrying will not help.
     #[error("vonage permanent failure (status {status:?}): {message}")]
-    Permanent { status: Option<u16>, message: String },
+    Permanent {
+        status: Option<u16>,
+        message: String,
+    },
     /// Bad key or settings.
     #[error("vonage configuration error: {0}")]
     Config(String),

@@ -71,9 +71,8 @@ impl TokenSigner {
         if application_id.trim().is_empty() {
             return Err(VonageError::Config("application_id is empty".into()));
         }
-        let key = EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(|e| {
-            VonageError::Config(format!("private key is not an RSA PEM key: {e}"))
-        })?;
+        let key = EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
+            .map_err(|e| VonageError::Config(format!("private key is not an RSA PEM key: {e}")))?;
         let signer = Self {
             application_id: application_id.to_owned(),
             key,
