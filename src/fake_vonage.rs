@@ -295,26 +295,29 @@ impl Shared {
 
     /// Checks the application JWT the way Vonage does: RS256 with the application's key,
     /// `application_id`, `iat`, `exp` in the future, `jti`.
-    fn authorize(&self, api: Api, headers: &HeaderMap) -> Result<(), Response> {
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), TokenRefusal> {
         let token = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| unauthorized(api, false))?;
+            .ok_or(TokenRefusal::Invalid)?;
         let claims = jsonwebtoken::decode::<AppClaims>(token, &self.key, &self.validation)
-            .map_err(|e| unauthorized(api, matches!(e.kind(), ErrorKind::ExpiredSignature)))?
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenRefusal::Expired,
+                _ => TokenRefusal::Invalid,
+            })?
             .claims;
         if claims.exp <= Utc::now().timestamp() {
-            return Err(unauthorized(api, true));
+            return Err(TokenRefusal::Expired);
         }
         let wrong_app = self
             .application_id
             .as_ref()
             .is_some_and(|want| *want != claims.application_id);
         if wrong_app || claims.jti.trim().is_empty() || claims.iat <= 0 {
-            return Err(unauthorized(api, false));
+            return Err(TokenRefusal::Invalid);
         }
         Ok(())
     }
@@ -322,6 +325,13 @@ impl Shared {
     fn href(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
+}
+
+/// Why an application JWT was refused; the two get different error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenRefusal {
+    Invalid,
+    Expired,
 }
 
 /// The claims Vonage requires of an application JWT; a missing one fails to decode.
@@ -419,13 +429,14 @@ async fn api_gate(State(shared): State<AppState>, request: Request, next: Next) 
             retry_after_s,
         } => return fault(api, status, retry_after_s),
     }
-    if let Err(refusal) = shared.authorize(api, request.headers()) {
+    if let Err(refusal) = shared.authorize(request.headers()) {
         shared.world().counts.unauthorized += 1;
         tracing::debug!(
             path = request.uri().path(),
+            ?refusal,
             "fake vonage refused an application jwt"
         );
-        return refusal;
+        return unauthorized(api, refusal == TokenRefusal::Expired);
     }
     next.run(request).await
 }
@@ -645,35 +656,24 @@ struct Listing {
 }
 
 impl Listing {
-    fn parse(query: &HashMap<String, String>) -> Result<Self, Response> {
+    /// `Err((parameter, reason))` for a value the real API refuses.
+    fn parse(query: &HashMap<String, String>) -> Result<Self, (&'static str, &'static str)> {
         let page_size = match query.get("page_size") {
             None => DEFAULT_PAGE_SIZE,
             Some(s) => match s.parse::<usize>() {
                 Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-                _ => {
-                    return Err(validation_fail(&[(
-                        "page_size",
-                        "\"page_size\" must be between 1 and 100".to_owned(),
-                    )]))
-                }
+                _ => return Err(("page_size", "\"page_size\" must be between 1 and 100")),
             },
         };
         let descending = match query.get("order").map(|o| o.to_ascii_lowercase()) {
             None => false,
             Some(o) if o == "asc" => false,
             Some(o) if o == "desc" => true,
-            Some(_) => {
-                return Err(validation_fail(&[(
-                    "order",
-                    "\"order\" must be one of [asc, desc, ASC, DESC]".to_owned(),
-                )]))
-            }
+            Some(_) => return Err(("order", "\"order\" must be one of [asc, desc, ASC, DESC]")),
         };
         let offset = match query.get("cursor") {
             None => 0,
-            Some(c) => decode_cursor(c).ok_or_else(|| {
-                validation_fail(&[("cursor", "\"cursor\" is invalid".to_owned())])
-            })?,
+            Some(c) => decode_cursor(c).ok_or(("cursor", "\"cursor\" is invalid"))?,
         };
         Ok(Self {
             page_size,
@@ -899,7 +899,7 @@ async fn list_conversations(
 ) -> Response {
     let listing = match Listing::parse(&query) {
         Ok(l) => l,
-        Err(refusal) => return refusal,
+        Err((parameter, reason)) => return validation_fail(&[(parameter, reason.to_owned())]),
     };
     let world = shared.world();
     let all: Vec<&Conversation> = world.conversations.iter().collect();
@@ -1016,7 +1016,7 @@ async fn list_users(
 ) -> Response {
     let listing = match Listing::parse(&query) {
         Ok(l) => l,
-        Err(refusal) => return refusal,
+        Err((parameter, reason)) => return validation_fail(&[(parameter, reason.to_owned())]),
     };
     let name = query.get("name");
     let world = shared.world();
@@ -1148,7 +1148,7 @@ async fn list_members(
 ) -> Response {
     let listing = match Listing::parse(&query) {
         Ok(l) => l,
-        Err(refusal) => return refusal,
+        Err((parameter, reason)) => return validation_fail(&[(parameter, reason.to_owned())]),
     };
     let world = shared.world();
     let Some(conversation) = world.conversations.iter().find(|c| c.id == conversation_id) else {

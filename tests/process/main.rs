@@ -5,10 +5,13 @@
 //!   and no doctor is ever double booked.
 //! - `readme_smoke`: the binary started as the README says (SQLite under the working
 //!   directory), booked through, stopped with SIGTERM and restarted.
+//! - `session_crash`: SIGKILL between a booking and its Vonage session; the session is
+//!   made after restart from the durable outbox.
 //!
 //! Run with `cargo test --test process -- --nocapture`; the first run builds the release
 //! binary (a few minutes).
 
 mod crash;
 mod readme_smoke;
+mod session_crash;
 mod support;
