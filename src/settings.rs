@@ -435,22 +435,67 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_the_dev_secret() {
-        let err = Settings::load(None, env(&[("CONSULT__APP__PROFILE", "production")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("auth.jwt_secret"), "{err}");
-        let ok = Settings::load(
+    fn production_refuses_the_dev_secret_the_dev_sealing_key_and_the_fake_provider() {
+        let secret = (
+            "CONSULT__AUTH__JWT_SECRET",
+            "a-real-production-secret-of-40-bytes-long!",
+        );
+        let key = (
+            "CONSULT__SESSIONS__ENCRYPTION_KEY",
+            "Q0hBTkdFLU1FLXRvLTMyLXJhbmRvbS1ieXRlcyEhISE=",
+        );
+        let production = ("CONSULT__APP__PROFILE", "production");
+        let vonage = ("CONSULT__SESSIONS__PROVIDER", "vonage");
+        let key_path = ("CONSULT__SESSIONS__PRIVATE_KEY_PATH", "/etc/vonage.pem");
+        let refused =
+            |pairs: &[(&str, &str)]| Settings::load(None, env(pairs)).unwrap_err().to_string();
+        assert!(refused(&[production]).contains("auth.jwt_secret"));
+        assert!(refused(&[production, secret]).contains("sessions.encryption_key"));
+        assert!(refused(&[production, secret, key]).contains("sessions.provider"));
+        assert!(refused(&[production, secret, key, vonage]).contains("sessions.private_key_path"));
+        assert!(Settings::load(None, env(&[production, secret, key, vonage, key_path])).is_ok());
+        assert!(Settings::load(
             None,
             env(&[
-                ("CONSULT__APP__PROFILE", "production"),
+                production,
+                secret,
+                key,
+                ("CONSULT__SESSIONS__PROVIDER", "off")
+            ])
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn webhook_urls_come_from_a_comma_separated_variable_and_need_a_secret() {
+        let urls = (
+            "CONSULT__NOTIFICATIONS__WEBHOOK_URLS",
+            "http://a.example/h,https://b.example/h",
+        );
+        let err = Settings::load(None, env(&[urls])).unwrap_err().to_string();
+        assert!(err.contains("notifications.webhook_secret"), "{err}");
+        let s = Settings::load(
+            None,
+            env(&[
+                urls,
                 (
-                    "CONSULT__AUTH__JWT_SECRET",
-                    "a-real-production-secret-of-40-bytes-long!",
+                    "CONSULT__NOTIFICATIONS__WEBHOOK_SECRET",
+                    "sixteen-bytes-or-more",
                 ),
             ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.notifications.webhook_urls,
+            vec!["http://a.example/h", "https://b.example/h"]
         );
-        assert!(ok.is_ok());
+        let bad = Settings::load(
+            None,
+            env(&[("CONSULT__NOTIFICATIONS__WEBHOOK_URLS", "ftp://x")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("notifications.webhook_urls"), "{bad}");
     }
 
     #[test]
