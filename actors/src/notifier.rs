@@ -336,12 +336,12 @@ impl Deliverer {
             WebhookUpdate::GaveUp { attempts }
         } else {
             let s = &self.settings;
-            let exp = s
-                .webhook_backoff_base_ms
-                .saturating_mul(1u64 << (attempts - 1).min(30))
-                .min(s.webhook_backoff_max_ms);
-            let delay = Duration::from_millis(exp / 2 + rand::random_range(0..=exp - exp / 2))
-                .max(retry_after.unwrap_or_default());
+            let delay = crate::sessions::jittered_backoff(
+                s.webhook_backoff_base_ms,
+                s.webhook_backoff_max_ms,
+                attempts,
+                retry_after,
+            );
             warn!(
                 notification = %key,
                 event = n.kind.as_str(),

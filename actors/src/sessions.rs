@@ -108,13 +108,29 @@ impl SessionSettings {
     /// Delay before attempt `attempts + 1`: exponential from the base, capped, with jitter
     /// in [half, full], and never shorter than the provider's `Retry-After`.
     pub fn backoff(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self
-            .backoff_base_ms
-            .saturating_mul(1u64 << attempts.saturating_sub(1).min(30))
-            .min(self.backoff_max_ms);
-        let jittered = exp / 2 + rand::random_range(0..=exp - exp / 2);
-        Duration::from_millis(jittered).max(retry_after.unwrap_or_default())
+        jittered_backoff(
+            self.backoff_base_ms,
+            self.backoff_max_ms,
+            attempts,
+            retry_after,
+        )
     }
+}
+
+/// Delay before retry number `attempts` (1-based): `base_ms` doubled per attempt, capped at
+/// `max_ms`, with jitter in [half, full], and never shorter than `retry_after`. Shared by
+/// the session worker and the notifier.
+pub(crate) fn jittered_backoff(
+    base_ms: u64,
+    max_ms: u64,
+    attempts: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let exp = base_ms
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(30))
+        .min(max_ms);
+    let jittered = exp / 2 + rand::random_range(0..=exp - exp / 2);
+    Duration::from_millis(jittered).max(retry_after.unwrap_or_default())
 }
 
 /// What the session worker needs to make sessions.
