@@ -71,6 +71,9 @@ pub(crate) enum DoctorUpdate {
 pub(crate) struct NewNotification {
     pub kind: &'static str,
     pub consultation_id: i64,
+    /// (patient, doctor) when the event names them (a booking), so the store writes the
+    /// rows straight from the batch; `None` (a cancellation): read from the consultation.
+    pub parties: Option<(i64, i64)>,
     pub at: DateTime<Utc>,
 }
 
@@ -145,6 +148,7 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
                 notifications.push(NewNotification {
                     kind: NotificationKind::ConsultationScheduled.as_str(),
                     consultation_id: slot.id,
+                    parties: Some((slot.patient_id, record.doctor_id)),
                     at: record.recorded_at,
                 });
             }
@@ -162,6 +166,7 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
                 notifications.push(NewNotification {
                     kind: NotificationKind::ConsultationCancelled.as_str(),
                     consultation_id: *consultation_id,
+                    parties: None,
                     at: *at,
                 });
             }

@@ -221,6 +221,8 @@ async fn insert_sessions(conn: &mut PgConnection, rows: &[NewSession]) -> Result
 }
 
 /// Writes each event for the consultation's patient, then its doctor, in event order.
+/// Bookings name both, so a batch of them is written straight from the arrays; a batch
+/// with a cancellation reads the parties from `consultations` (by primary key).
 async fn insert_notifications(
     conn: &mut PgConnection,
     rows: &[NewNotification],
@@ -228,23 +230,42 @@ async fn insert_notifications(
     if rows.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
-         created_at, webhook_state, webhook_attempts, webhook_next_at) \
-         SELECT r.role, CASE r.n WHEN 1 THEN c.patient_id ELSE c.doctor_id END, u.kind, u.id, \
-         u.at, 'pending', 0, u.at \
-         FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[]) WITH ORDINALITY \
-         AS u(kind, id, at, ord) \
-         JOIN consultations c ON c.id = u.id \
-         CROSS JOIN (VALUES (1, 'patient'), (2, 'doctor')) AS r(n, role) \
-         ORDER BY u.ord, r.n",
-    )
-    .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.consultation_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
-    .execute(conn)
-    .await
-    .map_err(db_error)?;
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
+    let ids: Vec<i64> = rows.iter().map(|r| r.consultation_id).collect();
+    let ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.at).collect();
+    let parties: Option<Vec<(i64, i64)>> = rows.iter().map(|r| r.parties).collect();
+    let query = match &parties {
+        Some(parties) => sqlx::query(
+            "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
+             created_at, webhook_state, webhook_attempts, webhook_next_at) \
+             SELECT r.role, CASE r.n WHEN 1 THEN u.patient ELSE u.doctor END, u.kind, u.id, \
+             u.at, 'pending', 0, u.at \
+             FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[], \
+             $5::bigint[]) WITH ORDINALITY AS u(kind, id, at, patient, doctor, ord) \
+             CROSS JOIN (VALUES (1, 'patient'), (2, 'doctor')) AS r(n, role) \
+             ORDER BY u.ord, r.n",
+        )
+        .bind(kinds)
+        .bind(ids)
+        .bind(ats)
+        .bind(parties.iter().map(|p| p.0).collect::<Vec<_>>())
+        .bind(parties.iter().map(|p| p.1).collect::<Vec<_>>()),
+        None => sqlx::query(
+            "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
+             created_at, webhook_state, webhook_attempts, webhook_next_at) \
+             SELECT r.role, CASE r.n WHEN 1 THEN c.patient_id ELSE c.doctor_id END, u.kind, u.id, \
+             u.at, 'pending', 0, u.at \
+             FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[]) WITH ORDINALITY \
+             AS u(kind, id, at, ord) \
+             JOIN consultations c ON c.id = u.id \
+             CROSS JOIN (VALUES (1, 'patient'), (2, 'doctor')) AS r(n, role) \
+             ORDER BY u.ord, r.n",
+        )
+        .bind(kinds)
+        .bind(ids)
+        .bind(ats),
+    };
+    query.execute(conn).await.map_err(db_error)?;
     Ok(())
 }
 
@@ -655,6 +676,7 @@ impl Store for PgStore {
                 &[NewNotification {
                     kind: kind.as_str(),
                     consultation_id: id,
+                    parties: None,
                     at: now,
                 }],
             )

@@ -290,21 +290,32 @@ async fn insert_notifications(
     rows: &[NewNotification],
 ) -> Result<(), StoreError> {
     for r in rows {
-        sqlx::query(
-            "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
-             created_at, webhook_state, webhook_attempts, webhook_next_at) \
-             SELECT r.role, CASE r.n WHEN 1 THEN c.patient_id ELSE c.doctor_id END, ?1, c.id, \
-             ?2, 'pending', 0, ?2 \
-             FROM consultations c \
-             CROSS JOIN (SELECT 1 AS n, 'patient' AS role UNION ALL SELECT 2, 'doctor') r \
-             WHERE c.id = ?3 ORDER BY r.n",
-        )
-        .bind(r.kind)
-        .bind(ts(r.at))
-        .bind(r.consultation_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
+        let query = match r.parties {
+            Some((patient, doctor)) => sqlx::query(
+                "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
+                 created_at, webhook_state, webhook_attempts, webhook_next_at) \
+                 VALUES ('patient', ?3, ?1, ?5, ?2, 'pending', 0, ?2), \
+                 ('doctor', ?4, ?1, ?5, ?2, 'pending', 0, ?2)",
+            )
+            .bind(r.kind)
+            .bind(ts(r.at))
+            .bind(patient)
+            .bind(doctor)
+            .bind(r.consultation_id),
+            None => sqlx::query(
+                "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
+                 created_at, webhook_state, webhook_attempts, webhook_next_at) \
+                 SELECT r.role, CASE r.n WHEN 1 THEN c.patient_id ELSE c.doctor_id END, ?1, c.id, \
+                 ?2, 'pending', 0, ?2 \
+                 FROM consultations c \
+                 CROSS JOIN (SELECT 1 AS n, 'patient' AS role UNION ALL SELECT 2, 'doctor') r \
+                 WHERE c.id = ?3 ORDER BY r.n",
+            )
+            .bind(r.kind)
+            .bind(ts(r.at))
+            .bind(r.consultation_id),
+        };
+        query.execute(&mut *conn).await.map_err(db_error)?;
     }
     Ok(())
 }
@@ -726,6 +737,7 @@ impl Store for SqliteStore {
                 &[NewNotification {
                     kind: kind.as_str(),
                     consultation_id: id,
+                    parties: None,
                     at: now,
                 }],
             )
