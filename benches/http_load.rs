@@ -53,7 +53,7 @@
 //!     [--set CONSULT__ENGINE__KEY=VALUE]... [--rate R] [--keep-rate-limit] [--log LEVEL]
 //! ```
 //!
-//! - `--quick`: 2 s per run, every system, workload and connection count (CI).
+//! - `--quick`: 1 s per run, every system, workload and connection count (CI).
 //! - `--backend`: the engine's store (the peers are Postgres designs).
 //! - `--client raw` (default): a minimal HTTP/1.1 client on a `TcpStream` (pre-built request
 //!   head, body written into a reused buffer, response parsed by `Content-Length`);
@@ -120,7 +120,7 @@ const HOT_HORIZON_DAYS: usize = 365;
 const HOT_PATIENTS: usize = 200;
 const HOT_SLOTS: usize = 16;
 const DEFAULT_SECONDS: u64 = 10;
-const QUICK_SECONDS: u64 = 2;
+const QUICK_SECONDS: u64 = 1;
 const DEFAULT_CLIENTS: [usize; 2] = [64, 256];
 /// Request cap of one run, on top of the time bound.
 const DEFAULT_MAX_REQUESTS: i64 = 2_000_000;
@@ -203,10 +203,10 @@ struct Cli {
     /// Systems to run, comma-separated (default all: the engine and the three Postgres peers).
     #[arg(long, value_enum, value_delimiter = ',')]
     system: Vec<SystemChoice>,
-    /// Seconds per run (default 10; 2 with --quick).
+    /// Seconds per run (default 10; 1 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     seconds: Option<u64>,
-    /// Short runs (2 s each) of every system, workload and connection count, for CI.
+    /// Short runs (1 s each) of every system, workload and connection count, for CI.
     #[arg(long)]
     quick: bool,
     /// Most requests per run (besides the time bound).
