@@ -133,6 +133,9 @@ const CHECK_EVERY: u64 = 16;
 /// Distinct error descriptions kept per run.
 const MAX_ERROR_SAMPLES: usize = 8;
 const PATH: &str = "/patient/doctors/book";
+/// The longest the generator waits for one answer (then: an error, a new connection), so a
+/// run stays bounded in time whatever the server does.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Postgres connections of a peer's pool: enough to keep 2 cores busy at 64 and 256 HTTP
 /// connections; more only adds context switches (Postgres allows 100 in all).
 const PEER_POOL: u32 = 64;
@@ -909,7 +912,10 @@ impl RawConn {
         self.out.extend_from_slice(b" HTTP/1.1\r\n");
         self.out.extend_from_slice(auth);
         self.out.extend_from_slice(b"\r\n");
-        match self.exchange().await {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange())
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 30 s")))
+        {
             Ok((status, body_start, close)) => {
                 let outcome = classify_read(status, &self.input[body_start..], check);
                 if close {
@@ -938,7 +944,10 @@ impl RawConn {
         push_decimal(&mut self.out, self.body.len());
         self.out.extend_from_slice(b"\r\n\r\n");
         self.out.extend_from_slice(&self.body);
-        match self.exchange().await {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange())
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 30 s")))
+        {
             Ok((status, body_start, close)) => {
                 let outcome = classify(status, &self.input[body_start..], check);
                 if close {

@@ -30,6 +30,7 @@
 //! app). Of the medical fields only `reason` is stored and answered.
 
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -55,6 +56,10 @@ use sqlx::{PgExecutor, Postgres, Transaction};
 use tokio::net::TcpSocket;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// The longest a peer's statement waits for a lock, and runs at all.
+const LOCK_TIMEOUT: &str = "2s";
+const STATEMENT_TIMEOUT: &str = "10s";
 
 /// A Postgres design the engine is benchmarked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,11 +182,21 @@ impl PeerServer {
         pool_size: u32,
         jwt_secret: &[u8],
     ) -> Result<Self, String> {
+        // Bounded waits: under the hot race the exclusion constraint's inserters can wait
+        // on each other's transactions for as long as the race lasts (seen: 35 s); a lock
+        // wait past `lock_timeout` fails the request (503, counted as an error) and the
+        // run stays bounded in time.
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|e| format!("{}: bad database URL: {e}", kind.name()))?
+            .options([
+                ("lock_timeout", LOCK_TIMEOUT),
+                ("statement_timeout", STATEMENT_TIMEOUT),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(pool_size)
             .min_connections(pool_size)
             .test_before_acquire(false)
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(|e| format!("{}: cannot connect: {e}", kind.name()))?;
         let schema = match kind {
