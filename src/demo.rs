@@ -79,3 +79,9 @@ pub async fn seed_if_empty(engine: &Engine) -> Result<usize, EngineError> {
     }
     Ok(doctors.len())
 }
+
+/// The demo patients the development sign-in offers: (sub, name).
+pub const DEMO_PATIENTS: [(i64, &str); 2] = [(67, "Asha Patel"), (68, "Tomás Reyes")];
+
+/// The demo admin the development sign-in offers: (sub, name).
+pub const DEMO_ADMIN: (i64, &str) = (1, "Clinic admin");

@@ -18,7 +18,7 @@ use crate::fake_vonage::FakeVonage;
 use crate::http::auth::JwtKeys;
 use crate::http::{self, AppState, HttpLimits};
 use crate::settings::{
-    redact_url, SessionProvider, Settings, DEV_VONAGE_PRIVATE_KEY, DEV_VONAGE_PUBLIC_KEY,
+    redact_url, Profile, SessionProvider, Settings, DEV_VONAGE_PRIVATE_KEY, DEV_VONAGE_PUBLIC_KEY,
 };
 
 /// Why the service could not start.
@@ -87,6 +87,8 @@ impl Application {
                 request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
                 rate_limit_per_s: settings.server.rate_limit_per_s,
                 rate_limit_burst: settings.server.rate_limit_burst,
+                dev_token_ttl_s: (settings.app.profile == Profile::Development)
+                    .then_some(settings.auth.token_ttl_s),
             },
         );
         if let Some(limiter) = &state.rate_limiter {

@@ -25,7 +25,7 @@ use crate::error::{EngineError, InvalidField};
 use crate::journal::{self, DurableHook, JournalConfig, JournalHandle};
 use crate::model::{
     BookingRequest, Consultation, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile,
-    NewDoctor, PatientId, Requester, ScheduleUpdate, StatusUpdate, MAX_MEDICAL_FIELD_BYTES,
+    NewDoctor, PatientId, Requester, ScheduleUpdate, StatusUpdate,
 };
 use crate::notifier::{NotifierHandle, WebhookSettings};
 use crate::outbox::{InboxQuery, Notification, Recipient};
@@ -436,20 +436,8 @@ impl Engine {
     /// Books a slot. Returns only once the booking is durable; any error means it was not
     /// acknowledged (after `Timeout` it may still have been made).
     pub async fn book(&self, request: BookingRequest) -> Result<Consultation, EngineError> {
-        let m = &request.medical;
-        for (field, value) in [
-            ("reason", &m.reason),
-            ("symptoms", &m.symptoms),
-            ("medical_history", &m.medical_history),
-            ("allergies", &m.allergies),
-            ("current_medications", &m.current_medications),
-        ] {
-            if value
-                .as_ref()
-                .is_some_and(|v| v.len() > MAX_MEDICAL_FIELD_BYTES)
-            {
-                return Err(InvalidField::new(field, "must be at most 4096 bytes").into());
-            }
+        if let Some((field, reason)) = request.medical.over_limit().into_iter().next() {
+            return Err(InvalidField::new(field, reason).into());
         }
         self.call(request.doctor_id, |reply| DoctorMsg::Book {
             request: request.clone(),

@@ -199,8 +199,40 @@ impl std::fmt::Debug for MedicalInfo {
     }
 }
 
-/// Longest accepted medical text field, in bytes.
-pub const MAX_MEDICAL_FIELD_BYTES: usize = 4096;
+/// Longest accepted medical text per field, in characters (Unicode scalar values), in the
+/// order of the booking form: a reason is a line, a history is a page.
+pub const MEDICAL_FIELD_MAX_CHARS: [(&str, usize); 5] = [
+    ("reason", 500),
+    ("symptoms", 2000),
+    ("medical_history", 4000),
+    ("allergies", 1000),
+    ("current_medications", 1000),
+];
+
+impl MedicalInfo {
+    /// The fields by name, in the order of [`MEDICAL_FIELD_MAX_CHARS`].
+    pub fn fields(&self) -> [(&'static str, Option<&str>); 5] {
+        [
+            ("reason", self.reason.as_deref()),
+            ("symptoms", self.symptoms.as_deref()),
+            ("medical_history", self.medical_history.as_deref()),
+            ("allergies", self.allergies.as_deref()),
+            ("current_medications", self.current_medications.as_deref()),
+        ]
+    }
+
+    /// Every field over its limit, with the reason, in form order.
+    pub fn over_limit(&self) -> Vec<(&'static str, String)> {
+        self.fields()
+            .into_iter()
+            .zip(MEDICAL_FIELD_MAX_CHARS)
+            .filter_map(|((field, value), (_, max))| {
+                let len = value.map_or(0, |v| v.chars().count());
+                (len > max).then(|| (field, format!("must be at most {max} characters")))
+            })
+            .collect()
+    }
+}
 
 /// A patient's request to book one slot.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -86,12 +86,24 @@ impl JwtKeys {
 
     /// Mints a token for `sub` in `role`, valid for `ttl_s` seconds from `now_s`.
     pub fn mint(&self, role: Role, sub: i64, now_s: u64, ttl_s: u64) -> String {
+        self.mint_named(role, sub, None, now_s, ttl_s)
+    }
+
+    /// Like [`Self::mint`], with the optional `name` claim.
+    pub fn mint_named(
+        &self,
+        role: Role,
+        sub: i64,
+        name: Option<&str>,
+        now_s: u64,
+        ttl_s: u64,
+    ) -> String {
         let claims = Claims {
             sub,
             role,
             exp: now_s + ttl_s,
             iat: Some(now_s),
-            name: None,
+            name: name.map(str::to_owned),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of plain claims cannot fail")

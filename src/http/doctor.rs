@@ -17,6 +17,21 @@ use super::AppState;
 /// Longest range of `GET /doctor/consultations`.
 pub const MAX_CONSULTATION_RANGE_DAYS: i64 = 366;
 
+/// The doctor's own record: name, specialty, timezone, schedule, approval and status.
+#[utoipa::path(get, path = "/doctor/profile", tag = "doctor", security(("bearer" = [])),
+    responses((status = 200, body = DoctorAnswer), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_profile(
+    State(state): State<AppState>,
+    DoctorAuth(doctor_id): DoctorAuth,
+) -> Result<Json<DoctorAnswer>, ApiError> {
+    let profile = state.engine.doctor(doctor_id).await?;
+    Ok(Json(DoctorAnswer {
+        success: true,
+        doctor: (&profile).into(),
+    }))
+}
+
 /// The doctor's own slots (whatever their approval or status).
 #[utoipa::path(get, path = "/doctor/availability", tag = "doctor", security(("bearer" = [])),
     params(AvailabilityQuery),

@@ -81,6 +81,19 @@ impl ApiError {
         }
     }
 
+    /// A validation failure on several fields at once (`failures` not empty).
+    pub fn fields(failures: Vec<(&str, String)>) -> Self {
+        let message = match failures.as_slice() {
+            [(field, reason)] => format!("Invalid {field}: {reason}"),
+            _ => "Some fields are invalid; see errors".to_owned(),
+        };
+        let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (field, reason) in failures {
+            errors.entry(field.to_owned()).or_default().push(reason);
+        }
+        Self::Validation { message, errors }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation { .. } => StatusCode::BAD_REQUEST,

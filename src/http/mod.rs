@@ -2,7 +2,9 @@
 //! admission and timeout, panic capture), and the state handlers share.
 
 pub mod admin;
+pub mod assets;
 pub mod auth;
+pub mod dev;
 pub mod doctor;
 pub mod dto;
 pub mod error;
@@ -59,6 +61,9 @@ pub struct Shared {
     pub idempotency: idempotency::IdempotencyCache,
     /// Per-user limiter, keyed by role and sub; `None` when the limit is off.
     pub rate_limiter: Option<Arc<UserRateLimiter>>,
+    /// Lifetime of development sign-in tokens; `None` in production, where the `/dev/`
+    /// routes do not exist.
+    pub dev_token_ttl_s: Option<u64>,
     admission: Arc<Semaphore>,
     request_timeout: Duration,
 }
@@ -75,6 +80,8 @@ pub struct HttpLimits {
     /// Sustained requests per second per user; 0 = no limit.
     pub rate_limit_per_s: u32,
     pub rate_limit_burst: u32,
+    /// `Some(ttl)` in the development profile: `/dev/sign-in` mints tokens of that life.
+    pub dev_token_ttl_s: Option<u64>,
 }
 
 impl AppState {
@@ -92,6 +99,7 @@ impl AppState {
                     governor::Quota::per_second(rate).allow_burst(burst),
                 ))
             }),
+            dev_token_ttl_s: limits.dev_token_ttl_s,
             admission: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             request_timeout: limits.request_timeout,
         }))
@@ -102,7 +110,13 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    let mut api = Router::new();
+    if state.dev_token_ttl_s.is_some() {
+        api = api
+            .route("/dev/sign-in", post(dev::sign_in))
+            .route("/dev/users", get(dev::users));
+    }
+    let api = api
         .route("/patient/doctors", get(patient::list_doctors))
         .route(
             "/patient/doctors/{id}/availability",
@@ -133,6 +147,7 @@ pub fn router(state: AppState) -> Router {
             "/doctor/availability",
             get(doctor::get_availability).put(doctor::put_availability),
         )
+        .route("/doctor/profile", get(doctor::get_profile))
         .route("/doctor/status", patch(doctor::patch_status))
         .route("/doctor/consultations", get(doctor::list_consultations))
         .route(
@@ -144,8 +159,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .route("/", get(ops::index))
-        .fallback(|| async { ApiError::NotFound("No such route".into()) })
+        .route("/", get(assets::index))
+        .fallback(assets::fallback)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), admission))

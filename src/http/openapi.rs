@@ -3,13 +3,13 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, doctor, inbox, ops, patient};
+use super::{admin, dev, doctor, inbox, ops, patient};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Consult Scheduler",
-        description = "Telehealth consultation booking. Every error is `{success: false, message, error}`; see API.md for the error table."
+        description = "Telehealth consultation booking. Every error is `{success: false, message, error}`; see docs/API.md in the repository for the error table."
     ),
     paths(
         patient::list_doctors,
@@ -23,6 +23,7 @@ use super::{admin, doctor, inbox, ops, patient};
         inbox::doctor_session,
         inbox::list_notifications,
         inbox::mark_read,
+        doctor::get_profile,
         doctor::get_availability,
         doctor::put_availability,
         doctor::patch_status,
@@ -30,6 +31,8 @@ use super::{admin, doctor, inbox, ops, patient};
         admin::create_doctor,
         admin::approve_doctor,
         admin::list_doctors,
+        dev::sign_in,
+        dev::users,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -42,6 +45,7 @@ use super::{admin, doctor, inbox, ops, patient};
         (name = "admin", description = "Role admin"),
         (name = "notifications", description = "Roles patient and doctor: their own inbox"),
         (name = "ops", description = "Health, readiness, metrics"),
+        (name = "dev", description = "Development profile only (404 in production): demo users and sign-in"),
     )
 )]
 struct ApiDoc;

@@ -1,19 +1,15 @@
-//! Operational endpoints: liveness, readiness, metrics, the OpenAPI document, and the
-//! page at `/`.
+//! Operational endpoints: liveness, readiness, metrics and the OpenAPI document.
 
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::Json;
 
 use super::dto::HealthAnswer;
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-
-/// The page served at `/` until the booking UI exists.
-const INDEX_HTML: &str = include_str!("../../web/index.html");
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = HealthAnswer)))]
@@ -52,8 +48,4 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, content_type = "application/json", body = Object)))]
 pub async fn openapi() -> impl IntoResponse {
     Json(super::openapi::document())
-}
-
-pub async fn index() -> Html<&'static str> {
-    Html(INDEX_HTML)
 }

@@ -168,6 +168,22 @@ async fn book_once(
             "must be one of voice, video, chat, whatsapp",
         )
     });
+    let medical = MedicalInfo {
+        reason: req.reason,
+        symptoms: req.symptoms,
+        medical_history: req.medical_history,
+        allergies: req.allergies,
+        current_medications: req.current_medications,
+    };
+    // Every field over its limit at once, so a form can mark them all.
+    let over = medical.over_limit();
+    let mode = mode.and_then(|m| {
+        if over.is_empty() {
+            Ok(m)
+        } else {
+            Err(ApiError::fields(over))
+        }
+    });
     let result = match mode {
         Ok(mode) => state
             .engine
@@ -176,13 +192,7 @@ async fn book_once(
                 patient_id,
                 scheduled_at: req.scheduled_at.with_timezone(&Utc),
                 mode,
-                medical: MedicalInfo {
-                    reason: req.reason,
-                    symptoms: req.symptoms,
-                    medical_history: req.medical_history,
-                    allergies: req.allergies,
-                    current_medications: req.current_medications,
-                },
+                medical,
             })
             .await
             .map_err(ApiError::from),
