@@ -145,10 +145,12 @@ impl Application {
         } = self;
         let engine = state.engine.clone();
         let draining = state.draining.clone();
+        let streams = state.clone();
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
             draining.store(true, Ordering::Relaxed);
+            streams.stop_streams();
             tracing::info!("shutdown requested: finishing requests in flight");
             let _ = stopping_tx.send(true);
         };

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use crate::calendar::{Availability, BookedSlot, Calendar, DoctorEvent, Hold, JournalRecord};
 use crate::engine::EngineContext;
 use crate::error::{EngineError, Rejection};
+use crate::feed::ChangeKind;
 use crate::journal::Entry;
 use crate::model::{
     BookingRequest, Consultation, ConsultationId, DoctorProfile, PatientId, Requester,
@@ -324,10 +325,18 @@ impl DoctorActor {
                 reply,
             } => {
                 let result = if hold {
-                    let placed = state
-                        .write()
-                        .calendar
-                        .place_hold(patient_id, at, now, &ctx.rules);
+                    let (placed, before, seq) = {
+                        let mut v = state.write();
+                        let before = v.calendar.hold_of(patient_id);
+                        let placed = v.calendar.place_hold(patient_id, at, now, &ctx.rules);
+                        (placed, before, v.calendar.seq())
+                    };
+                    if placed.is_ok() {
+                        if let Some(prev) = before.filter(|prev| *prev != at) {
+                            self.publish(state, seq, ChangeKind::Released, Some(prev));
+                        }
+                        self.publish(state, seq, ChangeKind::Held, Some(at));
+                    }
                     placed.map(Some)
                 } else {
                     let checked =
@@ -344,8 +353,14 @@ impl DoctorActor {
                 self.reply_when_durable(state, reply, answer);
             }
             DoctorMsg::ReleaseHold { patient_id, reply } => {
-                let released = state.write().calendar.release_hold(patient_id).is_some();
-                let _ = reply.send(Ok(released));
+                let (released, seq) = {
+                    let mut v = state.write();
+                    (v.calendar.release_hold(patient_id), v.calendar.seq())
+                };
+                if let Some(at) = released {
+                    self.publish(state, seq, ChangeKind::Released, Some(at));
+                }
+                let _ = reply.send(Ok(released.is_some()));
             }
             DoctorMsg::Book { request, reply } => {
                 self.book(myself, state, request, reply, now);
@@ -447,7 +462,10 @@ impl DoctorActor {
         );
         match load_calendar(ctx, doctor_id).await {
             Ok((calendar, snapshot_seq)) => {
+                let seq = calendar.seq();
                 *state.write() = View::new(calendar);
+                // What watchers were told may not have been written: they reload.
+                self.publish(state, seq, ChangeKind::Resync, None);
                 state.snapshot_seq = snapshot_seq;
                 state.generation = ctx.next_generation();
             }
@@ -490,7 +508,20 @@ impl DoctorActor {
             return;
         }
         let id = ctx.allocate_consultation_id();
-        let event = state.read().calendar.booked_event(&req, id, now);
+        let (event, hold_elsewhere, seq) = {
+            let v = state.read();
+            let hold = v.calendar.hold_of(req.patient_id);
+            let event = v.calendar.booked_event(&req, id, now);
+            (
+                event,
+                hold.filter(|h| *h != req.scheduled_at),
+                v.calendar.seq(),
+            )
+        };
+        // The booking drops the patient's hold on another slot of this doctor.
+        if let Some(at) = hold_elsewhere {
+            self.publish(state, seq, ChangeKind::Released, Some(at));
+        }
         let DoctorEvent::Booked { slot } = &event else {
             unreachable!("decide_book decides bookings")
         };
@@ -595,11 +626,33 @@ impl DoctorActor {
                 return;
             }
         };
-        let seq = {
+        let (seq, change) = {
             let mut v = state.write();
+            let change = match &event {
+                DoctorEvent::Booked { slot } => Some((ChangeKind::Booked, Some(slot.start))),
+                DoctorEvent::Cancelled {
+                    consultation_id, ..
+                } => Some((
+                    ChangeKind::Cancelled,
+                    v.calendar.slot(*consultation_id).map(|s| s.start),
+                )),
+                DoctorEvent::ScheduleUpdated { .. } | DoctorEvent::StatusChanged { .. } => {
+                    Some((ChangeKind::ScheduleChanged, None))
+                }
+                DoctorEvent::Registered { .. } => None,
+            };
             let seq = v.calendar.seq() + 1;
             v.calendar.apply(seq, &event);
-            seq
+            (seq, change)
+        };
+        // Watchers hear of a change once it is durable, just before its caller does.
+        let ctx = Arc::clone(&self.ctx);
+        let doctor_id = state.doctor_id;
+        let done = move |result: Result<(), EngineError>| {
+            if let (Ok(()), Some((kind, start))) = (&result, change) {
+                ctx.feeds.publish(doctor_id, seq, kind, start);
+            }
+            done(result);
         };
         permit.append(Entry {
             record: JournalRecord {
@@ -625,13 +678,17 @@ impl DoctorActor {
         if state.passivating {
             return;
         }
-        let (has_holds, read) = {
+        let (has_holds, read, expired, seq) = {
             let mut v = state.write();
+            let expired = v.calendar.expired_holds(now);
             v.calendar.prune(now);
             let read = v.read_since_tick.swap(false, Ordering::Relaxed);
             let has_holds = v.calendar.live_holds(now).next().is_some();
-            (has_holds, read)
+            (has_holds, read, expired, v.calendar.seq())
         };
+        for at in expired {
+            self.publish(state, seq, ChangeKind::Released, Some(at));
+        }
         if read {
             state.last_activity = Instant::now();
         }
@@ -649,6 +706,17 @@ impl DoctorActor {
         } else if snapshot_due && state.is_quiet() && state.is_dirty() {
             self.save_snapshot(myself, state);
         }
+    }
+
+    /// Tells the doctor's watchers of a change (never called with the view locked).
+    fn publish(
+        &self,
+        state: &DoctorState,
+        seq: u64,
+        kind: ChangeKind,
+        start: Option<DateTime<Utc>>,
+    ) {
+        self.ctx.feeds.publish(state.doctor_id, seq, kind, start);
     }
 
     /// Encodes the (durable) state and writes it in the background.

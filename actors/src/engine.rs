@@ -22,6 +22,7 @@ use crate::calendar::{
 use crate::clock::{Clock, SystemClock};
 use crate::doctor::{log_check, DoctorHandle, DoctorMsg, DoctorSnapshot, SlotCheck};
 use crate::error::{EngineError, InvalidField};
+use crate::feed::{Feeds, Position, Subscription};
 use crate::journal::{self, DurableHook, JournalConfig, JournalHandle};
 use crate::model::{
     BookingRequest, Consultation, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile,
@@ -55,6 +56,8 @@ pub(crate) struct EngineContext {
     /// plain reads skip the actor.
     pub registry: DashMap<DoctorId, DoctorHandle>,
     pub snapshot_permits: Semaphore,
+    /// Live slot changes of watched doctors, for the availability stream.
+    pub feeds: Feeds,
     next_consultation_id: AtomicI64,
     next_generation: AtomicU64,
 }
@@ -253,6 +256,7 @@ impl EngineBuilder {
             stats,
             registry: DashMap::new(),
             snapshot_permits: Semaphore::new(settings.max_concurrent_snapshot_writes),
+            feeds: Feeds::new(settings.feed_limits()),
             next_consultation_id: AtomicI64::new(next_id),
             next_generation: AtomicU64::new(1),
             settings,
@@ -357,6 +361,25 @@ impl Engine {
     pub async fn doctor(&self, doctor_id: DoctorId) -> Result<DoctorProfile, EngineError> {
         self.call(doctor_id, |reply| DoctorMsg::Profile { reply })
             .await
+    }
+
+    /// Subscribes to the doctor's live slot changes (for the availability stream), resuming
+    /// after `last` if given; `Overloaded` past the subscriber bounds, `DoctorNotFound` for
+    /// an unknown doctor. Changes carry no patient and no medical text.
+    pub async fn subscribe(
+        &self,
+        doctor_id: DoctorId,
+        last: Option<Position>,
+    ) -> Result<Subscription, EngineError> {
+        // Activates the doctor (and checks it exists), so its view holds its sequence.
+        self.doctor(doctor_id).await?;
+        let seq = self.read_view(doctor_id, |c| c.seq()).unwrap_or(0);
+        self.ctx().feeds.subscribe(doctor_id, seq, last)
+    }
+
+    /// Live availability streams open now, across every doctor.
+    pub fn stream_subscribers(&self) -> usize {
+        self.ctx().feeds.subscribers()
     }
 
     /// Every registered doctor, from the store.

@@ -12,6 +12,7 @@ pub mod clock;
 mod doctor;
 mod engine;
 pub mod error;
+pub mod feed;
 mod journal;
 pub mod memory;
 pub mod model;

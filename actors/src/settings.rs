@@ -38,6 +38,13 @@ pub struct EngineSettings {
     pub journal_queue_capacity: usize,
     /// Most days one availability query may span.
     pub max_availability_days: u16,
+    /// Live availability streams open on one doctor at once; past it, `Overloaded`.
+    pub max_stream_subscribers_per_doctor: usize,
+    /// Live availability streams open in the whole process at once; past it, `Overloaded`.
+    pub max_stream_subscribers: usize,
+    /// Slot changes kept per watched doctor for streams that reconnect; older ones are
+    /// answered with a resync.
+    pub stream_buffer_events: usize,
 }
 
 impl Default for EngineSettings {
@@ -60,6 +67,9 @@ impl Default for EngineSettings {
             journal_flush_interval_ms: 0,
             journal_queue_capacity: 65_536,
             max_availability_days: 62,
+            max_stream_subscribers_per_doctor: 256,
+            max_stream_subscribers: 10_000,
+            stream_buffer_events: 256,
         }
     }
 }
@@ -144,7 +154,30 @@ impl EngineSettings {
             "max_availability_days",
             "must be 1..=366",
         )?;
+        check(
+            (1..=100_000).contains(&self.max_stream_subscribers_per_doctor),
+            "max_stream_subscribers_per_doctor",
+            "must be 1..=100000",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.max_stream_subscribers),
+            "max_stream_subscribers",
+            "must be 1..=1000000",
+        )?;
+        check(
+            (1..=65_536).contains(&self.stream_buffer_events),
+            "stream_buffer_events",
+            "must be 1..=65536",
+        )?;
         Ok(())
+    }
+
+    pub fn feed_limits(&self) -> crate::feed::FeedLimits {
+        crate::feed::FeedLimits {
+            max_subscribers_per_doctor: self.max_stream_subscribers_per_doctor,
+            max_subscribers: self.max_stream_subscribers,
+            buffer_len: self.stream_buffer_events,
+        }
     }
 
     pub fn rules(&self) -> Rules {

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod patient;
+pub mod stream;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::AtomicBool;
@@ -64,6 +65,8 @@ pub struct Shared {
     /// Lifetime of development sign-in tokens; `None` in production, where the `/dev/`
     /// routes do not exist.
     pub dev_token_ttl_s: Option<u64>,
+    /// Set to true when shutdown begins: long-lived answers (the availability stream) end.
+    stopping: tokio::sync::watch::Sender<bool>,
     admission: Arc<Semaphore>,
     request_timeout: Duration,
 }
@@ -100,9 +103,22 @@ impl AppState {
                 ))
             }),
             dev_token_ttl_s: limits.dev_token_ttl_s,
+            stopping: tokio::sync::watch::Sender::new(false),
             admission: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             request_timeout: limits.request_timeout,
         }))
+    }
+}
+
+impl Shared {
+    /// Resolves once shutdown has begun.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// Begins shutdown of long-lived answers: open streams end.
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
     }
 }
 
@@ -122,6 +138,10 @@ pub fn router(state: AppState) -> Router {
             "/patient/doctors/{id}/availability",
             get(patient::availability),
         )
+        .route(
+            "/patient/doctors/{id}/availability/stream",
+            get(stream::availability_stream),
+        )
         .route("/patient/doctors/check-slot", post(patient::check_slot))
         .route("/patient/doctors/book", post(patient::book))
         .route("/patient/consultations", get(patient::list_consultations))
@@ -132,6 +152,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/patient/consultations/{id}/cancel",
             post(patient::cancel_consultation),
+        )
+        .route(
+            "/patient/consultations/{id}/calendar.ics",
+            get(patient::calendar_ics),
         )
         .route(
             "/patient/consultations/{id}/session",

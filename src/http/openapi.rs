@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, dev, doctor, inbox, ops, patient};
+use super::{admin, dev, doctor, inbox, ops, patient, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,11 +14,13 @@ use super::{admin, dev, doctor, inbox, ops, patient};
     paths(
         patient::list_doctors,
         patient::availability,
+        stream::availability_stream,
         patient::check_slot,
         patient::book,
         patient::list_consultations,
         patient::get_consultation,
         patient::cancel_consultation,
+        patient::calendar_ics,
         inbox::patient_session,
         inbox::doctor_session,
         inbox::list_notifications,

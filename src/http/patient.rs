@@ -270,6 +270,87 @@ pub async fn cancel_consultation(
     }))
 }
 
+/// One of the patient's consultations as an RFC 5545 calendar file: the time in UTC, the
+/// doctor's timezone and local time named in the description, no medical text.
+#[utoipa::path(get, path = "/patient/consultations/{id}/calendar.ics", tag = "patient", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Consultation id")),
+    responses((status = 200, content_type = "text/calendar", body = String),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn calendar_ics(
+    State(state): State<AppState>,
+    PatientAuth(patient_id): PatientAuth,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, ApiError> {
+    use icalendar::{Calendar, Component, EventLike, EventStatus};
+    let c = state.engine.consultation(id).await?;
+    if c.patient_id != patient_id {
+        return Err(EngineError::Forbidden.into());
+    }
+    let doctor = state.engine.doctor(c.doctor_id).await?;
+    let end = c.scheduled_at + chrono::Duration::minutes(i64::from(c.duration_minutes));
+    let local = c.scheduled_at.with_timezone(&doctor.timezone);
+    let mode = c.consultation_mode.as_str();
+    let how = if c.consultation_mode.needs_session() {
+        "in the Consult Scheduler app"
+    } else {
+        "by WhatsApp"
+    };
+    let description = format!(
+        "{mode} consultation {reference} with {name} ({specialty}), {how}. \
+         Doctor's time: {local} ({tz}).",
+        mode = capitalised(mode),
+        reference = c.reference,
+        name = doctor.name,
+        specialty = doctor.specialty,
+        local = local.format("%Y-%m-%d %H:%M"),
+        tz = doctor.timezone.name(),
+    );
+    let event = icalendar::Event::new()
+        .uid(&format!("{}@consult-scheduler", c.reference))
+        .summary(&format!(
+            "{} consultation with {}",
+            capitalised(mode),
+            doctor.name
+        ))
+        .description(&description)
+        .starts(c.scheduled_at)
+        .ends(end)
+        .status(
+            if c.status == consult_actors::ConsultationStatus::Cancelled {
+                EventStatus::Cancelled
+            } else {
+                EventStatus::Confirmed
+            },
+        )
+        .done();
+    let body = Calendar::new()
+        .name("Consult Scheduler")
+        .push(event)
+        .done()
+        .to_string();
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/calendar; charset=utf-8".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.ics\"", c.reference),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
+}
+
 /// Default and bound of list endpoints.
 pub const DEFAULT_LIST_LIMIT: u32 = 100;
 pub const MAX_LIST_LIMIT: u32 = 500;

@@ -164,6 +164,20 @@ impl Calendar {
         self.holds.values().filter(move |h| h.expires_at > now)
     }
 
+    /// Where `patient`'s hold on this doctor is, if any (expired or not).
+    pub fn hold_of(&self, patient: PatientId) -> Option<DateTime<Utc>> {
+        self.hold_of.get(&patient).copied()
+    }
+
+    /// Starts of the holds that have expired at `now` but are not pruned yet.
+    pub fn expired_holds(&self, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        self.holds
+            .values()
+            .filter(|h| h.expires_at <= now)
+            .map(|h| h.start)
+            .collect()
+    }
+
     pub fn slot(&self, id: ConsultationId) -> Option<&BookedSlot> {
         self.start_of.get(&id).and_then(|s| self.active.get(s))
     }
