@@ -9,6 +9,8 @@ mod notifications;
 mod ops;
 mod patient;
 mod sessions;
+mod stream;
+mod ui_support;
 mod vonage;
 
 use std::future::Future;
