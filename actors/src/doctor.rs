@@ -370,13 +370,27 @@ impl DoctorActor {
                 by,
                 reply,
             } => {
-                let decision = state
-                    .read()
-                    .calendar
-                    .decide_cancel(consultation_id, by, now);
+                let (decision, slot) = {
+                    let v = state.read();
+                    let slot = v.calendar.slot(consultation_id).cloned();
+                    (v.calendar.decide_cancel(consultation_id, by, now), slot)
+                };
+                let doctor_id = state.doctor_id;
                 match decision {
                     Ok(event) => self.journal(myself, state, event, Default::default(), {
                         move |r| {
+                            if let (Ok(()), Some(slot)) = (&r, slot) {
+                                info!(
+                                    event_type = "consultation_cancelled",
+                                    consultation_id,
+                                    consultation_reference = %slot.reference,
+                                    doctor_id,
+                                    patient_id = slot.patient_id,
+                                    scheduled_at = %rfc3339(slot.start),
+                                    consultation_mode = slot.mode.as_str(),
+                                    cancelled_by = by.kind(),
+                                );
+                            }
                             let _ = reply.send(r.map(|()| now));
                         }
                     }),

@@ -252,6 +252,17 @@ pub enum Requester {
     Admin,
 }
 
+impl Requester {
+    /// Who asked, for logs: `patient` | `doctor` | `admin`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Patient(_) => "patient",
+            Self::Doctor(_) => "doctor",
+            Self::Admin => "admin",
+        }
+    }
+}
+
 /// A doctor's change to their timezone, slot length and weekly windows. Existing
 /// consultations are kept even when the new schedule no longer covers them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

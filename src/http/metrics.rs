@@ -124,6 +124,13 @@ impl Collector for EngineCollector {
             None,
             gauge.metric_type(),
         )?)?;
+        let streams = ConstGauge::new(self.0.stream_subscribers() as i64);
+        streams.encode(encoder.encode_descriptor(
+            "availability_streams",
+            "Availability streams open now",
+            None,
+            streams.metric_type(),
+        )?)?;
         for (name, help, value) in [
             (
                 "engine_activations",

@@ -315,6 +315,23 @@ async fn streams_are_bounded_refuse_wrong_callers_and_end_when_the_server_stops(
         (StatusCode::BAD_REQUEST, Some("doctor_unavailable"))
     );
 
+    // Only `a` is still open; the gauge follows closed streams.
+    crate::eventually(|| async {
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .any(|l| l == "consult_availability_streams 1")
+            .then_some(())
+    })
+    .await;
+
     // Shutdown ends the open stream cleanly, and the server stops well within its grace.
     let started = std::time::Instant::now();
     app.stop().await;
