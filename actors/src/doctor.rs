@@ -76,6 +76,13 @@ pub enum DoctorMsg {
         by: Requester,
         reply: Reply<DateTime<Utc>>,
     },
+    /// Moves a consultation to `to` in one journal record; replies with its former start.
+    Reschedule {
+        consultation_id: ConsultationId,
+        by: Requester,
+        to: DateTime<Utc>,
+        reply: Reply<DateTime<Utc>>,
+    },
     UpdateSchedule {
         update: ScheduleUpdate,
         reply: Reply<DoctorProfile>,
@@ -148,6 +155,7 @@ impl DoctorMsg {
                 | Self::ReleaseHold { .. }
                 | Self::Book { .. }
                 | Self::Cancel { .. }
+                | Self::Reschedule { .. }
                 | Self::UpdateSchedule { .. }
                 | Self::SetStatus { .. }
                 | Self::Profile { .. }
@@ -399,6 +407,12 @@ impl DoctorActor {
                     }
                 }
             }
+            DoctorMsg::Reschedule {
+                consultation_id,
+                by,
+                to,
+                reply,
+            } => self.reschedule(myself, state, consultation_id, by, to, reply, now),
             DoctorMsg::UpdateSchedule { update, reply } => {
                 let decision = state.read().calendar.decide_schedule(&update);
                 match decision {
@@ -581,6 +595,81 @@ impl DoctorActor {
         });
     }
 
+    /// Decides a reschedule and journals it as one record: the new slot is taken and the
+    /// old one freed by the same event, so no reader ever sees both or neither. A refusal
+    /// (rules, conflict, not the owner, not active) leaves the consultation where it was and
+    /// is answered once everything decided before it is durable.
+    #[allow(clippy::too_many_arguments)]
+    fn reschedule(
+        &self,
+        myself: &ActorRef<DoctorMsg>,
+        state: &mut DoctorState,
+        consultation_id: ConsultationId,
+        by: Requester,
+        to: DateTime<Utc>,
+        reply: Reply<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
+        let doctor_id = state.doctor_id;
+        let (decision, slot, hold, seq) = {
+            let v = state.read();
+            let slot = v.calendar.slot(consultation_id).cloned();
+            let hold = slot.as_ref().and_then(|s| v.calendar.hold_of(s.patient_id));
+            let decision =
+                v.calendar
+                    .decide_reschedule(consultation_id, by, to, now, &self.ctx.rules);
+            (decision, slot, hold, v.calendar.seq())
+        };
+        let (event, slot) = match (decision, slot) {
+            (Ok(event), Some(slot)) => (event, slot),
+            (decision, slot) => {
+                let e = decision
+                    .err()
+                    .unwrap_or(EngineError::NotReschedulable("consultation is not active"));
+                if let (EngineError::Rejected(Rejection::Conflict), Some(slot)) = (&e, &slot) {
+                    info!(
+                        event_type = "time_slot_conflict",
+                        consultation_id,
+                        doctor_id,
+                        patient_id = slot.patient_id,
+                        scheduled_at = %rfc3339(to),
+                        consultation_mode = slot.mode.as_str(),
+                    );
+                } else {
+                    debug!(doctor_id, consultation_id, error = %e, "reschedule refused");
+                }
+                self.reply_when_durable(state, reply, Err(e));
+                return;
+            }
+        };
+        // Like a booking, the move drops the patient's hold on another slot of this doctor.
+        if let Some(at) = hold.filter(|h| *h != to) {
+            self.publish(state, seq, ChangeKind::Released, Some(at));
+        }
+        let from = slot.start;
+        self.journal(myself, state, event, Default::default(), move |result| {
+            match &result {
+                Ok(()) => info!(
+                    event_type = "consultation_rescheduled",
+                    consultation_id,
+                    consultation_reference = %slot.reference,
+                    doctor_id,
+                    patient_id = slot.patient_id,
+                    scheduled_at = %rfc3339(to),
+                    previous_scheduled_at = %rfc3339(from),
+                    consultation_mode = slot.mode.as_str(),
+                ),
+                Err(e) => warn!(
+                    consultation_id,
+                    doctor_id,
+                    error = %e,
+                    "reschedule not made durable; the consultation stays where it was"
+                ),
+            }
+            let _ = reply.send(result.map(|()| from));
+        });
+    }
+
     /// Sends `answer` now if everything this actor decided is durable; otherwise once it
     /// is, so an answer never rests on a decision that a failed batch later undoes (then the
     /// caller gets a retryable storage error instead).
@@ -640,31 +729,44 @@ impl DoctorActor {
                 return;
             }
         };
-        let (seq, change) = {
+        let (seq, changes) = {
             let mut v = state.write();
-            let change = match &event {
-                DoctorEvent::Booked { slot } => Some((ChangeKind::Booked, Some(slot.start))),
+            // What watchers are told: at most two slot changes per record (a reschedule's
+            // two sides), kept inline so a booking allocates nothing for them.
+            let changes: [Option<(ChangeKind, Option<DateTime<Utc>>)>; 2] = match &event {
+                DoctorEvent::Booked { slot } => {
+                    [Some((ChangeKind::Booked, Some(slot.start))), None]
+                }
                 DoctorEvent::Cancelled {
                     consultation_id, ..
-                } => Some((
-                    ChangeKind::Cancelled,
-                    v.calendar.slot(*consultation_id).map(|s| s.start),
-                )),
+                } => [
+                    Some((
+                        ChangeKind::Cancelled,
+                        v.calendar.slot(*consultation_id).map(|s| s.start),
+                    )),
+                    None,
+                ],
+                DoctorEvent::Rescheduled { from, to, .. } => [
+                    Some((ChangeKind::Rescheduled { booked: false }, Some(*from))),
+                    Some((ChangeKind::Rescheduled { booked: true }, Some(*to))),
+                ],
                 DoctorEvent::ScheduleUpdated { .. } | DoctorEvent::StatusChanged { .. } => {
-                    Some((ChangeKind::ScheduleChanged, None))
+                    [Some((ChangeKind::ScheduleChanged, None)), None]
                 }
-                DoctorEvent::Registered { .. } => None,
+                DoctorEvent::Registered { .. } => [None, None],
             };
             let seq = v.calendar.seq() + 1;
             v.calendar.apply(seq, &event);
-            (seq, change)
+            (seq, changes)
         };
         // Watchers hear of a change once it is durable, just before its caller does.
         let ctx = Arc::clone(&self.ctx);
         let doctor_id = state.doctor_id;
         let done = move |result: Result<(), EngineError>| {
-            if let (Ok(()), Some((kind, start))) = (&result, change) {
-                ctx.feeds.publish(doctor_id, seq, kind, start);
+            if result.is_ok() {
+                for (kind, start) in changes.into_iter().flatten() {
+                    ctx.feeds.publish(doctor_id, seq, kind, start);
+                }
             }
             done(result);
         };

@@ -499,6 +499,40 @@ impl Engine {
         })
     }
 
+    /// Moves one of a patient's consultations to `to` with the same doctor. The doctor's
+    /// actor decides it as one event and the journal makes it durable as one record, so the
+    /// new slot is taken and the old one freed together; any refusal (a booking rule, a
+    /// conflict, `Forbidden` for anyone but its patient, `NotReschedulable` once it is no
+    /// longer active or has started, `Invalid` for its current time) leaves it where it
+    /// was. Returns the consultation at its new time, once durable (same id, reference,
+    /// mode and session).
+    pub async fn reschedule(
+        &self,
+        consultation_id: ConsultationId,
+        by: Requester,
+        to: DateTime<Utc>,
+    ) -> Result<Consultation, EngineError> {
+        let c = self.consultation(consultation_id).await?;
+        match by {
+            Requester::Patient(p) if p == c.patient_id => {}
+            _ => return Err(EngineError::Forbidden),
+        }
+        if !c.status.is_active() {
+            return Err(EngineError::NotReschedulable("consultation is not active"));
+        }
+        self.call(c.doctor_id, |reply| DoctorMsg::Reschedule {
+            consultation_id,
+            by,
+            to,
+            reply,
+        })
+        .await?;
+        Ok(Consultation {
+            scheduled_at: to,
+            ..c
+        })
+    }
+
     /// Changes the doctor's timezone, slot length and weekly windows.
     pub async fn update_schedule(
         &self,

@@ -79,6 +79,9 @@ pub enum EngineError {
     /// 409-like: the consultation is not active (already cancelled, completed, or past).
     #[error("consultation cannot be cancelled: {0}")]
     NotCancellable(&'static str),
+    /// 409-like: the consultation cannot be moved any more (not active, or started).
+    #[error("consultation cannot be rescheduled: {0}")]
+    NotReschedulable(&'static str),
     /// 503: admission control refused; nothing was done. Retry later.
     #[error("engine overloaded")]
     Overloaded,

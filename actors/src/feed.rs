@@ -1,6 +1,7 @@
 //! Live slot changes per doctor, for the availability stream: the doctor actor publishes
-//! what changed (a booking or cancellation once durable, a hold when placed, released or
-//! expired, a schedule change once durable) and any number of bounded subscribers read it.
+//! what changed (a booking, cancellation or reschedule once durable, a hold when placed,
+//! released or expired, a schedule change once durable) and any number of bounded
+//! subscribers read it.
 //!
 //! Each change has a [`Position`] `(seq, n)`: `seq` is the doctor's journal sequence the
 //! change belongs to (holds are not journalled and take the latest one), `n` counts changes
@@ -59,6 +60,10 @@ pub enum ChangeKind {
     Released,
     /// A consultation was cancelled (durable): the slot is free again.
     Cancelled,
+    /// A consultation moved to another start (durable). Published twice for one journal
+    /// record, so a watcher that applies statuses by start gets both sides: the start it
+    /// left (`booked: false`, now available), then the start it took (`booked: true`).
+    Rescheduled { booked: bool },
     /// The schedule, slot length, timezone or bookability changed: reload availability.
     ScheduleChanged,
     /// The subscriber missed changes or the doctor was reloaded: reload availability.
@@ -73,6 +78,7 @@ impl ChangeKind {
             Self::Held => "held",
             Self::Released => "released",
             Self::Cancelled => "cancelled",
+            Self::Rescheduled { .. } => "rescheduled",
             Self::ScheduleChanged => "schedule_changed",
             Self::Resync => "resync",
         }
@@ -81,9 +87,11 @@ impl ChangeKind {
     /// The slot's status after the change, for slot changes.
     pub fn slot_status(self) -> Option<&'static str> {
         match self {
-            Self::Booked => Some("booked"),
+            Self::Booked | Self::Rescheduled { booked: true } => Some("booked"),
             Self::Held => Some("held"),
-            Self::Released | Self::Cancelled => Some("available"),
+            Self::Released | Self::Cancelled | Self::Rescheduled { booked: false } => {
+                Some("available")
+            }
             Self::ScheduleChanged | Self::Resync => None,
         }
     }
@@ -349,6 +357,32 @@ mod tests {
         drop(a);
         assert_eq!(f.subscribers(), 2);
         assert!(f.subscribe(1, 1, None).is_ok());
+    }
+
+    #[test]
+    fn a_reschedule_is_one_event_name_with_the_status_of_each_side() {
+        let left = ChangeKind::Rescheduled { booked: false };
+        let taken = ChangeKind::Rescheduled { booked: true };
+        assert_eq!(
+            (left.as_str(), taken.as_str()),
+            ("rescheduled", "rescheduled")
+        );
+        assert_eq!(left.slot_status(), Some("available"));
+        assert_eq!(taken.slot_status(), Some("booked"));
+        let f = feeds(4);
+        let mut sub = f.subscribe(1, 3, None).unwrap();
+        f.publish(1, 4, left, at(0));
+        f.publish(1, 4, taken, at(60));
+        let first = sub.receiver.try_recv().unwrap();
+        let second = sub.receiver.try_recv().unwrap();
+        assert_eq!(
+            (first.position, first.start),
+            (Position { seq: 4, n: 0 }, at(0))
+        );
+        assert_eq!(
+            (second.position, second.start),
+            (Position { seq: 4, n: 1 }, at(60))
+        );
     }
 
     #[test]

@@ -132,12 +132,19 @@ fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Checks a batch against the tables without changing them, in order (a booking may
-/// follow a cancellation of the same slot in one batch), so applying it cannot fail.
+/// follow a cancellation of the same slot in one batch, a reschedule may move into a slot
+/// freed earlier in it), so applying it cannot fail.
 fn validate(t: &Tables, batch: &[JournalRecord]) -> Result<(), StoreError> {
+    type Key = (DoctorId, DateTime<Utc>);
     let mut journal_keys = HashSet::new();
-    let mut freed = HashSet::new();
-    let mut taken = HashSet::new();
-    let mut new_ids = HashMap::new();
+    let mut freed: HashSet<Key> = HashSet::new();
+    let mut taken: HashSet<Key> = HashSet::new();
+    // Where each consultation touched by the batch is now (`None`: no longer active).
+    let mut moved: HashMap<ConsultationId, Option<Key>> = HashMap::new();
+    let mut new_ids = HashSet::new();
+    let busy = |key: &Key, freed: &HashSet<Key>, taken: &HashSet<Key>| {
+        (t.active_slots.contains(key) && !freed.contains(key)) || taken.contains(key)
+    };
     for r in batch {
         if t.journal.contains_key(&(r.doctor_id, r.seq))
             || !journal_keys.insert((r.doctor_id, r.seq))
@@ -150,12 +157,23 @@ fn validate(t: &Tables, batch: &[JournalRecord]) -> Result<(), StoreError> {
         if !t.doctors.contains_key(&r.doctor_id) {
             return Err(StoreError::Constraint(format!("no doctor {}", r.doctor_id)));
         }
+        // The active slot of consultation `id` of this doctor at this point of the batch.
+        let current =
+            |id: &ConsultationId, moved: &HashMap<ConsultationId, Option<Key>>| match moved.get(id)
+            {
+                Some(key) => *key,
+                None => t
+                    .consultations
+                    .get(id)
+                    .filter(|c| c.status.is_active() && c.doctor_id == r.doctor_id)
+                    .map(|c| (c.doctor_id, c.scheduled_at)),
+            };
         match &r.event {
             DoctorEvent::Booked { slot } => {
                 let key = (r.doctor_id, micros(slot.start));
-                let busy = (t.active_slots.contains(&key) && !freed.contains(&key))
-                    || taken.contains(&key);
-                if busy || t.consultations.contains_key(&slot.id) || new_ids.contains_key(&slot.id)
+                if busy(&key, &freed, &taken)
+                    || t.consultations.contains_key(&slot.id)
+                    || !new_ids.insert(slot.id)
                 {
                     return Err(StoreError::Constraint(format!(
                         "consultation {} duplicates an active slot or id",
@@ -163,18 +181,34 @@ fn validate(t: &Tables, batch: &[JournalRecord]) -> Result<(), StoreError> {
                     )));
                 }
                 taken.insert(key);
-                new_ids.insert(slot.id, key);
+                moved.insert(slot.id, Some(key));
             }
             DoctorEvent::Cancelled {
                 consultation_id, ..
             } => {
-                let key = match t.consultations.get(consultation_id) {
-                    Some(c) if c.status.is_active() => Some((c.doctor_id, c.scheduled_at)),
-                    _ => new_ids.get(consultation_id).copied(),
-                };
-                if let Some(key) = key {
+                if let Some(key) = current(consultation_id, &moved) {
                     taken.remove(&key);
                     freed.insert(key);
+                    moved.insert(*consultation_id, None);
+                }
+            }
+            DoctorEvent::Rescheduled {
+                consultation_id,
+                to,
+                ..
+            } => {
+                // Like the SQL stores' UPDATE, a move of no active consultation does nothing.
+                if let Some(old) = current(consultation_id, &moved) {
+                    taken.remove(&old);
+                    freed.insert(old);
+                    let key = (r.doctor_id, micros(*to));
+                    if busy(&key, &freed, &taken) {
+                        return Err(StoreError::Constraint(format!(
+                            "consultation {consultation_id} moves onto an active slot"
+                        )));
+                    }
+                    taken.insert(key);
+                    moved.insert(*consultation_id, Some(key));
                 }
             }
             _ => {}
@@ -244,6 +278,29 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) {
                 c.cancelled_at = Some(micros(*at));
                 t.notify(
                     NotificationKind::ConsultationCancelled,
+                    *consultation_id,
+                    *at,
+                );
+            }
+        }
+        DoctorEvent::Rescheduled {
+            consultation_id,
+            to,
+            at,
+            ..
+        } => {
+            if let Some(c) = t
+                .consultations
+                .get_mut(consultation_id)
+                .filter(|c| c.doctor_id == r.doctor_id)
+            {
+                if c.status.is_active() {
+                    t.active_slots.remove(&(c.doctor_id, c.scheduled_at));
+                    t.active_slots.insert((c.doctor_id, micros(*to)));
+                }
+                c.scheduled_at = micros(*to);
+                t.notify(
+                    NotificationKind::ConsultationRescheduled,
                     *consultation_id,
                     *at,
                 );

@@ -1,7 +1,7 @@
 //! What the durable outboxes hold: the session row every in-app booking gets in its own
 //! journal transaction (the session worker's to-do list and, once settled, the sealed join
-//! details), and the notifications written beside every booking, cancellation and session
-//! outcome (the in-app inbox and the webhook queue). Plain data; the store keeps it, the
+//! details), and the notifications written beside every booking, cancellation, reschedule
+//! and session outcome (the in-app inbox and the webhook queue). Plain data; the store keeps it, the
 //! session worker and the notifier act on it.
 
 use chrono::{DateTime, Utc};
@@ -65,6 +65,8 @@ impl Recipient {
 pub enum NotificationKind {
     ConsultationScheduled,
     ConsultationCancelled,
+    /// The consultation moved to another start; the notification shows the new one.
+    ConsultationRescheduled,
     SessionReady,
     SessionFailed,
 }
@@ -74,6 +76,7 @@ impl NotificationKind {
         match self {
             Self::ConsultationScheduled => "consultation_scheduled",
             Self::ConsultationCancelled => "consultation_cancelled",
+            Self::ConsultationRescheduled => "consultation_rescheduled",
             Self::SessionReady => "session_ready",
             Self::SessionFailed => "session_failed",
         }
@@ -83,6 +86,7 @@ impl NotificationKind {
         Some(match s {
             "consultation_scheduled" => Self::ConsultationScheduled,
             "consultation_cancelled" => Self::ConsultationCancelled,
+            "consultation_rescheduled" => Self::ConsultationRescheduled,
             "session_ready" => Self::SessionReady,
             "session_failed" => Self::SessionFailed,
             _ => return None,

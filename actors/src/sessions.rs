@@ -393,8 +393,9 @@ impl SessionHandle {
         }
     }
 
-    /// The requester's join details, if the session is ready (a token past its expiry is
-    /// re-minted locally: no call to Vonage).
+    /// The requester's join details, if the session is ready (a token past its expiry, or
+    /// minted for the consultation's time before a reschedule, is re-minted locally: no
+    /// call to Vonage).
     pub async fn view(
         &self,
         id: ConsultationId,
@@ -452,8 +453,9 @@ impl SessionHandle {
         })?;
         let mode = consultation.consultation_mode;
         let now = ctx.clock.now();
-        if expires_at <= now {
-            expires_at = token_expiry(&ctx.config.settings, &consultation_end(&consultation), now);
+        let end = consultation_end(&consultation);
+        if !stored_token_fits(&ctx.config.settings, expires_at, &end, now) {
+            expires_at = token_expiry(&ctx.config.settings, &end, now);
             join.token = match mode {
                 ConsultMode::Chat => ctx
                     .config
@@ -508,6 +510,23 @@ fn token_expiry(
     let wanted = *end + chrono::Duration::seconds(settings.token_grace_s as i64);
     let longest = now + chrono::Duration::days(30);
     wanted.min(longest).max(now + chrono::Duration::minutes(5))
+}
+
+/// Whether a stored join token can be handed out as it is to a consultation ending at
+/// `end`: it has not expired, and it was minted for this end. A reschedule keeps the session
+/// but moves the end, so a token minted for the old time is made afresh (locally, no call to
+/// Vonage) when it would expire before the consultation is over and a new one could last
+/// that long, or when it would outlive the consultation.
+fn stored_token_fits(
+    settings: &SessionSettings,
+    expires_at: DateTime<Utc>,
+    end: &DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
+    let intended = *end + chrono::Duration::seconds(settings.token_grace_s as i64);
+    let too_short = expires_at < intended && intended <= now + chrono::Duration::days(30);
+    let too_long = expires_at > intended && expires_at > now + chrono::Duration::minutes(5);
+    expires_at > now && !too_short && !too_long
 }
 
 /// One attempt for one consultation; `Some(delay)` when it should be tried again.
@@ -687,6 +706,49 @@ mod tests {
             s.backoff(1, Some(Duration::from_secs(3))),
             Duration::from_secs(3)
         );
+    }
+
+    #[test]
+    fn a_stored_token_is_reused_only_while_it_fits_the_consultations_current_end() {
+        let s = SessionSettings::default();
+        let now = Utc::now();
+        let end = now + chrono::Duration::hours(2);
+        let minted = token_expiry(&s, &end, now);
+        assert!(stored_token_fits(&s, minted, &end, now));
+        assert!(stored_token_fits(
+            &s,
+            minted,
+            &end,
+            now + chrono::Duration::hours(1)
+        ));
+        // Expired.
+        assert!(!stored_token_fits(&s, minted, &end, minted));
+        // Rescheduled a day later: the old token would end mid-consultation.
+        let later = end + chrono::Duration::days(1);
+        assert!(!stored_token_fits(&s, minted, &later, now));
+        let fresh = token_expiry(&s, &later, now);
+        assert!(stored_token_fits(&s, fresh, &later, now));
+        // Rescheduled an hour earlier: the old token would outlive it.
+        let earlier = end - chrono::Duration::hours(1);
+        assert!(!stored_token_fits(&s, minted, &earlier, now));
+        // Capped at 30 days: good until it expires while no token could last longer.
+        let far = now + chrono::Duration::days(90);
+        let capped = token_expiry(&s, &far, now);
+        assert!(stored_token_fits(
+            &s,
+            capped,
+            &far,
+            now + chrono::Duration::days(10)
+        ));
+        // The 5-minute floor for a consultation about to end is not "too long".
+        let ending = now + chrono::Duration::seconds(10);
+        let s_short = SessionSettings {
+            token_grace_s: 0,
+            ..SessionSettings::default()
+        };
+        let floor = token_expiry(&s_short, &ending, now);
+        assert_eq!(floor, now + chrono::Duration::minutes(5));
+        assert!(stored_token_fits(&s_short, floor, &ending, now));
     }
 
     #[test]

@@ -42,11 +42,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes a batch durable in ONE transaction: the journal rows, and the projections
     /// (`Booked` inserts a consultations row with its medical text; `Cancelled` sets status
-    /// `cancelled` and `cancelled_at`; `ScheduleUpdated` / `StatusChanged` update the doctors
+    /// `cancelled` and `cancelled_at`; `Rescheduled` moves `scheduled_at` and nothing else,
+    /// so the session row stays; `ScheduleUpdated` / `StatusChanged` update the doctors
     /// row), and the outboxes: a `Booked` in-app consultation gets its pending session row
-    /// (due at once), and every `Booked` / `Cancelled` gets a `consultation_scheduled` /
-    /// `consultation_cancelled` notification for its patient and its doctor (webhook due at
-    /// once). All or nothing: on error nothing of the batch is stored.
+    /// (due at once), and every `Booked` / `Cancelled` / `Rescheduled` gets a
+    /// `consultation_scheduled` / `consultation_cancelled` / `consultation_rescheduled`
+    /// notification for its patient and its doctor (webhook due at once). Events of one
+    /// doctor are applied in an order that never puts two active consultations on one start
+    /// (see `consult_persistence`'s batch planner). All or nothing: on error nothing of the
+    /// batch is stored.
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError>;
 
     /// Stores (replaces) the doctor's snapshot covering the journal up to `seq`.

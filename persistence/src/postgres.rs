@@ -3,8 +3,8 @@
 //! statement, four inserts joined by CTEs from UNNESTed arrays (journal, consultations,
 //! session and notification outboxes), in one round trip. Other batches are one
 //! transaction: the journal insert, per phase (see [`crate::batch::Plan`]) one UNNEST
-//! insert for the bookings and one UNNEST update for the cancellations, per-row updates for
-//! the rare doctor changes, then the outboxes. `synchronous_commit` stays on: commit means
+//! insert for the bookings, one update per reschedule (in order) and one UNNEST update for
+//! the cancellations, per-row updates for the rare doctor changes, then the outboxes. `synchronous_commit` stays on: commit means
 //! durable.
 
 use std::str::FromStr;
@@ -26,6 +26,7 @@ use sqlx::{PgConnection, Row};
 
 use crate::batch::{
     self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewNotification, NewSession,
+    Reschedule,
 };
 use crate::error::{config_error, db_error, migrate_error};
 use crate::rows::{
@@ -291,6 +292,38 @@ async fn cancel_consultations(
     Ok(())
 }
 
+/// One statement per move, in order: the unique active start is checked row by row, in an
+/// order a single UNNEST update would not fix, and the phase's order is one in which it
+/// never fires (see [`crate::batch`]). Reschedules are rare next to bookings.
+async fn reschedule_consultations(
+    conn: &mut PgConnection,
+    rows: &[Reschedule],
+) -> Result<(), StoreError> {
+    let mut updated = 0;
+    for r in rows {
+        updated += sqlx::query(
+            "UPDATE consultations SET scheduled_at = $1, updated_at = $2 \
+             WHERE id = $3 AND doctor_id = $4",
+        )
+        .bind(r.to)
+        .bind(r.at)
+        .bind(r.id)
+        .bind(r.doctor_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+    }
+    if updated != rows.len() as u64 {
+        tracing::warn!(
+            expected = rows.len(),
+            updated,
+            "reschedule events without a matching consultation row"
+        );
+    }
+    Ok(())
+}
+
 async fn insert_sessions(conn: &mut PgConnection, rows: &[NewSession]) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
@@ -463,8 +496,9 @@ impl Store for PgStore {
         if let [phase] = plan.phases.as_slice() {
             let parties: Option<Vec<(i64, i64)>> =
                 plan.notifications.iter().map(|n| n.parties).collect();
-            if let (true, true, Some(parties)) = (
+            if let (true, true, true, Some(parties)) = (
                 phase.cancellations.is_empty(),
+                phase.reschedules.is_empty(),
                 plan.doctor_updates.is_empty(),
                 parties,
             ) {
@@ -482,6 +516,7 @@ impl Store for PgStore {
         insert_journal(&mut tx, &plan.journal).await?;
         for phase in &plan.phases {
             insert_consultations(&mut tx, &phase.bookings).await?;
+            reschedule_consultations(&mut tx, &phase.reschedules).await?;
             cancel_consultations(&mut tx, &phase.cancellations).await?;
         }
         for update in &plan.doctor_updates {

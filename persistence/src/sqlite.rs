@@ -27,6 +27,7 @@ use sqlx::{Row, Sqlite, SqliteConnection};
 
 use crate::batch::{
     self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewNotification, NewSession,
+    Reschedule,
 };
 use crate::error::{config_error, db_error, migrate_error};
 use crate::rows::{
@@ -262,6 +263,37 @@ async fn cancel_consultations(
     Ok(())
 }
 
+/// One statement per move, in order: SQLite checks the unique active start row by row, and
+/// the phase's order is one in which it never fires (see [`crate::batch`]).
+async fn reschedule_consultations(
+    conn: &mut SqliteConnection,
+    rows: &[Reschedule],
+) -> Result<(), StoreError> {
+    let mut updated = 0;
+    for r in rows {
+        updated += sqlx::query(
+            "UPDATE consultations SET scheduled_at = ?1, updated_at = ?2 \
+             WHERE id = ?3 AND doctor_id = ?4",
+        )
+        .bind(ts(r.to))
+        .bind(ts(r.at))
+        .bind(r.id)
+        .bind(r.doctor_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+    }
+    if updated != rows.len() as u64 {
+        tracing::warn!(
+            expected = rows.len(),
+            updated,
+            "reschedule events without a matching consultation row"
+        );
+    }
+    Ok(())
+}
+
 async fn insert_sessions(
     conn: &mut SqliteConnection,
     rows: &[NewSession],
@@ -462,6 +494,7 @@ impl Store for SqliteStore {
         insert_journal(&mut tx, &plan.journal).await?;
         for phase in &plan.phases {
             insert_consultations(&mut tx, &phase.bookings).await?;
+            reschedule_consultations(&mut tx, &phase.reschedules).await?;
             cancel_consultations(&mut tx, &phase.cancellations).await?;
         }
         for update in &plan.doctor_updates {

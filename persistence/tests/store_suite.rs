@@ -106,6 +106,8 @@ store_test_suite!(
     a_batch_with_two_active_consultations_at_one_start_fails_whole_with_constraint,
     a_batch_with_a_duplicate_journal_seq_fails_whole_with_constraint,
     a_batch_that_books_cancels_and_rebooks_one_slot_succeeds,
+    a_batch_mixing_bookings_reschedules_and_cancellations_of_one_doctor_in_tricky_orders_succeeds,
+    a_reschedule_onto_an_active_start_fails_the_whole_batch_with_constraint,
     snapshots_are_replaced_hide_the_events_they_cover_and_can_be_deleted,
     max_consultation_id_is_zero_then_the_highest_id,
     patient_consultations_are_newest_first_and_limited,
@@ -194,6 +196,27 @@ fn cancellation(doctor_id: i64, seq: u64, consultation_id: i64) -> JournalRecord
         event: DoctorEvent::Cancelled {
             consultation_id,
             at: now() + Duration::minutes(5),
+        },
+        medical: MedicalInfo::default(),
+    }
+}
+
+fn reschedule(
+    doctor_id: i64,
+    seq: u64,
+    consultation_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> JournalRecord {
+    JournalRecord {
+        doctor_id,
+        seq,
+        recorded_at: now() + Duration::minutes(3),
+        event: DoctorEvent::Rescheduled {
+            consultation_id,
+            from,
+            to,
+            at: now() + Duration::minutes(3),
         },
         medical: MedicalInfo::default(),
     }
@@ -483,6 +506,163 @@ async fn a_batch_that_books_cancels_and_rebooks_one_slot_succeeds(store: Arc<dyn
             .expect("stored");
         assert_eq!(c.status, ConsultationStatus::Cancelled);
     }
+}
+
+async fn a_batch_mixing_bookings_reschedules_and_cancellations_of_one_doctor_in_tricky_orders_succeeds(
+    store: Arc<dyn Store>,
+) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let other = create(&*store, "Dr. Ben Lind").await;
+    let stored = [
+        booking(doctor.id, 2, 1, 100, slot(0), medical("first")),
+        booking(doctor.id, 3, 2, 101, slot(1), MedicalInfo::default()),
+        booking(doctor.id, 4, 3, 102, slot(2), medical("third")),
+    ];
+    store.append(&stored).await.expect("first batch");
+    // Each step is what the doctor's actor could decide after the one before it.
+    let batch = vec![
+        // Reschedule 1: slot 0 -> 5, then book the start it left.
+        reschedule(doctor.id, 5, 1, slot(0), slot(5)),
+        booking(doctor.id, 6, 4, 103, slot(0), medical("fourth")),
+        // Cancel 2 at slot 1, then move 3 into it.
+        cancellation(doctor.id, 7, 2),
+        reschedule(doctor.id, 8, 3, slot(2), slot(1)),
+        // Book the start 3 left, then move that new booking on.
+        booking(doctor.id, 9, 5, 104, slot(2), MedicalInfo::default()),
+        reschedule(doctor.id, 10, 5, slot(2), slot(3)),
+        // Swap 1 (slot 5) and 4 (slot 0) through the free slot 6.
+        reschedule(doctor.id, 11, 1, slot(5), slot(6)),
+        reschedule(doctor.id, 12, 4, slot(0), slot(5)),
+        reschedule(doctor.id, 13, 1, slot(6), slot(0)),
+        // Another doctor's booking at slot 0, moved: independent of the first doctor's.
+        booking(other.id, 2, 6, 100, slot(0), MedicalInfo::default()),
+        reschedule(other.id, 3, 6, slot(0), slot(1)),
+    ];
+    store.append(&batch).await.expect("the mixed batch commits");
+
+    let history = store
+        .load_doctor(doctor.id)
+        .await
+        .expect("load_doctor")
+        .expect("doctor exists");
+    let expected: Vec<(u64, DoctorEvent)> = stored
+        .iter()
+        .chain(&batch)
+        .filter(|r| r.doctor_id == doctor.id)
+        .map(|r| (r.seq, r.event.clone()))
+        .collect();
+    assert_eq!(history.events[1..], expected[..]);
+
+    let at_of = |id: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            let c = store.get_consultation(id).await.expect("get").expect("row");
+            (c.scheduled_at, c.status)
+        }
+    };
+    assert_eq!(at_of(1).await, (slot(0), ConsultationStatus::Scheduled));
+    assert_eq!(at_of(2).await, (slot(1), ConsultationStatus::Cancelled));
+    assert_eq!(at_of(3).await, (slot(1), ConsultationStatus::Scheduled));
+    assert_eq!(at_of(4).await, (slot(5), ConsultationStatus::Scheduled));
+    assert_eq!(at_of(5).await, (slot(3), ConsultationStatus::Scheduled));
+    assert_eq!(at_of(6).await, (slot(1), ConsultationStatus::Scheduled));
+    let active = store
+        .active_consultations(Some(doctor.id))
+        .await
+        .expect("active");
+    assert_eq!(ids(&active), vec![1, 3, 5, 4], "by start, each once");
+    // A move changes the start only: same reference, mode, duration, medical text.
+    assert_eq!(
+        store.get_consultation(1).await.expect("get"),
+        Some(Consultation {
+            scheduled_at: slot(0),
+            ..projected(&stored[0])
+        })
+    );
+    assert_eq!(
+        store.get_consultation(4).await.expect("get"),
+        Some(Consultation {
+            scheduled_at: slot(5),
+            ..projected(&batch[1])
+        })
+    );
+    // The session rows are the bookings' (a reschedule adds or changes none).
+    let due = store.due_sessions(now(), 10).await.expect("due");
+    assert_eq!(
+        due.iter().map(|t| t.consultation_id).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(
+        due[2].scheduled_at,
+        slot(1),
+        "the worker sees the new start"
+    );
+
+    // Each move notifies patient and doctor, showing the consultation as it is now.
+    use NotificationKind::*;
+    assert_eq!(
+        kinds(&*store, Recipient::patient(100)).await,
+        vec![
+            (ConsultationRescheduled, 6),
+            (ConsultationScheduled, 6),
+            (ConsultationRescheduled, 1),
+            (ConsultationRescheduled, 1),
+            (ConsultationRescheduled, 1),
+            (ConsultationScheduled, 1),
+        ]
+    );
+    let moved = &store
+        .notifications(&inbox(Recipient::patient(102)))
+        .await
+        .expect("inbox")[0];
+    assert_eq!(
+        (
+            moved.kind,
+            moved.consultation.id,
+            moved.consultation.scheduled_at
+        ),
+        (ConsultationRescheduled, 3, slot(1))
+    );
+    let doctor_kinds = kinds(&*store, Recipient::doctor(doctor.id)).await;
+    assert_eq!(
+        doctor_kinds
+            .iter()
+            .filter(|(k, _)| *k == ConsultationRescheduled)
+            .count(),
+        6
+    );
+    assert_eq!(
+        doctor_kinds.len(),
+        5 + 1 + 6,
+        "bookings, the cancellation, the moves"
+    );
+}
+
+async fn a_reschedule_onto_an_active_start_fails_the_whole_batch_with_constraint(
+    store: Arc<dyn Store>,
+) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    store
+        .append(&[
+            booking(doctor.id, 2, 1, 100, slot(0), MedicalInfo::default()),
+            booking(doctor.id, 3, 2, 101, slot(1), MedicalInfo::default()),
+        ])
+        .await
+        .expect("bookings");
+    let batch = [
+        booking(doctor.id, 4, 3, 102, slot(2), MedicalInfo::default()),
+        reschedule(doctor.id, 5, 2, slot(1), slot(0)),
+    ];
+    let err = store
+        .append(&batch)
+        .await
+        .expect_err("two active at slot 0");
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    assert_eq!(journal_seqs(&*store, doctor.id).await, vec![1, 2, 3]);
+    assert_eq!(store.get_consultation(3).await.expect("get"), None);
+    let second = store.get_consultation(2).await.expect("get").expect("row");
+    assert_eq!(second.scheduled_at, slot(1), "nothing of the batch moved");
+    assert_eq!(kinds(&*store, Recipient::patient(101)).await.len(), 1);
 }
 
 async fn snapshots_are_replaced_hide_the_events_they_cover_and_can_be_deleted(

@@ -239,6 +239,13 @@ pub struct BookRequest {
     pub current_medications: Option<String>,
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleRequest {
+    /// The new start with the same doctor; RFC 3339, any offset.
+    pub scheduled_at: DateTime<chrono::FixedOffset>,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConsultationDto {
     pub id: i64,
@@ -452,7 +459,8 @@ pub struct NotificationConsultationDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NotificationDto {
     pub id: i64,
-    /// `consultation_scheduled` | `consultation_cancelled` | `session_ready` | `session_failed`
+    /// `consultation_scheduled` | `consultation_cancelled` | `consultation_rescheduled` |
+    /// `session_ready` | `session_failed`
     pub event: String,
     pub created_at: DateTime<Utc>,
     pub read: bool,

@@ -40,6 +40,9 @@ pub enum ApiError {
     /// 409 `not_cancellable`: the consultation is no longer active.
     #[error("This consultation can no longer be cancelled")]
     NotCancellable,
+    /// 409 `not_reschedulable`: the consultation is no longer active or has started.
+    #[error("This consultation can no longer be rescheduled")]
+    NotReschedulable,
     /// 413 `payload_too_large`: body over the configured limit.
     #[error("Request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -103,7 +106,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotCancellable => StatusCode::CONFLICT,
+            Self::NotCancellable | Self::NotReschedulable => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -120,6 +123,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotCancellable => "not_cancellable",
+            Self::NotReschedulable => "not_reschedulable",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::RateLimited => "rate_limited",
             Self::Unavailable(_) => "unavailable",
@@ -141,6 +145,7 @@ impl From<EngineError> for ApiError {
                 Self::Forbidden("You may not act on another user's consultation")
             }
             EngineError::NotCancellable(_) => Self::NotCancellable,
+            EngineError::NotReschedulable(_) => Self::NotReschedulable,
             EngineError::Overloaded => {
                 Self::Unavailable("The service is busy; nothing was booked. Please retry.")
             }

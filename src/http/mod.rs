@@ -150,6 +150,10 @@ pub fn router(state: AppState) -> Router {
             get(patient::get_consultation),
         )
         .route(
+            "/patient/consultations/{id}/reschedule",
+            post(patient::reschedule_consultation),
+        )
+        .route(
             "/patient/consultations/{id}/cancel",
             post(patient::cancel_consultation),
         )

@@ -19,6 +19,7 @@ use super::{admin, dev, doctor, inbox, ops, patient, stream};
         patient::book,
         patient::list_consultations,
         patient::get_consultation,
+        patient::reschedule_consultation,
         patient::cancel_consultation,
         patient::calendar_ics,
         inbox::patient_session,

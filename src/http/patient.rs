@@ -1,5 +1,5 @@
 //! Patient endpoints: browse doctors, see availability, check or hold a slot, book, and
-//! list, read or cancel one's own consultations.
+//! list, read, reschedule or cancel one's own consultations.
 
 use std::time::Instant;
 
@@ -263,6 +263,40 @@ pub async fn cancel_consultation(
     let c = state
         .engine
         .cancel(id, Requester::Patient(patient_id))
+        .await?;
+    Ok(Json(ConsultationAnswer {
+        success: true,
+        consultation: c.into(),
+    }))
+}
+
+/// Moves one of the patient's consultations to another start with the same doctor: one
+/// decision by the doctor's actor and one journal record, so the new slot is taken and the
+/// old one freed together. The booking rules apply to the new start; any refusal leaves the
+/// consultation where it was. Same id, reference, mode and session; both sides are notified.
+#[utoipa::path(post, path = "/patient/consultations/{id}/reschedule", tag = "patient", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Consultation id")),
+    request_body = RescheduleRequest,
+    responses((status = 200, body = ConsultationAnswer, description = "the consultation at its new time, once durable"),
+        (status = 400, body = ErrorBody, description = "validation_failed (also: `scheduled_at` is the consultation's current time), doctor_unavailable, day_unavailable, outside_availability, off_slot_grid, in_past"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not a patient, or another patient's consultation"),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "time_slot_conflict (the consultation stays where it was), or not_reschedulable"),
+        (status = 413, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "overloaded or storage down; nothing was moved")))]
+pub async fn reschedule_consultation(
+    State(state): State<AppState>,
+    PatientAuth(patient_id): PatientAuth,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<RescheduleRequest>,
+) -> Result<Json<ConsultationAnswer>, ApiError> {
+    let c = state
+        .engine
+        .reschedule(
+            id,
+            Requester::Patient(patient_id),
+            req.scheduled_at.with_timezone(&Utc),
+        )
         .await?;
     Ok(Json(ConsultationAnswer {
         success: true,

@@ -1,6 +1,7 @@
 //! `GET /patient/doctors/{id}/availability/stream`: a doctor's slot changes as server-sent
 //! events, so an open booking page sees a slot booked, held, released or cancelled by
-//! someone else within moments. First `ready` (the position to resume from), then one
+//! someone else within moments (a reschedule is two `rescheduled` events: the start left
+//! and the start taken). First `ready` (the position to resume from), then one
 //! event per change; `id:` is the position, `Last-Event-ID` resumes after it (or answers
 //! `resync`). Heartbeat comments keep proxies from closing an idle stream; the stream ends
 //! when the server shuts down. Events carry no patient id and no medical text.
@@ -46,8 +47,9 @@ struct ReadyData {
 }
 
 /// Live slot changes of one doctor (`text/event-stream`). Events: `ready`, then `booked`,
-/// `held`, `released`, `cancelled` (data: `{doctor_id, start, status}`), `schedule_changed`
-/// and `resync` (reload availability). 503 past the subscriber bounds.
+/// `held`, `released`, `cancelled`, `rescheduled` (twice: the start left, `available`, then
+/// the start taken, `booked`) (data: `{doctor_id, start, status}`), `schedule_changed` and
+/// `resync` (reload availability). 503 past the subscriber bounds.
 #[utoipa::path(get, path = "/patient/doctors/{id}/availability/stream", tag = "patient", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Doctor id"),
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position (`<seq>.<n>`)")),

@@ -44,6 +44,17 @@ pub enum DoctorEvent {
         consultation_id: ConsultationId,
         at: DateTime<Utc>,
     },
+    /// A consultation moved to another start of the same doctor: one fact, so the new slot
+    /// is taken and the old one freed together (a crash can never leave both or neither).
+    /// It keeps its id, reference, mode, duration and session.
+    Rescheduled {
+        consultation_id: ConsultationId,
+        /// The start it left; replay finds the consultation by id, this is for readers of
+        /// the journal (and the live feed).
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
     /// The doctor changed timezone, slot length or weekly windows.
     ScheduleUpdated {
         timezone: Tz,
@@ -57,7 +68,9 @@ pub enum DoctorEvent {
     },
 }
 
-/// Version of the journal payload encoding (JSON of [`DoctorEvent`]).
+/// Version of the journal payload encoding (JSON of [`DoctorEvent`], tagged by `type`).
+/// Adding an event type is additive (every payload written before still decodes the same
+/// way), so it keeps the version; changing the shape of an existing one bumps it.
 pub const EVENT_FORMAT_VERSION: u8 = 1;
 
 impl DoctorEvent {
@@ -67,6 +80,7 @@ impl DoctorEvent {
             Self::Registered { .. } => "registered",
             Self::Booked { .. } => "booked",
             Self::Cancelled { .. } => "cancelled",
+            Self::Rescheduled { .. } => "rescheduled",
             Self::ScheduleUpdated { .. } => "schedule_updated",
             Self::StatusChanged { .. } => "status_changed",
         }
@@ -91,7 +105,10 @@ impl DoctorEvent {
                 profile.is_available = *is_available;
                 profile.is_approved = *is_approved;
             }
-            Self::Registered { .. } | Self::Booked { .. } | Self::Cancelled { .. } => {}
+            Self::Registered { .. }
+            | Self::Booked { .. }
+            | Self::Cancelled { .. }
+            | Self::Rescheduled { .. } => {}
         }
     }
 

@@ -3,7 +3,9 @@
 //!
 //! Checks run in the seed's order: doctor approved and available -> day enabled -> inside
 //! the day's window -> on the slot grid -> in the future (past the minimum notice) -> no
-//! overlapping active consultation and no other patient's live hold.
+//! overlapping active consultation and no other patient's live hold. A reschedule runs the
+//! same checks for the consultation's new start, with its own duration, and its own
+//! current slot does not count as a conflict (it is freed by the same event).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -284,6 +286,30 @@ impl Calendar {
                     self.active.remove(&start);
                 }
             }
+            DoctorEvent::Rescheduled {
+                consultation_id,
+                to,
+                ..
+            } => {
+                // Unknown ids (pruned, or replayed past) change nothing, as for cancellations.
+                let Some(start) = self.start_of.get(consultation_id).copied() else {
+                    return;
+                };
+                let Some(mut slot) = self.active.remove(&start) else {
+                    return;
+                };
+                // Like a booking, the move uses up the patient's hold on this doctor.
+                if let Some(held_at) = self.hold_of.remove(&slot.patient_id) {
+                    self.holds.remove(&held_at);
+                }
+                slot.start = *to;
+                self.start_of.insert(*consultation_id, *to);
+                if let Some(old) = self.active.insert(*to, slot) {
+                    if old.id != *consultation_id {
+                        self.start_of.remove(&old.id);
+                    }
+                }
+            }
             DoctorEvent::ScheduleUpdated { .. } | DoctorEvent::StatusChanged { .. } => {
                 event.apply_to_profile(&mut self.profile);
             }
@@ -299,6 +325,22 @@ impl Calendar {
         now: DateTime<Utc>,
         rules: &Rules,
     ) -> Result<(), Rejection> {
+        self.check_span(patient, at, self.profile.slot_minutes, None, now, rules)
+    }
+
+    /// The booking checks for a consultation of `duration` minutes starting at `at`.
+    /// `moving` is a consultation being rescheduled: its current slot is freed by the same
+    /// event, so it is no conflict for its new one (a 60-minute consultation may move by
+    /// 30 minutes).
+    fn check_span(
+        &self,
+        patient: Option<PatientId>,
+        at: DateTime<Utc>,
+        duration: u16,
+        moving: Option<ConsultationId>,
+        now: DateTime<Utc>,
+        rules: &Rules,
+    ) -> Result<(), Rejection> {
         let p = &self.profile;
         if !(p.is_approved && p.is_available) {
             return Err(Rejection::DoctorUnavailable);
@@ -309,7 +351,7 @@ impl Calendar {
             return Err(Rejection::DayUnavailable);
         }
         let (t, on_minute) = LocalTime::of(local.time());
-        if t < window.start || t.minutes() + p.slot_minutes > window.end.minutes() {
+        if t < window.start || t.minutes() + duration > window.end.minutes() {
             return Err(Rejection::OutsideAvailability);
         }
         if !on_minute || !(t.minutes() - window.start.minutes()).is_multiple_of(p.slot_minutes) {
@@ -318,10 +360,10 @@ impl Calendar {
         if at <= now + Duration::minutes(i64::from(rules.min_notice_minutes)) {
             return Err(Rejection::InPast);
         }
-        if self.conflicting_booking(at, p.slot_minutes).is_some()
-            || self
-                .conflicting_hold(patient, at, p.slot_minutes, now)
-                .is_some()
+        if self
+            .conflicting_booking_except(at, duration, moving)
+            .is_some()
+            || self.conflicting_hold(patient, at, duration, now).is_some()
         {
             return Err(Rejection::Conflict);
         }
@@ -330,11 +372,21 @@ impl Calendar {
 
     /// The active consultation overlapping `[at, at + duration)`, if any. O(log n).
     pub fn conflicting_booking(&self, at: DateTime<Utc>, duration: u16) -> Option<&BookedSlot> {
+        self.conflicting_booking_except(at, duration, None)
+    }
+
+    /// Like [`Self::conflicting_booking`], ignoring consultation `except`.
+    fn conflicting_booking_except(
+        &self,
+        at: DateTime<Utc>,
+        duration: u16,
+        except: Option<ConsultationId>,
+    ) -> Option<&BookedSlot> {
         let end = at + minutes(duration);
         self.active
             .range((at - max_duration() + Duration::nanoseconds(1))..end)
             .map(|(_, s)| s)
-            .find(|s| s.end() > at)
+            .find(|s| s.end() > at && Some(s.id) != except)
     }
 
     fn conflicting_hold(
@@ -442,6 +494,51 @@ impl Calendar {
         }
         Ok(DoctorEvent::Cancelled {
             consultation_id: id,
+            at: now,
+        })
+    }
+
+    /// Decides moving consultation `id` to `to` for `by`, in one event: only its own
+    /// patient may, only while it is active and has not started, only to another start,
+    /// and the new start must pass every booking check (with the consultation's own
+    /// duration; its current slot is no conflict). A rule refusal leaves it where it is.
+    pub fn decide_reschedule(
+        &self,
+        id: ConsultationId,
+        by: Requester,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+        rules: &Rules,
+    ) -> Result<DoctorEvent, EngineError> {
+        let slot = self
+            .slot(id)
+            .ok_or(EngineError::NotReschedulable("consultation is not active"))?;
+        match by {
+            Requester::Patient(p) if p == slot.patient_id => {}
+            _ => return Err(EngineError::Forbidden),
+        }
+        if slot.start <= now {
+            return Err(EngineError::NotReschedulable(
+                "consultation has already started",
+            ));
+        }
+        if to == slot.start {
+            return Err(
+                InvalidField::new("scheduled_at", "is the consultation's current time").into(),
+            );
+        }
+        self.check_span(
+            Some(slot.patient_id),
+            to,
+            slot.duration_minutes,
+            Some(id),
+            now,
+            rules,
+        )?;
+        Ok(DoctorEvent::Rescheduled {
+            consultation_id: id,
+            from: slot.start,
+            to,
             at: now,
         })
     }

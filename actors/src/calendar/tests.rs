@@ -1,5 +1,5 @@
 //! Tests of the pure booking rules: one unit test per rule and edge (seed check order,
-//! holds, cancellation, schedule and status changes, DST, snapshots, replay, pruning,
+//! holds, cancellation, reschedule, schedule and status changes, DST, snapshots, replay, pruning,
 //! availability), then property tests that drive a [`Calendar`] the way a doctor actor does
 //! and check it against a naive model after every step.
 
@@ -7,7 +7,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use super::*;
-use crate::error::{EngineError, Rejection, StoreError};
+use crate::error::{EngineError, InvalidField, Rejection, StoreError};
 use crate::model::{
     BookingRequest, ConsultMode, ConsultationId, DoctorId, DoctorProfile, MedicalInfo, PatientId,
     Requester, ScheduleUpdate, StatusUpdate,
@@ -136,6 +136,19 @@ impl Harness {
 
     fn cancel(&mut self, id: ConsultationId, by: Requester) -> Result<(), EngineError> {
         let event = self.cal.decide_cancel(id, by, self.now)?;
+        self.commit(event);
+        Ok(())
+    }
+
+    fn reschedule(
+        &mut self,
+        id: ConsultationId,
+        by: Requester,
+        to: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let event = self
+            .cal
+            .decide_reschedule(id, by, to, self.now, &self.rules)?;
         self.commit(event);
         Ok(())
     }
@@ -803,6 +816,264 @@ fn cancelling_an_unknown_id_in_replay_changes_nothing_but_the_sequence() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Reschedule
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_patient_can_move_their_consultation_in_one_event_that_frees_the_old_slot() {
+    let mut h = Harness::london();
+    let id = h.book(1, wed(10, 0)).unwrap();
+    let before = h.cal.slot(id).cloned().unwrap();
+    let event = h
+        .cal
+        .decide_reschedule(id, Requester::Patient(1), wed(14, 0), h.now, &h.rules)
+        .unwrap();
+    assert_eq!(
+        event,
+        DoctorEvent::Rescheduled {
+            consultation_id: id,
+            from: wed(10, 0),
+            to: wed(14, 0),
+            at: h.now,
+        }
+    );
+    assert_eq!(event.kind(), "rescheduled");
+    h.commit(event);
+    let after = h.cal.slot(id).cloned().unwrap();
+    assert_eq!(
+        after,
+        BookedSlot {
+            start: wed(14, 0),
+            ..before
+        },
+        "same id, reference, patient, mode, duration and creation time"
+    );
+    assert_eq!(h.cal.active_len(), 1);
+    assert_eq!(h.check(2, wed(10, 0)), Ok(()), "the old slot is free");
+    assert_eq!(h.check(2, wed(14, 0)), Err(Rejection::Conflict));
+}
+
+#[test]
+fn a_consultation_moved_by_part_of_its_own_length_does_not_conflict_with_itself() {
+    let mut h = Harness::london();
+    h.set_schedule(ScheduleUpdate {
+        timezone: None,
+        slot_minutes: Some(60),
+        schedule: WeeklySchedule::weekdays(hm(9, 0), hm(17, 0)),
+    });
+    let id = h.book(1, wed(10, 0)).unwrap();
+    h.set_schedule(ScheduleUpdate {
+        timezone: None,
+        slot_minutes: Some(30),
+        schedule: WeeklySchedule::weekdays(hm(9, 0), hm(17, 0)),
+    });
+    // 10:00-11:00 -> 10:30-11:30: the overlap is with itself only.
+    assert_eq!(h.reschedule(id, Requester::Patient(1), wed(10, 30)), Ok(()));
+    let slot = h.cal.slot(id).unwrap();
+    assert_eq!((slot.start, slot.duration_minutes), (wed(10, 30), 60));
+    assert_eq!(h.check(2, wed(10, 0)), Ok(()));
+    for (hh, mm) in [(10, 30), (11, 0)] {
+        assert_eq!(
+            h.check(2, wed(hh, mm)),
+            Err(Rejection::Conflict),
+            "{hh}:{mm}"
+        );
+    }
+    assert_eq!(h.check(2, wed(11, 30)), Ok(()));
+    // And back by half an hour.
+    assert_eq!(h.reschedule(id, Requester::Patient(1), wed(10, 0)), Ok(()));
+    assert_eq!(h.check(2, wed(11, 0)), Ok(()));
+    // It keeps its own length: the last 30-minute slot of the day cannot hold it.
+    assert_eq!(
+        h.reschedule(id, Requester::Patient(1), wed(16, 30)),
+        Err(EngineError::Rejected(Rejection::OutsideAvailability))
+    );
+    assert_eq!(h.reschedule(id, Requester::Patient(1), wed(16, 0)), Ok(()));
+}
+
+#[test]
+fn a_reschedule_onto_another_consultation_or_another_patients_hold_is_a_conflict_and_moves_nothing()
+{
+    let mut h = Harness::london();
+    let mine = h.book(1, wed(10, 0)).unwrap();
+    h.book(2, wed(11, 0)).unwrap();
+    h.hold(3, wed(12, 0)).unwrap();
+    let before = h.cal.clone();
+    for (to, what) in [
+        (wed(11, 0), "another consultation"),
+        (wed(12, 0), "another patient's hold"),
+    ] {
+        assert_eq!(
+            h.cal
+                .decide_reschedule(mine, Requester::Patient(1), to, h.now, &h.rules),
+            Err(EngineError::Rejected(Rejection::Conflict)),
+            "{what}"
+        );
+    }
+    assert_eq!(h.cal, before, "a refusal changes nothing");
+    // The patient's own hold is no conflict, and the move uses it up.
+    h.hold(1, wed(15, 0)).unwrap();
+    assert_eq!(
+        h.reschedule(mine, Requester::Patient(1), wed(15, 0)),
+        Ok(())
+    );
+    assert_eq!(h.cal.hold_of(1), None);
+    assert_eq!(
+        h.cal
+            .live_holds(h.now)
+            .map(|x| x.patient_id)
+            .collect::<Vec<_>>(),
+        [3]
+    );
+}
+
+#[test]
+fn a_reschedule_elsewhere_also_releases_the_patients_hold_like_a_booking() {
+    let mut h = Harness::london();
+    let id = h.book(1, wed(10, 0)).unwrap();
+    h.hold(1, wed(12, 0)).unwrap();
+    h.reschedule(id, Requester::Patient(1), wed(14, 0)).unwrap();
+    assert_eq!(h.cal.hold_of(1), None);
+    assert_eq!(h.check(2, wed(12, 0)), Ok(()));
+}
+
+#[test]
+fn a_reschedule_runs_every_booking_rule_for_the_new_time() {
+    let mut h = Harness::london();
+    let id = h.book(1, wed(10, 0)).unwrap();
+    let saturday = local(LONDON, 2026, 6, 6, 10, 0);
+    let cases = [
+        (saturday, Rejection::DayUnavailable),
+        (wed(8, 30), Rejection::OutsideAvailability),
+        (wed(17, 0), Rejection::OutsideAvailability),
+        (wed(10, 15), Rejection::OffSlotGrid),
+        (wed(10, 30) + Duration::seconds(1), Rejection::OffSlotGrid),
+    ];
+    for (to, rejection) in cases {
+        assert_eq!(
+            h.reschedule(id, Requester::Patient(1), to),
+            Err(EngineError::Rejected(rejection)),
+            "{to}"
+        );
+    }
+    h.now = local(LONDON, 2026, 6, 2, 9, 0);
+    assert_eq!(
+        h.reschedule(id, Requester::Patient(1), local(LONDON, 2026, 6, 2, 9, 0)),
+        Err(EngineError::Rejected(Rejection::InPast))
+    );
+    h.rules.min_notice_minutes = 60;
+    assert_eq!(
+        h.reschedule(id, Requester::Patient(1), local(LONDON, 2026, 6, 2, 10, 0)),
+        Err(EngineError::Rejected(Rejection::InPast))
+    );
+    h.set_status(StatusUpdate {
+        is_available: Some(false),
+        is_approved: None,
+    });
+    assert_eq!(
+        h.reschedule(id, Requester::Patient(1), wed(14, 0)),
+        Err(EngineError::Rejected(Rejection::DoctorUnavailable))
+    );
+    assert_eq!(
+        h.cal.slot(id).unwrap().start,
+        wed(10, 0),
+        "still where it was"
+    );
+}
+
+#[test]
+fn only_the_consultations_own_patient_may_reschedule_it() {
+    let mut h = Harness::london();
+    let id = h.book(1, wed(10, 0)).unwrap();
+    for by in [
+        Requester::Patient(2),
+        Requester::Doctor(DOCTOR),
+        Requester::Doctor(DOCTOR + 1),
+        Requester::Admin,
+    ] {
+        assert_eq!(
+            h.reschedule(id, by, wed(14, 0)),
+            Err(EngineError::Forbidden),
+            "{by:?}"
+        );
+    }
+    assert_eq!(h.cal.slot(id).unwrap().start, wed(10, 0));
+}
+
+#[test]
+fn an_unknown_cancelled_or_started_consultation_is_not_reschedulable() {
+    let mut h = Harness::london();
+    assert!(matches!(
+        h.reschedule(99, Requester::Patient(1), wed(14, 0)),
+        Err(EngineError::NotReschedulable(_))
+    ));
+    let cancelled = h.book(1, wed(9, 0)).unwrap();
+    h.cancel(cancelled, Requester::Patient(1)).unwrap();
+    // A stranger learns nothing more than the owner about an inactive consultation.
+    for by in [Requester::Patient(1), Requester::Patient(2)] {
+        assert!(matches!(
+            h.reschedule(cancelled, by, wed(14, 0)),
+            Err(EngineError::NotReschedulable(_))
+        ));
+    }
+    let started = h.book(1, wed(10, 0)).unwrap();
+    h.now = wed(10, 0);
+    assert!(matches!(
+        h.reschedule(started, Requester::Patient(1), wed(14, 0)),
+        Err(EngineError::NotReschedulable(_))
+    ));
+    h.now = wed(10, 0) - Duration::seconds(1);
+    assert_eq!(
+        h.reschedule(started, Requester::Patient(1), wed(14, 0)),
+        Ok(())
+    );
+}
+
+#[test]
+fn rescheduling_to_the_current_time_is_invalid_on_scheduled_at() {
+    let mut h = Harness::london();
+    let id = h.book(1, wed(10, 0)).unwrap();
+    assert_eq!(
+        h.reschedule(id, Requester::Patient(1), wed(10, 0)),
+        Err(EngineError::Invalid(InvalidField::new(
+            "scheduled_at",
+            "is the consultation's current time"
+        )))
+    );
+}
+
+#[test]
+fn rescheduling_an_unknown_id_in_replay_changes_nothing_but_the_sequence() {
+    let mut h = Harness::london();
+    h.book(1, wed(10, 0)).unwrap();
+    let before = durable(&h.cal);
+    h.commit(DoctorEvent::Rescheduled {
+        consultation_id: 424_242,
+        from: wed(10, 0),
+        to: wed(11, 0),
+        at: h.now,
+    });
+    let after = durable(&h.cal);
+    assert_eq!((before.0, before.2), (after.0, after.2));
+    assert_eq!(after.1, before.1 + 1);
+}
+
+#[test]
+fn two_consultations_can_swap_through_a_free_slot() {
+    let mut h = Harness::london();
+    let a = h.book(1, wed(10, 0)).unwrap();
+    let b = h.book(2, wed(11, 0)).unwrap();
+    h.reschedule(a, Requester::Patient(1), wed(12, 0)).unwrap();
+    h.reschedule(b, Requester::Patient(2), wed(10, 0)).unwrap();
+    h.reschedule(a, Requester::Patient(1), wed(11, 0)).unwrap();
+    assert_eq!(h.cal.slot(a).unwrap().start, wed(11, 0));
+    assert_eq!(h.cal.slot(b).unwrap().start, wed(10, 0));
+    assert_eq!(h.check(3, wed(12, 0)), Ok(()));
+    let rebuilt = Calendar::rebuild(h.history()).unwrap();
+    assert_eq!(durable(&rebuilt), durable(&h.cal));
+}
+
+// ---------------------------------------------------------------------------------------
 // Schedule and status changes
 // ---------------------------------------------------------------------------------------
 
@@ -1134,14 +1405,15 @@ fn a_45_minute_grid_across_the_spring_gap_can_list_overlapping_slots_but_never_d
 // Snapshots, replay and pruning
 // ---------------------------------------------------------------------------------------
 
-/// A calendar with a little of everything: bookings, a cancellation, a schedule and a
-/// status change, and a live hold.
+/// A calendar with a little of everything: bookings, a cancellation, a reschedule into the
+/// freed slot, a schedule and a status change, and a live hold.
 fn busy_harness() -> Harness {
     let mut h = Harness::london();
     let a = h.book(1, wed(9, 0)).unwrap();
-    h.book(2, wed(10, 0)).unwrap();
+    let b = h.book(2, wed(10, 0)).unwrap();
     h.book(3, wed(11, 30)).unwrap();
     h.cancel(a, Requester::Patient(1)).unwrap();
+    h.reschedule(b, Requester::Patient(2), wed(9, 0)).unwrap();
     h.set_schedule(ScheduleUpdate {
         timezone: None,
         slot_minutes: Some(20),
@@ -1254,6 +1526,7 @@ fn journal_payloads_round_trip_and_refuse_unknown_versions_and_garbage() {
             "booked",
             "booked",
             "cancelled",
+            "rescheduled",
             "schedule_updated",
             "booked",
             "status_changed",
@@ -1639,6 +1912,12 @@ mod properties {
             which: usize,
             who: Who,
         },
+        /// Move the n-th (modulo) consultation ever booked, or an unknown one.
+        Reschedule {
+            which: usize,
+            who: Who,
+            to: Pick,
+        },
         Advance {
             minutes: i64,
         },
@@ -1762,7 +2041,9 @@ mod properties {
         prop_oneof![
             6 => (1..=PATIENTS, pick()).prop_map(|(patient, at)| Op::Book { patient, at }),
             2 => (1..=PATIENTS, pick()).prop_map(|(patient, at)| Op::Hold { patient, at }),
-            2 => (any::<usize>(), who).prop_map(|(which, who)| Op::Cancel { which, who }),
+            2 => (any::<usize>(), who.clone()).prop_map(|(which, who)| Op::Cancel { which, who }),
+            3 => (any::<usize>(), prop_oneof![6 => Just(Who::Owner), 1 => who], pick())
+                .prop_map(|(which, who, to)| Op::Reschedule { which, who, to }),
             2 => prop_oneof![1i64..=15, 1i64..=720].prop_map(|minutes| Op::Advance { minutes }),
             1 => Just(Op::SwitchSchedule),
             1 => prop::bool::weighted(0.6).prop_map(Op::SetAvailable),
@@ -1867,6 +2148,54 @@ mod properties {
                 .any(|b| overlaps(at, d, b.start, b.duration_minutes));
             let held = self.live_model_holds().any(|x| {
                 Some(x.patient_id) != patient && overlaps(at, d, x.start, x.duration_minutes)
+            });
+            if booked || held {
+                return Err(Rejection::Conflict);
+            }
+            Ok(())
+        }
+
+        /// What a reschedule of `moving` (of `duration` minutes) to `at` should meet, the
+        /// slow way: the API's wording of rules 3 and 4 on the local wall-clock time (the
+        /// whole consultation inside the window, a whole number of slots after its start, no
+        /// seconds), and conflicts with everything but the consultation itself.
+        fn expected_move(
+            &self,
+            patient: PatientId,
+            moving: ConsultationId,
+            duration: u16,
+            at: DateTime<Utc>,
+        ) -> Result<(), Rejection> {
+            use chrono::Timelike;
+            let p = self.h.cal.profile();
+            if !(p.is_approved && p.is_available) {
+                return Err(Rejection::DoctorUnavailable);
+            }
+            let local = at.with_timezone(&p.timezone);
+            let window = p.schedule.day(local.weekday());
+            if !window.enabled {
+                return Err(Rejection::DayUnavailable);
+            }
+            let m = (local.hour() * 60 + local.minute()) as u16;
+            let (start, end) = (window.start.minutes(), window.end.minutes());
+            let exact = local.second() == 0 && local.nanosecond() == 0;
+            if !(exact
+                && m >= start
+                && (m - start).is_multiple_of(p.slot_minutes)
+                && m + duration <= end)
+            {
+                return Err(Rejection::OutsideAvailability);
+            }
+            let notice = Duration::minutes(i64::from(self.h.rules.min_notice_minutes));
+            if at <= self.h.now + notice {
+                return Err(Rejection::InPast);
+            }
+            let booked = self
+                .model
+                .values()
+                .any(|b| b.id != moving && overlaps(at, duration, b.start, b.duration_minutes));
+            let held = self.live_model_holds().any(|x| {
+                x.patient_id != patient && overlaps(at, duration, x.start, x.duration_minutes)
             });
             if booked || held {
                 return Err(Rejection::Conflict);
@@ -2021,6 +2350,50 @@ mod properties {
                     if got.is_ok() {
                         self.model.remove(&id);
                         prop_assert_eq!(self.h.cal.slot(id), None);
+                    }
+                }
+                Op::Reschedule { which, who, to } => {
+                    let to = self.resolve(to, listing);
+                    let (id, owner) = if self.booked.is_empty() {
+                        (424_242, 1)
+                    } else {
+                        self.booked[which % self.booked.len()]
+                    };
+                    let by = match who {
+                        Who::Owner => Requester::Patient(owner),
+                        Who::OtherPatient => Requester::Patient(owner + 1),
+                        Who::Doctor => Requester::Doctor(DOCTOR),
+                        Who::OtherDoctor => Requester::Doctor(DOCTOR + 1),
+                        Who::Admin => Requester::Admin,
+                    };
+                    let expected = match self.model.get(&id) {
+                        None => Err("not reschedulable".to_owned()),
+                        Some(_) if !matches!(who, Who::Owner) => Err("forbidden".to_owned()),
+                        Some(s) if s.start <= self.h.now => Err("not reschedulable".to_owned()),
+                        Some(s) if s.start == to => Err("invalid".to_owned()),
+                        Some(s) => coarse(self.expected_move(owner, id, s.duration_minutes, to))
+                            .map_err(|r| r.code().to_owned()),
+                    };
+                    let got = self.h.reschedule(id, by, to).map_err(|e| match e {
+                        EngineError::Forbidden => "forbidden".to_owned(),
+                        EngineError::NotReschedulable(_) => "not reschedulable".to_owned(),
+                        EngineError::Invalid(_) => "invalid".to_owned(),
+                        EngineError::Rejected(r) => coarse(Err(r)).unwrap_err().code().to_owned(),
+                        e => e.to_string(),
+                    });
+                    prop_assert_eq!(&got, &expected, "reschedule {} by {:?} to {}", id, by, to);
+                    if got.is_ok() {
+                        let before = self.model[&id].clone();
+                        let after = self.h.cal.slot(id).cloned();
+                        prop_assert_eq!(
+                            after.as_ref(),
+                            Some(&BookedSlot {
+                                start: to,
+                                ..before.clone()
+                            })
+                        );
+                        self.model.insert(id, after.unwrap());
+                        self.holds.remove(&owner);
                     }
                 }
                 Op::Advance { minutes } => self.h.now += Duration::minutes(minutes),
@@ -2284,7 +2657,7 @@ mod properties {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
         #[test]
-        fn random_bookings_holds_and_cancellations_keep_every_rule(s in scenario()) {
+        fn random_bookings_holds_cancellations_and_reschedules_keep_every_rule(s in scenario()) {
             run_scenario(s)?;
         }
     }
