@@ -77,13 +77,21 @@ async fn each_role_reaches_only_its_own_endpoint_groups() {
             }
         }
     }
-    // Booking is for patients only.
+    // Booking and rescheduling are for patients only.
     for token in [app.token(Doctor, doctor), app.token(Admin, 1)] {
         let (status, _) = app
             .post(
                 "/patient/doctors/book",
                 &token,
                 json!({"doctor_id": doctor, "scheduled_at": at, "consult_mode": "chat"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = app
+            .post(
+                "/patient/consultations/1/reschedule",
+                &token,
+                json!({"scheduled_at": at}),
             )
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
@@ -166,6 +174,17 @@ async fn patients_and_doctors_act_only_on_their_own_records() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = app
+        .post(
+            &format!("/patient/consultations/{id}/reschedule"),
+            &other,
+            json!({"scheduled_at": tomorrow_at(15, 0)}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::FORBIDDEN, json!("forbidden"))
+    );
     let (_, still) = app
         .get(
             &format!("/patient/consultations/{id}"),
@@ -175,6 +194,11 @@ async fn patients_and_doctors_act_only_on_their_own_records() {
     assert_eq!(
         still["consultation"]["status"], "scheduled",
         "the other patient's cancel did nothing"
+    );
+    assert_eq!(
+        still["consultation"]["scheduled_at"],
+        json!(tomorrow_at(9, 0)),
+        "nor their reschedule"
     );
     let (_, theirs) = app.get("/patient/consultations", &other).await;
     assert!(theirs["consultations"]

@@ -175,6 +175,38 @@ impl TestApp {
         }
     }
 
+    /// The URL of this app's database.
+    pub fn db_url(&self) -> String {
+        match &self.db {
+            Db::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Db::Postgres(name) => pg_url_for(name),
+        }
+    }
+
+    /// Stops the server gracefully (journal flushed, final snapshots written) and starts a
+    /// new app on the same database, as a restarted process would; with
+    /// `delete_snapshots`, every snapshot is deleted in between, so the new app rebuilds
+    /// each doctor from the journal alone.
+    pub async fn restart(mut self, delete_snapshots: bool) -> TestApp {
+        self.shutdown().await;
+        let url = self.db_url();
+        if delete_snapshots {
+            let store = consult_scheduler::persistence::open_store(&url)
+                .await
+                .expect("the database opens");
+            assert!(
+                store.delete_snapshots().await.expect("snapshots deleted") >= 1,
+                "the shutdown wrote snapshots"
+            );
+            store.close().await;
+        }
+        let db = match &self.db {
+            Db::Sqlite(path) => Db::Sqlite(path.clone()),
+            Db::Postgres(name) => Db::Postgres(name.clone()),
+        };
+        TestApp::start(db, test_settings(&url, &[])).await
+    }
+
     /// Stops the server but keeps the database.
     pub async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {

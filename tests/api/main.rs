@@ -8,10 +8,12 @@ mod helpers;
 mod notifications;
 mod ops;
 mod patient;
+mod reschedule;
 mod sessions;
 mod stream;
 mod ui_support;
 mod vonage;
+mod watcher;
 
 use std::future::Future;
 use std::time::Duration;

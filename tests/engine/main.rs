@@ -4,4 +4,5 @@ pub mod helpers;
 
 mod concurrency;
 mod durability;
+mod reschedule;
 mod rules;
