@@ -89,6 +89,7 @@ async fn the_openapi_document_covers_every_endpoint_of_the_contract() {
         ("/patient/consultations", "get"),
         ("/patient/consultations/{id}", "get"),
         ("/patient/consultations/{id}/cancel", "post"),
+        ("/patient/consultations/{id}/reschedule", "post"),
         ("/doctor/availability", "get"),
         ("/doctor/availability", "put"),
         ("/doctor/status", "patch"),
@@ -113,6 +114,17 @@ async fn the_openapi_document_covers_every_endpoint_of_the_contract() {
     let book = &doc["components"]["schemas"]["BookRequest"]["properties"];
     for field in ["doctor_id", "scheduled_at", "consult_mode", "reason"] {
         assert!(book[field].is_object(), "BookRequest.{field}");
+    }
+    assert!(
+        doc["components"]["schemas"]["RescheduleRequest"]["properties"]["scheduled_at"].is_object(),
+        "RescheduleRequest.scheduled_at"
+    );
+    let reschedule = &doc["paths"]["/patient/consultations/{id}/reschedule"]["post"]["responses"];
+    for status in ["200", "400", "401", "403", "404", "409", "503"] {
+        assert!(
+            reschedule[status].is_object(),
+            "reschedule answers {status}"
+        );
     }
     let consultation = &doc["components"]["schemas"]["ConsultationDto"]["properties"];
     for field in [
