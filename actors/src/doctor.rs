@@ -620,12 +620,13 @@ impl DoctorActor {
                     .decide_reschedule(consultation_id, by, to, now, &self.ctx.rules);
             (decision, slot, hold, v.calendar.seq())
         };
-        let (event, slot) = match (decision, slot) {
-            (Ok(event), Some(slot)) => (event, slot),
-            (decision, slot) => {
-                let e = decision
-                    .err()
-                    .unwrap_or(EngineError::NotReschedulable("consultation is not active"));
+        let (event, slot) = match decision {
+            // A move is only decided for a consultation the calendar holds.
+            Ok(event) => (
+                event,
+                slot.expect("a decided reschedule has its consultation"),
+            ),
+            Err(e) => {
                 if let (EngineError::Rejected(Rejection::Conflict), Some(slot)) = (&e, &slot) {
                     info!(
                         event_type = "time_slot_conflict",

@@ -184,7 +184,8 @@ impl TestApp {
     }
 
     /// Stops the server gracefully (journal flushed, final snapshots written) and starts a
-    /// new app on the same database, as a restarted process would; with
+    /// new app on the same database with the plain test settings, as a restarted process
+    /// would; with
     /// `delete_snapshots`, every snapshot is deleted in between, so the new app rebuilds
     /// each doctor from the journal alone.
     pub async fn restart(mut self, delete_snapshots: bool) -> TestApp {
