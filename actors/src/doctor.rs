@@ -19,8 +19,8 @@ use crate::error::{EngineError, Rejection};
 use crate::feed::ChangeKind;
 use crate::journal::Entry;
 use crate::model::{
-    BookingRequest, Consultation, ConsultationId, DoctorProfile, PatientId, Requester,
-    ScheduleUpdate, SessionStatus, StatusUpdate,
+    BookingRequest, Consultation, ConsultationId, DoctorProfile, IdempotencyClaim, PatientId,
+    Requester, ScheduleUpdate, SessionStatus, StatusUpdate,
 };
 use crate::stats::EngineStats;
 
@@ -68,6 +68,8 @@ pub enum DoctorMsg {
     },
     Book {
         request: BookingRequest,
+        /// Stored with the booking, in its journal record's transaction.
+        idempotency: Option<IdempotencyClaim>,
         reply: Reply<Consultation>,
     },
     /// Replies with the cancellation time.
@@ -81,6 +83,8 @@ pub enum DoctorMsg {
         consultation_id: ConsultationId,
         by: Requester,
         to: DateTime<Utc>,
+        /// Stored with the move, in its journal record's transaction.
+        idempotency: Option<IdempotencyClaim>,
         reply: Reply<DateTime<Utc>>,
     },
     UpdateSchedule {
@@ -370,8 +374,12 @@ impl DoctorActor {
                 }
                 let _ = reply.send(Ok(released.is_some()));
             }
-            DoctorMsg::Book { request, reply } => {
-                self.book(myself, state, request, reply, now);
+            DoctorMsg::Book {
+                request,
+                idempotency,
+                reply,
+            } => {
+                self.book(myself, state, request, idempotency, reply, now);
             }
             DoctorMsg::Cancel {
                 consultation_id,
@@ -385,7 +393,7 @@ impl DoctorActor {
                 };
                 let doctor_id = state.doctor_id;
                 match decision {
-                    Ok(event) => self.journal(myself, state, event, Default::default(), {
+                    Ok(event) => self.journal(myself, state, event, Default::default(), None, {
                         move |r| {
                             if let (Ok(()), Some(slot)) = (&r, slot) {
                                 info!(
@@ -411,8 +419,18 @@ impl DoctorActor {
                 consultation_id,
                 by,
                 to,
+                idempotency,
                 reply,
-            } => self.reschedule(myself, state, consultation_id, by, to, reply, now),
+            } => self.reschedule(
+                myself,
+                state,
+                consultation_id,
+                by,
+                to,
+                idempotency,
+                reply,
+                now,
+            ),
             DoctorMsg::UpdateSchedule { update, reply } => {
                 let decision = state.read().calendar.decide_schedule(&update);
                 match decision {
@@ -509,6 +527,7 @@ impl DoctorActor {
         myself: &ActorRef<DoctorMsg>,
         state: &mut DoctorState,
         req: BookingRequest,
+        idempotency: Option<IdempotencyClaim>,
         reply: Reply<Consultation>,
         now: DateTime<Utc>,
     ) {
@@ -569,30 +588,37 @@ impl DoctorActor {
             cancelled_at: None,
         };
         let medical = req.medical;
-        self.journal(myself, state, event, medical.clone(), move |result| {
-            let c = consultation;
-            match &result {
-                Ok(()) => info!(
-                    event_type = "consultation_scheduled",
-                    consultation_id = c.id,
-                    consultation_reference = %c.reference,
-                    doctor_id = c.doctor_id,
-                    patient_id = c.patient_id,
-                    scheduled_at = %rfc3339(c.scheduled_at),
-                    consultation_mode = c.consultation_mode.as_str(),
-                ),
-                Err(e) => warn!(
-                    event_type = "consultation_booking_failed",
-                    consultation_id = c.id,
-                    doctor_id = c.doctor_id,
-                    patient_id = c.patient_id,
-                    scheduled_at = %rfc3339(c.scheduled_at),
-                    consultation_mode = c.consultation_mode.as_str(),
-                    error = %e,
-                ),
-            }
-            let _ = reply.send(result.map(|()| Consultation { medical, ..c }));
-        });
+        self.journal(
+            myself,
+            state,
+            event,
+            medical.clone(),
+            idempotency,
+            move |result| {
+                let c = consultation;
+                match &result {
+                    Ok(()) => info!(
+                        event_type = "consultation_scheduled",
+                        consultation_id = c.id,
+                        consultation_reference = %c.reference,
+                        doctor_id = c.doctor_id,
+                        patient_id = c.patient_id,
+                        scheduled_at = %rfc3339(c.scheduled_at),
+                        consultation_mode = c.consultation_mode.as_str(),
+                    ),
+                    Err(e) => warn!(
+                        event_type = "consultation_booking_failed",
+                        consultation_id = c.id,
+                        doctor_id = c.doctor_id,
+                        patient_id = c.patient_id,
+                        scheduled_at = %rfc3339(c.scheduled_at),
+                        consultation_mode = c.consultation_mode.as_str(),
+                        error = %e,
+                    ),
+                }
+                let _ = reply.send(result.map(|()| Consultation { medical, ..c }));
+            },
+        );
     }
 
     /// Decides a reschedule and journals it as one record: the new slot is taken and the
@@ -607,6 +633,7 @@ impl DoctorActor {
         consultation_id: ConsultationId,
         by: Requester,
         to: DateTime<Utc>,
+        idempotency: Option<IdempotencyClaim>,
         reply: Reply<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) {
@@ -648,27 +675,34 @@ impl DoctorActor {
             self.publish(state, seq, ChangeKind::Released, Some(at));
         }
         let from = slot.start;
-        self.journal(myself, state, event, Default::default(), move |result| {
-            match &result {
-                Ok(()) => info!(
-                    event_type = "consultation_rescheduled",
-                    consultation_id,
-                    consultation_reference = %slot.reference,
-                    doctor_id,
-                    patient_id = slot.patient_id,
-                    scheduled_at = %rfc3339(to),
-                    previous_scheduled_at = %rfc3339(from),
-                    consultation_mode = slot.mode.as_str(),
-                ),
-                Err(e) => warn!(
-                    consultation_id,
-                    doctor_id,
-                    error = %e,
-                    "reschedule not made durable; the consultation stays where it was"
-                ),
-            }
-            let _ = reply.send(result.map(|()| from));
-        });
+        self.journal(
+            myself,
+            state,
+            event,
+            Default::default(),
+            idempotency,
+            move |result| {
+                match &result {
+                    Ok(()) => info!(
+                        event_type = "consultation_rescheduled",
+                        consultation_id,
+                        consultation_reference = %slot.reference,
+                        doctor_id,
+                        patient_id = slot.patient_id,
+                        scheduled_at = %rfc3339(to),
+                        previous_scheduled_at = %rfc3339(from),
+                        consultation_mode = slot.mode.as_str(),
+                    ),
+                    Err(e) => warn!(
+                        consultation_id,
+                        doctor_id,
+                        error = %e,
+                        "reschedule not made durable; the consultation stays where it was"
+                    ),
+                }
+                let _ = reply.send(result.map(|()| from));
+            },
+        );
     }
 
     /// Sends `answer` now if everything this actor decided is durable; otherwise once it
@@ -705,7 +739,7 @@ impl DoctorActor {
     ) {
         let mut profile = state.read().calendar.profile().clone();
         event.apply_to_profile(&mut profile);
-        self.journal(myself, state, event, Default::default(), move |r| {
+        self.journal(myself, state, event, Default::default(), None, move |r| {
             let _ = reply.send(r.map(|()| profile));
         });
     }
@@ -718,6 +752,7 @@ impl DoctorActor {
         state: &mut DoctorState,
         event: DoctorEvent,
         medical: crate::model::MedicalInfo,
+        idempotency: Option<IdempotencyClaim>,
         done: impl FnOnce(Result<(), EngineError>) + Send + 'static,
     ) {
         let permit = match self.ctx.journal.try_reserve(state.doctor_id) {
@@ -778,6 +813,7 @@ impl DoctorActor {
                 recorded_at: self.ctx.clock.now(),
                 event,
                 medical,
+                idempotency,
             },
             generation: state.generation,
             actor: myself.clone(),

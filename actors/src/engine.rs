@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::calendar::{
-    validate_slot_minutes, Availability, Calendar, DoctorEvent, JournalRecord, Rules,
+    validate_slot_minutes, Availability, Calendar, DoctorEvent, Hold, JournalRecord, Rules,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::doctor::{log_check, DoctorHandle, DoctorMsg, DoctorSnapshot, SlotCheck};
@@ -26,7 +26,8 @@ use crate::feed::{Feeds, Position, Subscription};
 use crate::journal::{self, DurableHook, JournalConfig, JournalHandle};
 use crate::model::{
     BookingRequest, Consultation, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile,
-    NewDoctor, PatientId, Requester, ScheduleUpdate, StatusUpdate,
+    IdempotencyClaim, NewDoctor, PatientId, Requester, ScheduleUpdate, StatusUpdate,
+    StoredIdempotency,
 };
 use crate::notifier::{NotifierHandle, WebhookSettings};
 use crate::outbox::{InboxQuery, Notification, Recipient};
@@ -85,6 +86,9 @@ struct EngineInner {
     notifier: Option<Arc<NotifierHandle>>,
     closing: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The idempotency-key purge loop; aborted at shutdown (a purge cut short loses
+    /// nothing: the next round deletes what is left).
+    purger: JoinHandle<()>,
 }
 
 /// Dropping the last handle without [`Engine::shutdown`] stops the shards and their doctor
@@ -93,6 +97,7 @@ struct EngineInner {
 /// durable either way; `shutdown` additionally writes final snapshots.
 impl Drop for EngineInner {
     fn drop(&mut self) {
+        self.purger.abort();
         if self.closing.load(Ordering::SeqCst) {
             return;
         }
@@ -248,6 +253,12 @@ impl EngineBuilder {
             },
             Arc::clone(&stats),
         );
+        let purger = tokio::spawn(purge_idempotency_keys(
+            Arc::clone(&self.store),
+            Arc::clone(&self.clock),
+            Duration::from_millis(settings.idempotency_purge_interval_ms),
+            settings.idempotency_purge_batch_rows,
+        ));
         let ctx = Arc::new(EngineContext {
             store: self.store,
             journal,
@@ -290,8 +301,48 @@ impl EngineBuilder {
                 notifier,
                 closing: AtomicBool::new(false),
                 tasks: Mutex::new(tasks),
+                purger,
             }),
         })
+    }
+}
+
+/// Most purge statements in one round, so a huge backlog is worked off over several
+/// rounds instead of one long burst against the journal's database.
+const MAX_PURGE_STATEMENTS_PER_ROUND: u32 = 100;
+
+/// Every `interval`, deletes expired idempotency keys, `batch_rows` per statement, until
+/// fewer than that are left (or the round's bound). A failure is logged and retried next
+/// round: expired keys are already treated as unknown, purging only frees space.
+async fn purge_idempotency_keys(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+    batch_rows: u32,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let mut purged = 0_u64;
+        for _ in 0..MAX_PURGE_STATEMENTS_PER_ROUND {
+            match store.purge_idempotency(clock.now(), batch_rows).await {
+                Ok(n) => {
+                    purged += n;
+                    if n < u64::from(batch_rows) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "idempotency key purge failed; retried next round");
+                    break;
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::debug!(purged, "expired idempotency keys purged");
+        }
     }
 }
 
@@ -443,6 +494,15 @@ impl Engine {
         .await
     }
 
+    /// The patient's live hold on this doctor, if any. Holds live only in an active actor
+    /// (an actor with a live hold is never passivated), so an inactive doctor has none.
+    pub fn hold_of(&self, doctor_id: DoctorId, patient_id: PatientId) -> Option<Hold> {
+        self.read_view(doctor_id, |cal| {
+            cal.live_hold_of(patient_id, self.now()).cloned()
+        })
+        .flatten()
+    }
+
     /// Drops the patient's hold on this doctor; answers whether there was one.
     pub async fn release_hold(
         &self,
@@ -459,14 +519,65 @@ impl Engine {
     /// Books a slot. Returns only once the booking is durable; any error means it was not
     /// acknowledged (after `Timeout` it may still have been made).
     pub async fn book(&self, request: BookingRequest) -> Result<Consultation, EngineError> {
+        self.book_with(request, None).await
+    }
+
+    /// Like [`Engine::book`], storing `idempotency` with the booking in its own journal
+    /// transaction (the caller has checked that the key is not stored: see
+    /// [`Engine::find_idempotency`]; a key stored meanwhile refuses the batch, answered
+    /// as a storage error, never a second booking).
+    pub async fn book_with(
+        &self,
+        request: BookingRequest,
+        idempotency: Option<IdempotencyClaim>,
+    ) -> Result<Consultation, EngineError> {
         if let Some((field, reason)) = request.medical.over_limit().into_iter().next() {
             return Err(InvalidField::new(field, reason).into());
         }
         self.call(request.doctor_id, |reply| DoctorMsg::Book {
             request: request.clone(),
+            idempotency: idempotency.clone(),
             reply,
         })
         .await
+    }
+
+    /// The claim to store with a request answered under `key`: expires after
+    /// `engine.idempotency_ttl_s`.
+    pub fn idempotency_claim(
+        &self,
+        patient_id: PatientId,
+        key: &str,
+        fingerprint: String,
+    ) -> IdempotencyClaim {
+        IdempotencyClaim {
+            patient_id,
+            key: key.to_owned(),
+            fingerprint,
+            expires_at: self.now()
+                + chrono::Duration::seconds(i64::from(self.settings().idempotency_ttl_s)),
+        }
+    }
+
+    /// The patient's stored, unexpired idempotency key `key`. An expired one is treated
+    /// as unknown and deleted at once, so the key can be stored again with a new booking.
+    pub async fn find_idempotency(
+        &self,
+        patient_id: PatientId,
+        key: &str,
+    ) -> Result<Option<StoredIdempotency>, EngineError> {
+        let store = &self.ctx().store;
+        let now = self.now();
+        match store.find_idempotency(patient_id, key).await? {
+            Some(stored) if stored.expires_at > now => Ok(Some(stored)),
+            Some(_) => {
+                store
+                    .forget_expired_idempotency(patient_id, key, now)
+                    .await?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Cancels a consultation on behalf of `by`; patients may cancel their own, doctors
@@ -512,6 +623,18 @@ impl Engine {
         by: Requester,
         to: DateTime<Utc>,
     ) -> Result<Consultation, EngineError> {
+        self.reschedule_with(consultation_id, by, to, None).await
+    }
+
+    /// Like [`Engine::reschedule`], storing `idempotency` with the move in its own journal
+    /// transaction (see [`Engine::book_with`]).
+    pub async fn reschedule_with(
+        &self,
+        consultation_id: ConsultationId,
+        by: Requester,
+        to: DateTime<Utc>,
+        idempotency: Option<IdempotencyClaim>,
+    ) -> Result<Consultation, EngineError> {
         let c = self.consultation(consultation_id).await?;
         match by {
             Requester::Patient(p) if p == c.patient_id => {}
@@ -524,6 +647,7 @@ impl Engine {
             consultation_id,
             by,
             to,
+            idempotency: idempotency.clone(),
             reply,
         })
         .await?;
@@ -701,6 +825,7 @@ impl Engine {
         if let Some(n) = &self.inner.notifier {
             n.shutdown().await;
         }
+        self.inner.purger.abort();
         let tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
         for t in tasks {
             let _ = t.await;

@@ -12,7 +12,7 @@ use crate::calendar::{DoctorEvent, JournalRecord};
 use crate::error::StoreError;
 use crate::model::{
     Consultation, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile, NewDoctor,
-    PatientId, SessionStatus,
+    PatientId, SessionStatus, StoredIdempotency,
 };
 use crate::outbox::{
     ConsultationSummary, InboxQuery, Notification, NotificationKind, Recipient, SessionOutcome,
@@ -30,6 +30,8 @@ struct Tables {
     snapshots: HashMap<DoctorId, StoredSnapshot>,
     sessions: BTreeMap<ConsultationId, SessionRecord>,
     notifications: BTreeMap<i64, StoredNotification>,
+    /// (patient, key) -> the stored key: unique, like the SQL stores' primary key.
+    idempotency: HashMap<(PatientId, String), StoredIdempotency>,
 }
 
 /// A notification as kept; its consultation is joined when read, as in the SQL stores.
@@ -142,6 +144,7 @@ fn validate(t: &Tables, batch: &[JournalRecord]) -> Result<(), StoreError> {
     // Where each consultation touched by the batch is now (`None`: no longer active).
     let mut moved: HashMap<ConsultationId, Option<Key>> = HashMap::new();
     let mut new_ids = HashSet::new();
+    let mut new_keys: HashSet<(PatientId, &str)> = HashSet::new();
     let busy = |key: &Key, freed: &HashSet<Key>, taken: &HashSet<Key>| {
         (t.active_slots.contains(key) && !freed.contains(key)) || taken.contains(key)
     };
@@ -156,6 +159,17 @@ fn validate(t: &Tables, batch: &[JournalRecord]) -> Result<(), StoreError> {
         }
         if !t.doctors.contains_key(&r.doctor_id) {
             return Err(StoreError::Constraint(format!("no doctor {}", r.doctor_id)));
+        }
+        if let Some(claim) = &r.idempotency {
+            if t.idempotency
+                .contains_key(&(claim.patient_id, claim.key.clone()))
+                || !new_keys.insert((claim.patient_id, claim.key.as_str()))
+            {
+                return Err(StoreError::Constraint(format!(
+                    "idempotency key of patient {} is already stored",
+                    claim.patient_id
+                )));
+            }
         }
         // The active slot of consultation `id` of this doctor at this point of the batch.
         let current =
@@ -312,11 +326,72 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) {
             }
         }
     }
+    if let Some(claim) = &r.idempotency {
+        let consultation_id = match &r.event {
+            DoctorEvent::Booked { slot } => Some(slot.id),
+            DoctorEvent::Rescheduled {
+                consultation_id, ..
+            } => Some(*consultation_id),
+            _ => None,
+        };
+        if let Some(consultation_id) = consultation_id {
+            t.idempotency.insert(
+                (claim.patient_id, claim.key.clone()),
+                StoredIdempotency {
+                    fingerprint: claim.fingerprint.clone(),
+                    consultation_id,
+                    expires_at: micros(claim.expires_at),
+                },
+            );
+        }
+    }
     t.journal.insert((r.doctor_id, r.seq), r.event.clone());
 }
 
 #[async_trait]
 impl Store for MemoryStore {
+    async fn find_idempotency(
+        &self,
+        patient_id: PatientId,
+        key: &str,
+    ) -> Result<Option<StoredIdempotency>, StoreError> {
+        Ok(self
+            .tables()
+            .idempotency
+            .get(&(patient_id, key.to_owned()))
+            .cloned())
+    }
+
+    async fn forget_expired_idempotency(
+        &self,
+        patient_id: PatientId,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        let k = (patient_id, key.to_owned());
+        if t.idempotency.get(&k).is_some_and(|s| s.expires_at <= now) {
+            t.idempotency.remove(&k);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn purge_idempotency(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let mut t = self.tables();
+        let expired: Vec<_> = t
+            .idempotency
+            .iter()
+            .filter(|(_, s)| s.expires_at <= now)
+            .map(|(k, _)| k.clone())
+            .take(limit as usize)
+            .collect();
+        for k in &expired {
+            t.idempotency.remove(k);
+        }
+        Ok(expired.len() as u64)
+    }
+
     async fn create_doctor(
         &self,
         doctor: &NewDoctor,

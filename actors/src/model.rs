@@ -244,6 +244,48 @@ pub struct BookingRequest {
     pub medical: MedicalInfo,
 }
 
+/// Longest accepted idempotency key, in bytes (visible ASCII only).
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+/// Whether `key` is an acceptable idempotency key: 1 to [`MAX_IDEMPOTENCY_KEY_BYTES`]
+/// visible ASCII characters (`!` to `~`), so it fits any index and any log line.
+pub fn valid_idempotency_key(key: &str) -> bool {
+    (1..=MAX_IDEMPOTENCY_KEY_BYTES).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// An idempotency key to store with the record that answers it, in the record's own
+/// transaction: a repeat after a crash finds it. The consultation it answers with is the
+/// record's (`Booked` or `Rescheduled`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    pub patient_id: PatientId,
+    pub key: String,
+    /// A hash of the whole request (never the request itself: it holds medical text).
+    pub fingerprint: String,
+    /// After this the key is unknown again.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Keys are the client's; shown in full only at debug level, so `Debug` leaves it out.
+impl std::fmt::Debug for IdempotencyClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdempotencyClaim")
+            .field("patient_id", &self.patient_id)
+            .field("fingerprint", &self.fingerprint)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored idempotency key: what a repeat is compared with and answered from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIdempotency {
+    pub fingerprint: String,
+    pub consultation_id: ConsultationId,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Who asks for a change; the doctor actor checks ownership with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Requester {

@@ -45,6 +45,14 @@ pub struct EngineSettings {
     /// Slot changes kept per watched doctor for streams that reconnect; older ones are
     /// answered with a resync.
     pub stream_buffer_events: usize,
+    /// How long an `Idempotency-Key` answers with its first answer (stored with the
+    /// booking); after it the key is unknown again.
+    pub idempotency_ttl_s: u32,
+    /// How often expired idempotency keys are purged from the store.
+    pub idempotency_purge_interval_ms: u64,
+    /// Most expired keys deleted by one purge statement, so a purge never holds the
+    /// journal's tables for long; a round repeats statements until fewer are left.
+    pub idempotency_purge_batch_rows: u32,
 }
 
 impl Default for EngineSettings {
@@ -70,6 +78,9 @@ impl Default for EngineSettings {
             max_stream_subscribers_per_doctor: 256,
             max_stream_subscribers: 10_000,
             stream_buffer_events: 256,
+            idempotency_ttl_s: 24 * 3600,
+            idempotency_purge_interval_ms: 60_000,
+            idempotency_purge_batch_rows: 1_000,
         }
     }
 }
@@ -168,6 +179,21 @@ impl EngineSettings {
             (1..=65_536).contains(&self.stream_buffer_events),
             "stream_buffer_events",
             "must be 1..=65536",
+        )?;
+        check(
+            (60..=7 * 86_400).contains(&self.idempotency_ttl_s),
+            "idempotency_ttl_s",
+            "must be 60..=604800 (a minute to a week)",
+        )?;
+        check(
+            (1_000..=86_400_000).contains(&self.idempotency_purge_interval_ms),
+            "idempotency_purge_interval_ms",
+            "must be 1000..=86400000",
+        )?;
+        check(
+            (1..=100_000).contains(&self.idempotency_purge_batch_rows),
+            "idempotency_purge_batch_rows",
+            "must be 1..=100000",
         )?;
         Ok(())
     }

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 
 use crate::calendar::{DoctorEvent, JournalRecord};
 use crate::error::StoreError;
-use crate::model::{Consultation, ConsultationId, DoctorId, DoctorProfile, NewDoctor, PatientId};
+use crate::model::{
+    Consultation, ConsultationId, DoctorId, DoctorProfile, NewDoctor, PatientId, StoredIdempotency,
+};
 use crate::outbox::{
     InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
 };
@@ -49,8 +51,10 @@ pub trait Store: Send + Sync + 'static {
     /// `consultation_scheduled` / `consultation_cancelled` / `consultation_rescheduled`
     /// notification for its patient and its doctor (webhook due at once). Events of one
     /// doctor are applied in an order that never puts two active consultations on one start
-    /// (see `consult_persistence`'s batch planner). All or nothing: on error nothing of the
-    /// batch is stored.
+    /// (see `consult_persistence`'s batch planner). A record's `idempotency` claim becomes
+    /// an `idempotency_keys` row; a `(patient, key)` already stored (expired or not) or twice
+    /// in the batch refuses the whole batch with `Constraint`. All or nothing: on error
+    /// nothing of the batch is stored.
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError>;
 
     /// Stores (replaces) the doctor's snapshot covering the journal up to `seq`.
@@ -161,6 +165,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records the outcome of a webhook delivery of notification `id`.
     async fn update_webhook(&self, id: i64, update: WebhookUpdate) -> Result<(), StoreError>;
+
+    /// The stored idempotency key `key` of `patient_id`, expired or not (the caller
+    /// decides; see [`Store::forget_expired_idempotency`]). Keys are written by `append`,
+    /// with the record they answer (`JournalRecord::idempotency`).
+    async fn find_idempotency(
+        &self,
+        patient_id: PatientId,
+        key: &str,
+    ) -> Result<Option<StoredIdempotency>, StoreError>;
+
+    /// Deletes the key if it expired at or before `now`, so the patient may use it again
+    /// (its unique index would refuse the new booking otherwise); answers whether it did.
+    async fn forget_expired_idempotency(
+        &self,
+        patient_id: PatientId,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes at most `limit` keys that expired at or before `now`, in one statement;
+    /// returns how many. Callers repeat while it returns `limit`.
+    async fn purge_idempotency(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 
     /// Cheap reachability check for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -140,6 +140,16 @@ pub(crate) struct NewSession {
     pub at: DateTime<Utc>,
 }
 
+/// One `idempotency_keys` row, from a record's claim.
+pub(crate) struct NewIdempotencyKey<'a> {
+    pub patient_id: i64,
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+    pub consultation_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Everything one `append` writes.
 pub(crate) struct Plan<'a> {
     pub journal: Vec<JournalRow>,
@@ -153,6 +163,8 @@ pub(crate) struct Plan<'a> {
     /// consultation row).
     pub sessions: Vec<NewSession>,
     pub notifications: Vec<NewNotification>,
+    /// Written after every phase; empty (nothing written) for records without a key.
+    pub idempotency: Vec<NewIdempotencyKey<'a>>,
 }
 
 /// Plans the writes of `batch`. Fails only on values the schema cannot hold.
@@ -162,6 +174,7 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
     let mut doctor_updates = Vec::new();
     let mut sessions = Vec::new();
     let mut notifications = Vec::new();
+    let mut idempotency = Vec::new();
     let mut cursors: HashMap<DoctorId, DoctorCursor> = HashMap::new();
     let mut phase_for = |doctor_id: DoctorId, step: Step, phases: &mut Vec<Phase<'_>>| {
         let phase = cursors.entry(doctor_id).or_default().place(step);
@@ -179,6 +192,28 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
             payload: record.event.encode(),
             recorded_at: record.recorded_at,
         });
+        if let Some(claim) = &record.idempotency {
+            let consultation_id = match &record.event {
+                DoctorEvent::Booked { slot } => slot.id,
+                DoctorEvent::Rescheduled {
+                    consultation_id, ..
+                } => *consultation_id,
+                _ => {
+                    return Err(StoreError::Constraint(format!(
+                        "an idempotency key on a {} record answers no consultation",
+                        record.event.kind()
+                    )))
+                }
+            };
+            idempotency.push(NewIdempotencyKey {
+                patient_id: claim.patient_id,
+                key: &claim.key,
+                fingerprint: &claim.fingerprint,
+                consultation_id,
+                created_at: record.recorded_at,
+                expires_at: claim.expires_at,
+            });
+        }
         match &record.event {
             DoctorEvent::Registered { .. } => {}
             DoctorEvent::Booked { slot } => {
@@ -274,6 +309,7 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
         doctor_updates,
         sessions,
         notifications,
+        idempotency,
     })
 }
 
@@ -324,6 +360,7 @@ mod tests {
                 },
             },
             medical: MedicalInfo::default(),
+            idempotency: None,
         }
     }
 
@@ -337,6 +374,7 @@ mod tests {
                 at: at(1),
             },
             medical: MedicalInfo::default(),
+            idempotency: None,
         }
     }
 
@@ -352,6 +390,7 @@ mod tests {
                 at: at(2),
             },
             medical: MedicalInfo::default(),
+            idempotency: None,
         }
     }
 

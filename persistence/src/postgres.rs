@@ -18,15 +18,15 @@ use consult_actors::outbox::{
 };
 use consult_actors::{
     Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, NewDoctor, PatientId,
-    Store, StoreError, StoredSnapshot,
+    Store, StoreError, StoredIdempotency, StoredSnapshot,
 };
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 
 use crate::batch::{
-    self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewNotification, NewSession,
-    Reschedule,
+    self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey,
+    NewNotification, NewSession, Reschedule,
 };
 use crate::error::{config_error, db_error, migrate_error};
 use crate::rows::{
@@ -207,11 +207,26 @@ fn bind_notifications<'q>(
         .bind(parties.iter().map(|p| p.1).collect::<Vec<_>>())
 }
 
-/// A batch of bookings only (the usual batch) as one statement: Postgres runs it in its own
-/// implicit transaction, so the batch is all or nothing in one round trip, where BEGIN, four
-/// inserts and COMMIT took six. The parameters are those of the four statements above, in
-/// order (journal 1-5, consultations 6-20, sessions 21-22, notifications 23-27).
-const BOOKINGS_BATCH: &str = "WITH j AS (\
+const INSERT_IDEMPOTENCY_KEYS: &str = "INSERT INTO idempotency_keys (patient_id, key, \
+     fingerprint, consultation_id, created_at, expires_at) \
+     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], \
+     $5::timestamptz[], $6::timestamptz[])";
+
+fn bind_idempotency_keys<'q>(query: PgQuery<'q>, rows: &'q [NewIdempotencyKey<'_>]) -> PgQuery<'q> {
+    query
+        .bind(rows.iter().map(|k| k.patient_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|k| k.key).collect::<Vec<_>>())
+        .bind(rows.iter().map(|k| k.fingerprint).collect::<Vec<_>>())
+        .bind(rows.iter().map(|k| k.consultation_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|k| k.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|k| k.expires_at).collect::<Vec<_>>())
+}
+
+// The one statement of a bookings-only batch, optionally with one more CTE in front (the
+// idempotency keys); see `BOOKINGS_BATCH`.
+macro_rules! bookings_batch {
+    ($($keys:literal)?) => {
+        concat!("WITH ", $($keys,)? "j AS (\
      INSERT INTO journal (doctor_id, seq, kind, payload, recorded_at) \
      SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], \
      $5::timestamptz[])), \
@@ -238,7 +253,25 @@ const BOOKINGS_BATCH: &str = "WITH j AS (\
      FROM UNNEST($23::text[], $24::bigint[], $25::timestamptz[], $26::bigint[], \
      $27::bigint[]) WITH ORDINALITY AS u(kind, id, at, patient, doctor, ord) \
      CROSS JOIN (VALUES (1, 'patient'), (2, 'doctor')) AS r(n, role) \
-     ORDER BY u.ord, r.n";
+     ORDER BY u.ord, r.n")
+    };
+}
+
+/// A batch of bookings only (the usual batch) as one statement: Postgres runs it in its own
+/// implicit transaction, so the batch is all or nothing in one round trip, where BEGIN, four
+/// inserts and COMMIT took six. The parameters are those of the four statements above, in
+/// order (journal 1-5, consultations 6-20, sessions 21-22, notifications 23-27).
+const BOOKINGS_BATCH: &str = bookings_batch!();
+
+/// [`BOOKINGS_BATCH`] for a batch where some bookings carry an idempotency key: one more
+/// UNNEST insert in the same statement (parameters 28-33, bound after the notifications).
+/// A batch without keys keeps the statement above and writes nothing extra.
+const BOOKINGS_BATCH_WITH_KEYS: &str = bookings_batch!(
+    "k AS (INSERT INTO idempotency_keys (patient_id, key, fingerprint, consultation_id, \
+     created_at, expires_at) \
+     SELECT * FROM UNNEST($28::bigint[], $29::text[], $30::text[], $31::bigint[], \
+     $32::timestamptz[], $33::timestamptz[])), "
+);
 
 async fn insert_journal(conn: &mut PgConnection, rows: &[JournalRow]) -> Result<(), StoreError> {
     bind_journal(sqlx::query(INSERT_JOURNAL), rows)
@@ -502,14 +535,19 @@ impl Store for PgStore {
                 plan.doctor_updates.is_empty(),
                 parties,
             ) {
-                let query = bind_journal(sqlx::query(BOOKINGS_BATCH), &plan.journal);
+                let sql = if plan.idempotency.is_empty() {
+                    BOOKINGS_BATCH
+                } else {
+                    BOOKINGS_BATCH_WITH_KEYS
+                };
+                let query = bind_journal(sqlx::query(sql), &plan.journal);
                 let query = bind_consultations(query, &phase.bookings);
                 let query = bind_sessions(query, &plan.sessions);
-                return bind_notifications(query, &plan.notifications, &parties)
-                    .execute(&self.pool)
-                    .await
-                    .map(drop)
-                    .map_err(db_error);
+                let mut query = bind_notifications(query, &plan.notifications, &parties);
+                if !plan.idempotency.is_empty() {
+                    query = bind_idempotency_keys(query, &plan.idempotency);
+                }
+                return query.execute(&self.pool).await.map(drop).map_err(db_error);
             }
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
@@ -522,9 +560,72 @@ impl Store for PgStore {
         for update in &plan.doctor_updates {
             update_doctor(&mut tx, update).await?;
         }
+        if !plan.idempotency.is_empty() {
+            bind_idempotency_keys(sqlx::query(INSERT_IDEMPOTENCY_KEYS), &plan.idempotency)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
         insert_sessions(&mut tx, &plan.sessions).await?;
         insert_notifications(&mut tx, &plan.notifications).await?;
         tx.commit().await.map_err(db_error)
+    }
+
+    async fn find_idempotency(
+        &self,
+        patient_id: PatientId,
+        key: &str,
+    ) -> Result<Option<StoredIdempotency>, StoreError> {
+        sqlx::query(
+            "SELECT fingerprint, consultation_id, expires_at FROM idempotency_keys \
+             WHERE patient_id = $1 AND key = $2",
+        )
+        .bind(patient_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(|row| {
+            Ok(StoredIdempotency {
+                fingerprint: row.text("fingerprint")?,
+                consultation_id: row.int8("consultation_id")?,
+                expires_at: row.time("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn forget_expired_idempotency(
+        &self,
+        patient_id: PatientId,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM idempotency_keys WHERE patient_id = $1 AND key = $2 \
+             AND expires_at <= $3",
+        )
+        .bind(patient_id)
+        .bind(key)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected()
+            > 0)
+    }
+
+    async fn purge_idempotency(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys \
+             WHERE expires_at <= $1 LIMIT $2)",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected())
     }
 
     async fn save_snapshot(

@@ -16,7 +16,7 @@ use consult_actors::outbox::{
 };
 use consult_actors::{
     Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, NewDoctor, PatientId,
-    Store, StoreError, StoredSnapshot,
+    Store, StoreError, StoredIdempotency, StoredSnapshot,
 };
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -26,8 +26,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, SqliteConnection};
 
 use crate::batch::{
-    self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewNotification, NewSession,
-    Reschedule,
+    self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey,
+    NewNotification, NewSession, Reschedule,
 };
 use crate::error::{config_error, db_error, migrate_error};
 use crate::rows::{
@@ -294,6 +294,28 @@ async fn reschedule_consultations(
     Ok(())
 }
 
+async fn insert_idempotency_keys(
+    conn: &mut SqliteConnection,
+    rows: &[NewIdempotencyKey<'_>],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(MAX_BOUND_VARIABLES / 6) {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO idempotency_keys (patient_id, key, fingerprint, consultation_id, \
+             created_at, expires_at) ",
+        );
+        query.push_values(chunk, |mut row, k| {
+            row.push_bind(k.patient_id)
+                .push_bind(k.key)
+                .push_bind(k.fingerprint)
+                .push_bind(k.consultation_id)
+                .push_bind(ts(k.created_at))
+                .push_bind(ts(k.expires_at));
+        });
+        query.build().execute(&mut *conn).await.map_err(db_error)?;
+    }
+    Ok(())
+}
+
 async fn insert_sessions(
     conn: &mut SqliteConnection,
     rows: &[NewSession],
@@ -500,9 +522,67 @@ impl Store for SqliteStore {
         for update in &plan.doctor_updates {
             update_doctor(&mut tx, update).await?;
         }
+        insert_idempotency_keys(&mut tx, &plan.idempotency).await?;
         insert_sessions(&mut tx, &plan.sessions).await?;
         insert_notifications(&mut tx, &plan.notifications).await?;
         tx.commit().await.map_err(db_error)
+    }
+
+    async fn find_idempotency(
+        &self,
+        patient_id: PatientId,
+        key: &str,
+    ) -> Result<Option<StoredIdempotency>, StoreError> {
+        sqlx::query(
+            "SELECT fingerprint, consultation_id, expires_at FROM idempotency_keys \
+             WHERE patient_id = ?1 AND key = ?2",
+        )
+        .bind(patient_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(|row| {
+            Ok(StoredIdempotency {
+                fingerprint: row.text("fingerprint")?,
+                consultation_id: row.int8("consultation_id")?,
+                expires_at: row.time("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn forget_expired_idempotency(
+        &self,
+        patient_id: PatientId,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM idempotency_keys WHERE patient_id = ?1 AND key = ?2 \
+             AND expires_at <= ?3",
+        )
+        .bind(patient_id)
+        .bind(key)
+        .bind(ts(now))
+        .execute(&self.writer)
+        .await
+        .map_err(db_error)?
+        .rows_affected()
+            > 0)
+    }
+
+    async fn purge_idempotency(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys \
+             WHERE expires_at <= ?1 LIMIT ?2)",
+        )
+        .bind(ts(now))
+        .bind(i64::from(limit))
+        .execute(&self.writer)
+        .await
+        .map_err(db_error)?
+        .rows_affected())
     }
 
     async fn save_snapshot(

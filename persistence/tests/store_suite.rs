@@ -12,8 +12,8 @@ use consult_actors::outbox::{
     InboxQuery, NotificationKind, Recipient, SessionOutcome, WebhookUpdate,
 };
 use consult_actors::{
-    reference_for, ConsultMode, Consultation, ConsultationStatus, DoctorProfile, MedicalInfo,
-    NewDoctor, SessionStatus, Store, StoreError, StoredSnapshot,
+    reference_for, ConsultMode, Consultation, ConsultationStatus, DoctorProfile, IdempotencyClaim,
+    MedicalInfo, NewDoctor, SessionStatus, Store, StoreError, StoredIdempotency, StoredSnapshot,
 };
 use consult_persistence::{open_store, testing, SqliteStore};
 
@@ -122,6 +122,10 @@ store_test_suite!(
     a_retried_session_is_due_again_only_at_its_next_attempt,
     the_inbox_pages_newest_first_and_marks_only_the_recipients_own_read,
     a_webhook_stays_due_until_delivered_or_given_up,
+    an_idempotency_key_is_stored_with_its_booking_or_reschedule_in_the_same_batch,
+    a_failing_batch_stores_neither_its_bookings_nor_their_idempotency_keys,
+    a_batch_repeating_a_stored_idempotency_key_of_the_patient_fails_whole_with_constraint,
+    purging_idempotency_keys_removes_only_expired_ones_in_bounded_batches,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -185,6 +189,7 @@ fn booking(
             },
         },
         medical,
+        idempotency: None,
     }
 }
 
@@ -198,6 +203,7 @@ fn cancellation(doctor_id: i64, seq: u64, consultation_id: i64) -> JournalRecord
             at: now() + Duration::minutes(5),
         },
         medical: MedicalInfo::default(),
+        idempotency: None,
     }
 }
 
@@ -219,6 +225,7 @@ fn reschedule(
             at: now() + Duration::minutes(3),
         },
         medical: MedicalInfo::default(),
+        idempotency: None,
     }
 }
 
@@ -335,6 +342,7 @@ async fn an_appended_batch_is_reflected_in_the_journal_and_every_projection(stor
                 schedule: new_schedule,
             },
             medical: MedicalInfo::default(),
+            idempotency: None,
         },
         JournalRecord {
             doctor_id: doctor.id,
@@ -345,6 +353,7 @@ async fn an_appended_batch_is_reflected_in_the_journal_and_every_projection(stor
                 is_approved: true,
             },
             medical: MedicalInfo::default(),
+            idempotency: None,
         },
     ];
     store.append(&batch).await.expect("append");
@@ -1426,4 +1435,283 @@ async fn a_webhook_stays_due_until_delivered_or_given_up(store: Arc<dyn Store>) 
         .await
         .expect("due")
         .is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Idempotency keys
+
+/// `record` carrying patient `patient_id`'s key `key`, expiring a day after `now()`.
+fn with_key(mut record: JournalRecord, patient_id: i64, key: &str) -> JournalRecord {
+    record.idempotency = Some(IdempotencyClaim {
+        patient_id,
+        key: key.to_owned(),
+        fingerprint: format!("fp-{patient_id}-{key}"),
+        expires_at: now() + Duration::hours(24),
+    });
+    record
+}
+
+fn stored_key(patient_id: i64, key: &str, consultation_id: i64) -> Option<StoredIdempotency> {
+    Some(StoredIdempotency {
+        fingerprint: format!("fp-{patient_id}-{key}"),
+        consultation_id,
+        expires_at: now() + Duration::hours(24),
+    })
+}
+
+async fn an_idempotency_key_is_stored_with_its_booking_or_reschedule_in_the_same_batch(
+    store: Arc<dyn Store>,
+) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    // Bookings only (Postgres: the one-statement path), one of them with a key.
+    store
+        .append(&[
+            with_key(
+                booking(doctor.id, 2, 1, 100, slot(0), medical("chest pain")),
+                100,
+                "book-1",
+            ),
+            booking(doctor.id, 3, 2, 101, slot(1), MedicalInfo::default()),
+        ])
+        .await
+        .expect("append");
+    assert_eq!(
+        store.find_idempotency(100, "book-1").await.expect("find"),
+        stored_key(100, "book-1", 1)
+    );
+    assert_eq!(
+        store
+            .get_consultation(1)
+            .await
+            .expect("get")
+            .map(|c| c.patient_id),
+        Some(100)
+    );
+    // Keys are the patient's: another patient's same key is not stored.
+    assert_eq!(
+        store.find_idempotency(101, "book-1").await.expect("find"),
+        None
+    );
+    // A reschedule with a key, beside a cancellation (Postgres: the transaction path).
+    store
+        .append(&[
+            with_key(reschedule(doctor.id, 4, 1, slot(0), slot(4)), 100, "move-1"),
+            cancellation(doctor.id, 5, 2),
+        ])
+        .await
+        .expect("append");
+    assert_eq!(
+        store.find_idempotency(100, "move-1").await.expect("find"),
+        stored_key(100, "move-1", 1)
+    );
+    assert_eq!(
+        store
+            .get_consultation(1)
+            .await
+            .expect("get")
+            .map(|c| c.scheduled_at),
+        Some(slot(4))
+    );
+}
+
+async fn a_failing_batch_stores_neither_its_bookings_nor_their_idempotency_keys(
+    store: Arc<dyn Store>,
+) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    // The second booking takes the first one's start: the batch fails whole.
+    let batch = vec![
+        with_key(
+            booking(doctor.id, 2, 1, 100, slot(0), MedicalInfo::default()),
+            100,
+            "k",
+        ),
+        with_key(
+            booking(doctor.id, 3, 2, 101, slot(0), MedicalInfo::default()),
+            101,
+            "k",
+        ),
+    ];
+    assert!(matches!(
+        store.append(&batch).await,
+        Err(StoreError::Constraint(_))
+    ));
+    assert_eq!(store.find_idempotency(100, "k").await.expect("find"), None);
+    assert_eq!(store.find_idempotency(101, "k").await.expect("find"), None);
+    assert_eq!(store.get_consultation(1).await.expect("get"), None);
+    assert_eq!(store.get_consultation(2).await.expect("get"), None);
+}
+
+async fn a_batch_repeating_a_stored_idempotency_key_of_the_patient_fails_whole_with_constraint(
+    store: Arc<dyn Store>,
+) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    store
+        .append(&[with_key(
+            booking(doctor.id, 2, 1, 100, slot(0), MedicalInfo::default()),
+            100,
+            "k",
+        )])
+        .await
+        .expect("append");
+    // The second guard: the same (patient, key) again refuses the batch, with every
+    // booking in it, so a race can never book twice under one key.
+    let again = vec![
+        booking(doctor.id, 3, 2, 102, slot(2), MedicalInfo::default()),
+        with_key(
+            booking(doctor.id, 4, 3, 100, slot(1), MedicalInfo::default()),
+            100,
+            "k",
+        ),
+    ];
+    assert!(matches!(
+        store.append(&again).await,
+        Err(StoreError::Constraint(_))
+    ));
+    assert_eq!(store.get_consultation(2).await.expect("get"), None);
+    assert_eq!(store.get_consultation(3).await.expect("get"), None);
+    assert_eq!(
+        store.find_idempotency(100, "k").await.expect("find"),
+        stored_key(100, "k", 1)
+    );
+    // Twice in one batch: refused too.
+    let twice = vec![
+        with_key(
+            booking(doctor.id, 3, 2, 103, slot(2), MedicalInfo::default()),
+            103,
+            "k",
+        ),
+        with_key(
+            booking(doctor.id, 4, 3, 103, slot(3), MedicalInfo::default()),
+            103,
+            "k",
+        ),
+    ];
+    assert!(matches!(
+        store.append(&twice).await,
+        Err(StoreError::Constraint(_))
+    ));
+    assert_eq!(store.find_idempotency(103, "k").await.expect("find"), None);
+    // Another patient's same key is another key.
+    store
+        .append(&[with_key(
+            booking(doctor.id, 3, 2, 101, slot(1), MedicalInfo::default()),
+            101,
+            "k",
+        )])
+        .await
+        .expect("another patient's key");
+    assert_eq!(
+        store.find_idempotency(101, "k").await.expect("find"),
+        stored_key(101, "k", 2)
+    );
+}
+
+async fn purging_idempotency_keys_removes_only_expired_ones_in_bounded_batches(
+    store: Arc<dyn Store>,
+) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    // Keys k0..k4 expire 1..5 hours after now().
+    let batch: Vec<JournalRecord> = (0..5_i64)
+        .map(|i| {
+            let mut r = with_key(
+                booking(
+                    doctor.id,
+                    2 + i as u64,
+                    1 + i,
+                    100,
+                    slot(i),
+                    MedicalInfo::default(),
+                ),
+                100,
+                &format!("k{i}"),
+            );
+            if let Some(claim) = &mut r.idempotency {
+                claim.expires_at = now() + Duration::hours(1 + i);
+            }
+            r
+        })
+        .collect();
+    store.append(&batch).await.expect("append");
+    let at = now() + Duration::hours(3); // k0, k1, k2 have expired (k2 exactly now)
+    assert_eq!(store.purge_idempotency(at, 2).await.expect("purge"), 2);
+    assert_eq!(store.purge_idempotency(at, 2).await.expect("purge"), 1);
+    assert_eq!(store.purge_idempotency(at, 2).await.expect("purge"), 0);
+    for i in 0..3 {
+        let key = format!("k{i}");
+        assert_eq!(
+            store.find_idempotency(100, &key).await.expect("find"),
+            None,
+            "{key}"
+        );
+    }
+    for i in 3..5 {
+        let key = format!("k{i}");
+        let found = store.find_idempotency(100, &key).await.expect("find");
+        assert_eq!(found.map(|k| k.consultation_id), Some(1 + i), "{key}");
+    }
+    // Their consultations stay.
+    assert_eq!(
+        store
+            .active_consultations(Some(doctor.id))
+            .await
+            .expect("active")
+            .len(),
+        5
+    );
+    // One key at a time: only once expired.
+    assert!(!store
+        .forget_expired_idempotency(100, "k3", at)
+        .await
+        .expect("forget"));
+    assert!(store
+        .forget_expired_idempotency(100, "k3", now() + Duration::hours(4))
+        .await
+        .expect("forget"));
+    assert_eq!(store.find_idempotency(100, "k3").await.expect("find"), None);
+    assert!(store
+        .find_idempotency(100, "k4")
+        .await
+        .expect("find")
+        .is_some());
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_found_after_reopening_sqlite_and_postgres() {
+    let root = temp_dir("consult_test_reopen_keys");
+    let url = format!("sqlite://{}", root.join("consult.db").display());
+    let pg = testing::fresh_postgres().await;
+    let mut urls = vec![url];
+    if let Some((store, name)) = &pg {
+        store.close().await;
+        urls.push(testing::pg_url_for(name));
+    }
+    for url in &urls {
+        let store = open_store(url).await.expect("connect");
+        let doctor = create(&*store, "Dr. Ada Okafor").await;
+        store
+            .append(&[with_key(
+                booking(doctor.id, 2, 1, 100, slot(0), medical("chest pain")),
+                100,
+                "after-a-crash",
+            )])
+            .await
+            .expect("append");
+        store.close().await;
+        drop(store);
+        let store = open_store(url).await.expect("reopen");
+        assert_eq!(
+            store
+                .find_idempotency(100, "after-a-crash")
+                .await
+                .expect("find"),
+            stored_key(100, "after-a-crash", 1),
+            "{}",
+            url.split(':').next().unwrap_or_default()
+        );
+        store.close().await;
+    }
+    if let Some((_, name)) = pg {
+        testing::drop_postgres(&name).await;
+    }
+    let _ = std::fs::remove_dir_all(&root);
 }

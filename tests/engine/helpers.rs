@@ -148,6 +148,24 @@ impl Store for FaultyStore {
     async fn delete_snapshots(&self) -> Result<u64, StoreError> {
         self.inner.delete_snapshots().await
     }
+    async fn find_idempotency(
+        &self,
+        p: PatientId,
+        key: &str,
+    ) -> Result<Option<consult_actors::StoredIdempotency>, StoreError> {
+        self.inner.find_idempotency(p, key).await
+    }
+    async fn forget_expired_idempotency(
+        &self,
+        p: PatientId,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.forget_expired_idempotency(p, key, now).await
+    }
+    async fn purge_idempotency(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        self.inner.purge_idempotency(now, limit).await
+    }
     async fn max_consultation_id(&self) -> Result<ConsultationId, StoreError> {
         self.inner.max_consultation_id().await
     }

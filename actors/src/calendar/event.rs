@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::schedule::WeeklySchedule;
 use crate::error::StoreError;
 use crate::model::{
-    ConsultMode, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile, MedicalInfo,
-    PatientId,
+    ConsultMode, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile, IdempotencyClaim,
+    MedicalInfo, PatientId,
 };
 
 /// An active consultation as the calendar holds it: what the conflict check needs.
@@ -143,4 +143,8 @@ pub struct JournalRecord {
     pub event: DoctorEvent,
     /// Only for `Booked`: goes to the consultations table, never to the journal.
     pub medical: MedicalInfo,
+    /// For a `Booked` (or `Rescheduled`) sent with an `Idempotency-Key`: goes to the
+    /// `idempotency_keys` table in the same transaction, never to the journal. `None`
+    /// writes nothing extra.
+    pub idempotency: Option<IdempotencyClaim>,
 }
