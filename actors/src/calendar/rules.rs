@@ -171,6 +171,14 @@ impl Calendar {
         self.hold_of.get(&patient).copied()
     }
 
+    /// `patient`'s hold on this doctor if it is still live at `now`.
+    pub fn live_hold_of(&self, patient: PatientId, now: DateTime<Utc>) -> Option<&Hold> {
+        let at = self.hold_of.get(&patient)?;
+        self.holds
+            .get(at)
+            .filter(|h| h.patient_id == patient && h.expires_at > now)
+    }
+
     /// Starts of the holds that have expired at `now` but are not pruned yet.
     pub fn expired_holds(&self, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
         self.holds
