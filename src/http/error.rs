@@ -43,6 +43,10 @@ pub enum ApiError {
     /// 409 `not_reschedulable`: the consultation is no longer active or has started.
     #[error("This consultation can no longer be rescheduled")]
     NotReschedulable,
+    /// 422 `idempotency_key_reused`: an `Idempotency-Key` this patient already used for a
+    /// different request (another body, or another endpoint).
+    #[error("This Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
     /// 413 `payload_too_large`: body over the configured limit.
     #[error("Request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -107,6 +111,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotCancellable | Self::NotReschedulable => StatusCode::CONFLICT,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -124,6 +129,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotCancellable => "not_cancellable",
             Self::NotReschedulable => "not_reschedulable",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::RateLimited => "rate_limited",
             Self::Unavailable(_) => "unavailable",

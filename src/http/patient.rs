@@ -1,20 +1,23 @@
 //! Patient endpoints: browse doctors, see availability, check or hold a slot, book, and
 //! list, read, reschedule or cancel one's own consultations.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use consult_actors::{BookingRequest, ConsultMode, EngineError, MedicalInfo, Rejection, Requester};
+use consult_actors::{
+    BookingRequest, ConsultMode, EngineError, IdempotencyClaim, MedicalInfo, Rejection, Requester,
+    StoredIdempotency,
+};
 
 use super::auth::PatientAuth;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::idempotency::{fingerprint, Answer};
+use super::idempotency::{self, fingerprint, Answer};
 use super::AppState;
 
 /// Approved doctors who are taking bookings.
@@ -98,12 +101,14 @@ pub async fn check_slot(
 }
 
 /// Books a slot. 201 only once the booking is durable. With an `Idempotency-Key` header,
-/// a repeat from the same patient answers the first answer instead of booking again.
+/// a repeat from the same patient answers the first answer instead of booking again, also
+/// after a crash (the key is stored with the booking, in its transaction).
 #[utoipa::path(post, path = "/patient/doctors/book", tag = "patient", security(("bearer" = [])),
     request_body = BookRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats from the same patient answer the first answer (kept 24 h)")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats from the same patient answer the first answer (kept 24 h, also across restarts)")),
     responses((status = 201, body = ConsultationAnswer), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "time_slot_conflict"),
+        (status = 422, body = ErrorBody, description = "idempotency_key_reused: the key was used for a different request"),
         (status = 503, body = ErrorBody, description = "overloaded or storage down; nothing was booked")))]
 pub async fn book(
     State(state): State<AppState>,
@@ -111,8 +116,8 @@ pub async fn book(
     headers: HeaderMap,
     ApiJson(req): ApiJson<BookRequest>,
 ) -> Result<Response, ApiError> {
-    let Some(key) = headers.get("idempotency-key") else {
-        let consultation = book_once(&state, patient_id, req).await?;
+    let Some(key) = idempotency::key_of(&headers)? else {
+        let consultation = book_once(&state, patient_id, req, None).await?;
         return Ok((
             StatusCode::CREATED,
             Json(ConsultationAnswer {
@@ -122,37 +127,96 @@ pub async fn book(
         )
             .into_response());
     };
-    let key = key
-        .to_str()
-        .map_err(|_| ApiError::field("Idempotency-Key", "must be ASCII"))?;
-    let fp = fingerprint((
-        req.doctor_id,
-        req.scheduled_at.timestamp_micros(),
-        req.consult_mode.clone(),
-    ));
+    // The whole body: the same instant in another offset is the same request.
+    let fp = fingerprint(
+        "book",
+        &(
+            req.doctor_id,
+            req.scheduled_at.timestamp_micros(),
+            &req.consult_mode,
+            [
+                &req.reason,
+                &req.symptoms,
+                &req.medical_history,
+                &req.allergies,
+                &req.current_medications,
+            ],
+        ),
+    );
     let answer = state
         .idempotency
-        .answer(patient_id, key, fp, async {
-            let (status, body) = match book_once(&state, patient_id, req).await {
-                Ok(c) => (
-                    StatusCode::CREATED,
-                    serde_json::to_value(ConsultationAnswer {
-                        success: true,
-                        consultation: c.into(),
-                    }),
-                ),
-                // Not settled: a retry with the same key must try again.
-                Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => return Err(e),
-                Err(e) => (e.status(), serde_json::to_value(e.body())),
-            };
-            Ok(Answer {
-                request_fingerprint: fp,
-                status,
-                body: body.map_err(|e| ApiError::Internal(e.to_string()))?,
-            })
+        .answer(patient_id, "book", &key, &fp, async {
+            // Memory does not know the key: the store does if it booked before a restart.
+            if let Some(stored) = state.engine.find_idempotency(patient_id, &key).await? {
+                return replay(&state, patient_id, stored, StatusCode::CREATED).await;
+            }
+            let claim = state.engine.idempotency_claim(patient_id, &key, fp.clone());
+            let result = book_once(&state, patient_id, req, Some(claim)).await;
+            settle(&state, &fp, StatusCode::CREATED, result)
         })
         .await?;
     Ok((answer.status, Json(answer.body.clone())).into_response())
+}
+
+/// The answer to keep for a first attempt under a key; `Err` for the answers that must
+/// not be kept (a retry with the same key must try again).
+fn settle(
+    state: &AppState,
+    fp: &str,
+    ok: StatusCode,
+    result: Result<consult_actors::Consultation, ApiError>,
+) -> Result<Answer, ApiError> {
+    let (status, body) = match result {
+        Ok(c) => (
+            ok,
+            serde_json::to_value(ConsultationAnswer {
+                success: true,
+                consultation: c.into(),
+            }),
+        ),
+        Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => return Err(e),
+        Err(e) => (e.status(), serde_json::to_value(e.body())),
+    };
+    Ok(Answer {
+        request_fingerprint: fp.to_owned(),
+        status,
+        body: body.map_err(|e| ApiError::Internal(e.to_string()))?,
+        kept_for: Duration::from_secs(u64::from(state.engine.settings().idempotency_ttl_s)),
+    })
+}
+
+/// The first answer of a key the store knows, rebuilt from its consultation as stored now
+/// (same shape; `status`, `scheduled_at` and `session_status` show the current state).
+async fn replay(
+    state: &AppState,
+    patient_id: i64,
+    stored: StoredIdempotency,
+    status: StatusCode,
+) -> Result<Answer, ApiError> {
+    let c = match state.engine.consultation(stored.consultation_id).await {
+        Ok(c) if c.patient_id == patient_id => c,
+        // Written in one transaction with its consultation, for this patient.
+        Ok(_) | Err(EngineError::ConsultationNotFound(_)) => {
+            return Err(ApiError::Internal(format!(
+                "stored idempotency key names consultation {} it does not own",
+                stored.consultation_id
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let kept_for = (stored.expires_at - state.engine.now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    Ok(Answer {
+        request_fingerprint: stored.fingerprint,
+        status,
+        body: serde_json::to_value(ConsultationAnswer {
+            success: true,
+            consultation: c.into(),
+        })
+        .map_err(|e| ApiError::Internal(e.to_string()))?,
+        kept_for,
+    })
 }
 
 /// One booking attempt, counted in the metrics by outcome.
@@ -160,6 +224,7 @@ async fn book_once(
     state: &AppState,
     patient_id: i64,
     req: BookRequest,
+    idempotency: Option<IdempotencyClaim>,
 ) -> Result<consult_actors::Consultation, ApiError> {
     let started = Instant::now();
     let mode = ConsultMode::parse(&req.consult_mode).ok_or_else(|| {
@@ -187,13 +252,16 @@ async fn book_once(
     let result = match mode {
         Ok(mode) => state
             .engine
-            .book(BookingRequest {
-                doctor_id: req.doctor_id,
-                patient_id,
-                scheduled_at: req.scheduled_at.with_timezone(&Utc),
-                mode,
-                medical,
-            })
+            .book_with(
+                BookingRequest {
+                    doctor_id: req.doctor_id,
+                    patient_id,
+                    scheduled_at: req.scheduled_at.with_timezone(&Utc),
+                    mode,
+                    medical,
+                },
+                idempotency,
+            )
             .await
             .map_err(ApiError::from),
         Err(e) => Err(e),
@@ -225,9 +293,25 @@ pub async fn list_consultations(
         .engine
         .patient_consultations(patient_id, limit)
         .await?;
+    // Few distinct doctors per patient: one lookup each.
+    let mut doctors = std::collections::HashMap::new();
+    let mut consultations = Vec::with_capacity(list.len());
+    for c in list {
+        let doctor = match doctors.entry(c.doctor_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(state.engine.doctor(c.doctor_id).await.ok())
+            }
+        };
+        let dto = ConsultationDto::from(c);
+        consultations.push(match doctor {
+            Some(d) => dto.with_doctor(d),
+            None => dto,
+        });
+    }
     Ok(Json(ConsultationsAnswer {
         success: true,
-        consultations: list.into_iter().map(Into::into).collect(),
+        consultations,
     }))
 }
 
@@ -244,9 +328,14 @@ pub async fn get_consultation(
     if c.patient_id != patient_id {
         return Err(EngineError::Forbidden.into());
     }
+    let doctor = state.engine.doctor(c.doctor_id).await.ok();
+    let dto = ConsultationDto::from(c);
     Ok(Json(ConsultationAnswer {
         success: true,
-        consultation: c.into(),
+        consultation: match &doctor {
+            Some(d) => dto.with_doctor(d),
+            None => dto,
+        },
     }))
 }
 
@@ -275,33 +364,51 @@ pub async fn cancel_consultation(
 /// old one freed together. The booking rules apply to the new start; any refusal leaves the
 /// consultation where it was. Same id, reference, mode and session; both sides are notified.
 #[utoipa::path(post, path = "/patient/consultations/{id}/reschedule", tag = "patient", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Consultation id")),
+    params(("id" = i64, Path, description = "Consultation id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a repeat of the same move from the same patient answers the first 200 (kept 24 h, also across restarts)")),
     request_body = RescheduleRequest,
     responses((status = 200, body = ConsultationAnswer, description = "the consultation at its new time, once durable"),
         (status = 400, body = ErrorBody, description = "validation_failed (also: `scheduled_at` is the consultation's current time), doctor_unavailable, day_unavailable, outside_availability, off_slot_grid, in_past"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not a patient, or another patient's consultation"),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "time_slot_conflict (the consultation stays where it was), or not_reschedulable"),
+        (status = 422, body = ErrorBody, description = "idempotency_key_reused: the key was used for a different request"),
         (status = 413, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody, description = "overloaded or storage down; nothing was moved")))]
 pub async fn reschedule_consultation(
     State(state): State<AppState>,
     PatientAuth(patient_id): PatientAuth,
+    headers: HeaderMap,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<RescheduleRequest>,
-) -> Result<Json<ConsultationAnswer>, ApiError> {
-    let c = state
-        .engine
-        .reschedule(
-            id,
-            Requester::Patient(patient_id),
-            req.scheduled_at.with_timezone(&Utc),
-        )
+) -> Result<Response, ApiError> {
+    let to = req.scheduled_at.with_timezone(&Utc);
+    let by = Requester::Patient(patient_id);
+    let Some(key) = idempotency::key_of(&headers)? else {
+        let c = state.engine.reschedule(id, by, to).await?;
+        return Ok(Json(ConsultationAnswer {
+            success: true,
+            consultation: c.into(),
+        })
+        .into_response());
+    };
+    let fp = fingerprint("reschedule", &(id, to.timestamp_micros()));
+    let answer = state
+        .idempotency
+        .answer(patient_id, "reschedule", &key, &fp, async {
+            if let Some(stored) = state.engine.find_idempotency(patient_id, &key).await? {
+                return replay(&state, patient_id, stored, StatusCode::OK).await;
+            }
+            let claim = state.engine.idempotency_claim(patient_id, &key, fp.clone());
+            let result = state
+                .engine
+                .reschedule_with(id, by, to, Some(claim))
+                .await
+                .map_err(ApiError::from);
+            settle(&state, &fp, StatusCode::OK, result)
+        })
         .await?;
-    Ok(Json(ConsultationAnswer {
-        success: true,
-        consultation: c.into(),
-    }))
+    Ok((answer.status, Json(answer.body.clone())).into_response())
 }
 
 /// One of the patient's consultations as an RFC 5545 calendar file: the time in UTC, the

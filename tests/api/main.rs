@@ -5,6 +5,7 @@ mod concurrency;
 mod doctor_admin;
 mod errors;
 mod helpers;
+mod idempotency;
 mod notifications;
 mod ops;
 mod patient;
