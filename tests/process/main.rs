@@ -3,6 +3,8 @@
 //!
 //! - `crash`: SIGKILL mid-load on Postgres, three times; no acknowledged booking is lost
 //!   and no doctor is ever double booked.
+//! - `idempotency_crash`: SIGKILL right after a 201 made with an `Idempotency-Key`; the
+//!   restarted process answers the repeat with the first 201, no second booking.
 //! - `readme_smoke`: the binary started as the README says (SQLite under the working
 //!   directory), booked through, stopped with SIGTERM and restarted.
 //! - `session_crash`: SIGKILL between a booking and its Vonage session; the session is
@@ -12,6 +14,7 @@
 //! binary (a few minutes).
 
 mod crash;
+mod idempotency_crash;
 mod readme_smoke;
 mod session_crash;
 mod support;
