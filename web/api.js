@@ -61,8 +61,10 @@ function withTimeout(signal) {
 }
 
 /** Sends one request; answers the Response of a 2xx, throws ApiError otherwise. */
-async function send(method, path, { body, headers = {}, signal, timeout = true } = {}) {
+async function send(method, path, { body, headers = {}, signal, timeout = true, keepalive = false } = {}) {
   const init = { method, headers: { Accept: 'application/json', ...headers } };
+  // Outlives the page (a hold released as the tab closes).
+  if (keepalive) init.keepalive = true;
   if (bearer) init.headers.Authorization = `Bearer ${bearer}`;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -131,6 +133,9 @@ export const patient = {
   /** 200 `{available, held_until}`; 409 when taken or held by someone else. */
   checkSlot: (doctorId, scheduledAt, hold = true) =>
     post('/patient/doctors/check-slot', { doctor_id: doctorId, scheduled_at: scheduledAt, hold }),
+  /** Gives up this patient's hold on the doctor (if any), so others may take the time. */
+  releaseHold: (doctorId, { keepalive = false } = {}) =>
+    json('DELETE', `/patient/doctors/${doctorId}/hold`, { keepalive }),
   /** 201 `{consultation}`. The caller owns the Idempotency-Key (one per attempt). */
   book: (booking, idempotencyKey) =>
     post('/patient/doctors/book', booking, { headers: { 'Idempotency-Key': idempotencyKey } }),

@@ -166,6 +166,9 @@ pub struct AvailabilityAnswer {
     pub availability_schedule: ScheduleDto,
     pub booked_slots: Vec<DateTime<Utc>>,
     pub days: Vec<DayDto>,
+    /// The asking patient's own live hold on this doctor (its slot shows as `held`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub your_hold: Option<super::holds::HoldDto>,
 }
 
 impl From<Availability> for AvailabilityAnswer {
@@ -177,6 +180,7 @@ impl From<Availability> for AvailabilityAnswer {
             slot_minutes: a.slot_minutes,
             availability_schedule: (&a.schedule).into(),
             booked_slots: a.booked_slots,
+            your_hold: None,
             days: a
                 .days
                 .into_iter()
@@ -265,6 +269,12 @@ pub struct ConsultationDto {
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The doctor's name, in the patient's consultation answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doctor_name: Option<String>,
+    /// The doctor's IANA timezone, in the patient's consultation answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doctor_timezone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -275,6 +285,16 @@ pub struct ConsultationDto {
     pub allergies: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_medications: Option<String>,
+}
+
+impl ConsultationDto {
+    /// With the doctor's name and timezone, for the patient who cannot look them up when
+    /// the doctor no longer takes bookings.
+    pub fn with_doctor(mut self, doctor: &DoctorProfile) -> Self {
+        self.doctor_name = Some(doctor.name.clone());
+        self.doctor_timezone = Some(doctor.timezone.name().to_owned());
+        self
+    }
 }
 
 impl From<Consultation> for ConsultationDto {
@@ -292,6 +312,8 @@ impl From<Consultation> for ConsultationDto {
             session_status: c.session_status.as_str().to_owned(),
             created_at: c.created_at,
             cancelled_at: c.cancelled_at,
+            doctor_name: None,
+            doctor_timezone: None,
             reason: c.medical.reason,
             symptoms: c.medical.symptoms,
             medical_history: c.medical.medical_history,

@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod holds;
 pub mod idempotency;
 pub mod inbox;
 pub mod metrics;
@@ -141,6 +142,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/patient/doctors/{id}/availability/stream",
             get(stream::availability_stream),
+        )
+        .route(
+            "/patient/doctors/{id}/hold",
+            axum::routing::delete(holds::release_hold),
         )
         .route("/patient/doctors/check-slot", post(patient::check_slot))
         .route("/patient/doctors/book", post(patient::book))

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, dev, doctor, inbox, ops, patient, stream};
+use super::{admin, dev, doctor, holds, inbox, ops, patient, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use super::{admin, dev, doctor, inbox, ops, patient, stream};
         patient::availability,
         stream::availability_stream,
         patient::check_slot,
+        holds::release_hold,
         patient::book,
         patient::list_consultations,
         patient::get_consultation,

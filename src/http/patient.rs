@@ -45,7 +45,7 @@ pub async fn list_doctors(
     responses((status = 200, body = AvailabilityAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn availability(
     State(state): State<AppState>,
-    _patient: PatientAuth,
+    PatientAuth(patient_id): PatientAuth,
     ApiPath(doctor_id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<AvailabilityQuery>,
 ) -> Result<Json<AvailabilityAnswer>, ApiError> {
@@ -53,7 +53,9 @@ pub async fn availability(
     if !answer.bookable {
         return Err(ApiError::Rejected(Rejection::DoctorUnavailable));
     }
-    Ok(Json(answer.into()))
+    let mut answer = AvailabilityAnswer::from(answer);
+    answer.your_hold = state.engine.hold_of(doctor_id, patient_id).map(Into::into);
+    Ok(Json(answer))
 }
 
 /// Availability for `query`, defaulting `from` to today in the doctor's timezone and

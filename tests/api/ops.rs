@@ -103,6 +103,7 @@ async fn the_openapi_document_covers_every_endpoint_of_the_contract() {
         ("/patient/doctors/{id}/availability/stream", "get"),
         ("/patient/consultations/{id}/calendar.ics", "get"),
         ("/doctor/profile", "get"),
+        ("/patient/doctors/{id}/hold", "delete"),
         ("/dev/sign-in", "post"),
         ("/dev/users", "get"),
     ] {

@@ -389,3 +389,105 @@ async fn medical_text_over_its_limit_is_refused_field_by_field_and_at_the_limit_
     let _: Value = body;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_patient_sees_and_releases_their_own_hold_and_others_can_then_take_the_slot() {
+    let app = TestApp::spawn().await;
+    let doctor = app.doctor().await;
+    let (holder, other) = (app.token(Patient, 67), app.token(Patient, 68));
+    let at = tomorrow_at(11, 0);
+    let (status, held) = app
+        .post(
+            "/patient/doctors/check-slot",
+            &holder,
+            json!({"doctor_id": doctor, "scheduled_at": at, "hold": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{held}");
+    let availability = format!("/patient/doctors/{doctor}/availability?days=2");
+    let (_, mine) = app.get(&availability, &holder).await;
+    let start: DateTime<Utc> = mine["your_hold"]["start"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(start, at);
+    assert_eq!(mine["your_hold"]["held_until"], held["held_until"]);
+    let (_, theirs) = app.get(&availability, &other).await;
+    assert!(theirs.get("your_hold").is_none(), "{theirs}");
+    let hold = json!({"doctor_id": doctor, "scheduled_at": at, "hold": true});
+    let (status, _) = app
+        .post("/patient/doctors/check-slot", &other, hold.clone())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let path = format!("/patient/doctors/{doctor}/hold");
+    let (status, released) = app.call(Method::DELETE, &path, Some(&holder), None).await;
+    assert_eq!(
+        (status, released["released"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let (status, again) = app.call(Method::DELETE, &path, Some(&holder), None).await;
+    assert_eq!(
+        (status, again["released"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    let (_, mine) = app.get(&availability, &holder).await;
+    assert!(mine.get("your_hold").is_none(), "{mine}");
+    let (status, _) = app.post("/patient/doctors/check-slot", &other, hold).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&app.token(Doctor, doctor)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            "/patient/doctors/999/hold",
+            Some(&holder),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_patients_consultations_name_their_doctor_and_zone_even_when_the_doctor_stops_booking() {
+    let app = TestApp::spawn().await;
+    let doctor = app
+        .doctor_with(
+            json!({"name": "Dr. Zone", "specialty": "GP", "timezone": "Asia/Tokyo",
+            "availability_schedule": every_day("00:00", "23:30")}),
+        )
+        .await;
+    let (status, booked) = app.book(67, doctor, tomorrow_at(3, 0)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = booked["consultation"]["id"].as_i64().unwrap();
+    let doctor_token = app.token(Doctor, doctor);
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/doctor/status",
+            Some(&doctor_token),
+            Some(json!({"is_available": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let patient = app.token(Patient, 67);
+    let (_, list) = app.get("/patient/consultations", &patient).await;
+    let (_, one) = app
+        .get(&format!("/patient/consultations/{id}"), &patient)
+        .await;
+    for c in [&list["consultations"][0], &one["consultation"]] {
+        assert_eq!(c["doctor_name"], "Dr. Zone", "{c}");
+        assert_eq!(c["doctor_timezone"], "Asia/Tokyo", "{c}");
+    }
+    app.stop().await;
+}

@@ -46,6 +46,7 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
     date: null,
     selected: null, // {start, pending, held, heldUntil, expired}
     myHolds: new Map(), // start ms -> held-until ms: this patient's earlier holds, still running
+    yourHold: null, // availability's `your_hold`: a hold this patient placed before a reload
     holdTimer: null,
     expiryReload: null,
     inFlight: false,
@@ -163,7 +164,9 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
     if (wantedOk) state.windowStart = mondayOf(wantedDate);
     await loadWindow();
     if (state.closed) return;
-    if (wantedOk && pickable(wantedDate)) {
+    if (resumeHold()) {
+      // A hold placed before a reload: the same time, still held, with its countdown.
+    } else if (wantedOk && pickable(wantedDate)) {
       selectDate(wantedDate, { focus: true });
     } else {
       // The first date with a free time, looking ahead window by window.
@@ -236,6 +239,7 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
     }
     if (state.closed || seq !== state.loadSeq) return false;
     state.days = new Map(answer.days.map((d) => [d.date, d]));
+    state.yourHold = answer.your_hold ?? null;
     state.loaded = true;
     renderDays();
     renderSlots();
@@ -445,6 +449,28 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
   }
 
   // ---- holding a time ----
+  /** Takes up this patient's own live hold (from availability's `your_hold`) if its time
+   * is in the loaded window; answers whether it did. */
+  function resumeHold() {
+    const hold = state.yourHold;
+    if (!hold || Date.parse(hold.held_until) <= Date.now()) return false;
+    const found = findSlot(hold.start);
+    if (!found) return false;
+    selectDate(found.day.date, { focus: true });
+    holdPlaced(found.slot.start, hold.held_until);
+    return true;
+  }
+
+  /** The server holds `start` for this patient until `heldUntil` (RFC 3339). */
+  function holdPlaced(start, heldUntil) {
+    state.selected = { start, pending: false, held: true, heldUntil: Date.parse(heldUntil), expired: false };
+    state.myHolds.set(Date.parse(start), state.selected.heldUntil);
+    renderSlots();
+    clearInterval(state.holdTimer);
+    state.holdTimer = setInterval(tickHold, 250);
+    ctx.announce(`${timeIn(start, zone)} is held for you until ${timeIn(heldUntil, zone)}.`);
+  }
+
   async function selectSlot(slot) {
     if (state.inFlight) return;
     if (state.selected?.start === slot.start && (state.selected.pending || state.selected.held)) return;
@@ -471,14 +497,11 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
       return;
     }
     if (state.closed || state.selected?.start !== slot.start) return;
-    state.selected.pending = false;
-    state.selected.held = Boolean(answer.held_until);
-    state.selected.heldUntil = answer.held_until ? Date.parse(answer.held_until) : null;
-    if (state.selected.heldUntil) state.myHolds.set(Date.parse(slot.start), state.selected.heldUntil);
-    renderSlots();
-    if (state.selected.held) {
-      state.holdTimer = setInterval(tickHold, 250);
-      ctx.announce(`${timeIn(slot.start, zone)} is held for you until ${timeIn(answer.held_until, zone)}.`);
+    if (answer.held_until) {
+      holdPlaced(slot.start, answer.held_until);
+    } else {
+      state.selected.pending = false;
+      renderSlots();
     }
   }
 
@@ -624,6 +647,11 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
         takenByHold();
         renderDays();
         return;
+      }
+      if (status === 'available' && sel.held) {
+        // The server no longer holds it for us (released elsewhere, e.g. by this page's
+        // previous load as it left): say so rather than count down a hold that is gone.
+        holdExpired();
       }
     }
     renderDays();
@@ -850,6 +878,7 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
   function finish(consultation) {
     clearInterval(state.holdTimer);
     state.selected = null;
+    state.myHolds.clear(); // the booking consumed the hold
     const done = onBooked;
     onBooked = () => {};
     closeQuietly();
@@ -869,9 +898,26 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
     else onDialogClose();
   }
 
+  /** Gives the doctor's time back to others when this patient held one and did not book
+   * it (a booking consumed it already; then this answers `released: false`). */
+  function releaseHold({ keepalive = false } = {}) {
+    if (state.myHolds.size === 0 && !state.selected?.held) return;
+    state.myHolds.clear();
+    ctx.api.patient.releaseHold(doctor.id, { keepalive }).catch(() => {
+      // Best effort: an unreleased hold still expires by itself.
+    });
+  }
+
+  function onPageHide() {
+    releaseHold({ keepalive: true });
+  }
+  window.addEventListener('pagehide', onPageHide);
+
   function onDialogClose() {
     if (state.closed) return;
     state.closed = true;
+    window.removeEventListener('pagehide', onPageHide);
+    if (state.selected !== null || state.myHolds.size > 0) releaseHold();
     abort.abort();
     clearInterval(state.holdTimer);
     clearTimeout(state.expiryReload);

@@ -62,7 +62,8 @@ export function mount(root, ctx, { id }) {
   function render() {
     const c = consultation;
     const doctor = doctors.find((d) => d.id === c.doctor_id);
-    const doctorZone = doctor?.timezone;
+    const doctorZone = c.doctor_timezone ?? doctor?.timezone;
+    const name = c.doctor_name ?? doctorName(doctors, c.doctor_id);
     const active = c.status === 'scheduled' || c.status === 'pending';
     renderSession();
     const cancelButton = active ? h('button', {
@@ -70,7 +71,7 @@ export function mount(root, ctx, { id }) {
       class: 'btn btn-danger-quiet',
       onclick: async () => {
         const done = await confirmCancel(ctx, c,
-          `${c.reference} with ${doctorName(doctors, c.doctor_id)}, ${dateTimeIn(c.scheduled_at, zone)} ${zone}.`, cancelButton);
+          `${c.reference} with ${name}, ${dateTimeIn(c.scheduled_at, zone)} ${zone}.`, cancelButton);
         if (done) {
           consultation = done;
           render();
@@ -83,7 +84,7 @@ export function mount(root, ctx, { id }) {
       h('section', { class: 'card confirmation', 'aria-labelledby': 'confirmation-ref' },
         h('h2', { id: 'confirmation-ref' }, c.reference),
         h('dl', { class: 'facts facts-wide' },
-          row('Doctor', doctorName(doctors, c.doctor_id)),
+          row('Doctor', name),
           row('Your time', `${dateTimeIn(c.scheduled_at, zone)} ${zone}`),
           doctorZone && doctorZone !== zone ? row("Doctor's time", `${dateTimeIn(c.scheduled_at, doctorZone)} ${doctorZone}`) : null,
           row('Length', `${c.duration_minutes} minutes`),

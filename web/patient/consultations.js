@@ -63,8 +63,9 @@ export function mount(root, ctx) {
   }
 
   function item(c, upcoming) {
-    const name = doctorName(doctors, c.doctor_id);
-    const doctorZone = doctors.find((d) => d.id === c.doctor_id)?.timezone;
+    // The API names the doctor on each consultation; the list is the fallback.
+    const name = c.doctor_name ?? doctorName(doctors, c.doctor_id);
+    const doctorZone = c.doctor_timezone ?? doctors.find((d) => d.id === c.doctor_id)?.timezone;
     const headingId = `consultation-${c.id}-title`;
     const joinBox = h('div', {});
     const when = `${dateTimeIn(c.scheduled_at, zone)} ${zone}`;

@@ -77,4 +77,60 @@ describe('live updates', () => {
       await b.close();
     }
   });
+
+  test('leaving the page or closing the dialog gives a held time back at once; a hold left by a lost tab comes back as yours', async () => {
+    const a = await openPage(browser, server.url);
+    const b = await openPage(browser, server.url);
+    try {
+      await signInUI(a.page, 'patient', 'Asha Patel (patient 67)');
+      await signInUI(b.page, 'patient', 'Tomás Reyes (patient 68)');
+      const watching = await openBooking(b.page, 'Dr. Lukas Brandt');
+      await watching.getByText('Live updates on').waitFor();
+      let holding = await openBooking(a.page, 'Dr. Lukas Brandt');
+      const start = await holdSlot(holding, await firstAvailable(holding));
+      await waitSlotState(slotAt(watching, start), 'Held by another patient', 2000);
+
+      // A reload leaves the page: the hold is released as it goes (an idle or closed page
+      // must not keep a time from others), and the other patient sees it free, no click.
+      await a.page.reload();
+      await waitUntil(async () => (await nameOf(slotAt(watching, start))).endsWith('; available'),
+        'the slot to be free once the holding page left', 2000);
+
+      // The reloaded page reopens the dialog from the URL. Close it (it may briefly have
+      // taken up the hold the leaving page was still releasing: closing releases again).
+      holding = a.page.getByRole('dialog', { name: 'Book an appointment with Dr. Lukas Brandt' });
+      await holding.waitFor();
+      await holding.getByRole('button', { name: 'Close', exact: true }).click();
+      await holding.waitFor({ state: 'detached' });
+
+      // A hold the page could not release (a crashed tab, say): reopened, the time is
+      // this patient's, selected, with the countdown; not "held by another patient".
+      const asha = await Api.signIn(server.url, 'patient', 67);
+      const held = await asha.ok('POST', '/patient/doctors/check-slot', {
+        doctor_id: 2, scheduled_at: start, hold: true,
+      });
+      assert.ok(held.held_until, JSON.stringify(held));
+      await waitSlotState(slotAt(watching, start), 'Held by another patient', 2000);
+      holding = await openBooking(a.page, 'Dr. Lukas Brandt');
+      await holding.getByRole('timer').waitFor();
+      await waitUntil(async () => /held for you/i.test(await nameOf(slotAt(holding, start))),
+        'the resumed slot to say it is held for you');
+
+      // Closing the dialog releases it.
+      await holding.getByRole('button', { name: 'Close', exact: true }).click();
+      await holding.waitFor({ state: 'detached' });
+      await waitUntil(async () => (await nameOf(slotAt(watching, start))).endsWith('; available'),
+        'the slot to be free once the dialog closed', 2000);
+      const tomas = await Api.signIn(server.url, 'patient', 68);
+      const taken = await tomas.ok('POST', '/patient/doctors/check-slot', {
+        doctor_id: 2, scheduled_at: start, hold: true,
+      });
+      assert.ok(taken.held_until, JSON.stringify(taken));
+      a.assertClean();
+      b.assertClean();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
 });
