@@ -540,6 +540,8 @@ async fn book(
             session_status: SessionStatus::initial_for(new.mode).as_str().to_owned(),
             created_at: booked.created_at,
             cancelled_at: None,
+            doctor_name: None,
+            doctor_timezone: None,
             reason: new.reason,
             symptoms: None,
             medical_history: None,
@@ -761,6 +763,7 @@ fn availability_answer(
     };
     AvailabilityAnswer {
         success: true,
+        your_hold: None,
         doctor_id,
         timezone: doctor.timezone.clone(),
         slot_minutes: doctor.slot_minutes,
