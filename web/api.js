@@ -139,6 +139,10 @@ export const patient = {
   /** 201 `{consultation}`. The caller owns the Idempotency-Key (one per attempt). */
   book: (booking, idempotencyKey) =>
     post('/patient/doctors/book', booking, { headers: { 'Idempotency-Key': idempotencyKey } }),
+  /** 200 `{consultation}` at its new time; 409 when the new time is taken. */
+  reschedule: (id, scheduledAt, idempotencyKey) =>
+    post(`/patient/consultations/${id}/reschedule`, { scheduled_at: scheduledAt },
+      { headers: { 'Idempotency-Key': idempotencyKey } }),
   consultations: () => get('/patient/consultations'),
   consultation: (id) => get(`/patient/consultations/${id}`),
   cancel: (id) => post(`/patient/consultations/${id}/cancel`, {}),

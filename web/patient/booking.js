@@ -1,6 +1,8 @@
 // The booking dialog: pick a date (the doctor's calendar), pick a time (held for the
 // patient at once, with a countdown), tell the doctor about the visit, choose Voice,
 // Video or Chat, and confirm. The slot grid follows the availability stream live.
+// With `reschedule` (a consultation) the same picker moves that consultation instead:
+// no form, its current time marked, "Move consultation".
 
 import { ApiError, CONFLICT_MESSAGE, MEDICAL_LIMITS } from '../api.js';
 import { h, hidden, message, replace, uid } from '../dom.js';
@@ -30,7 +32,10 @@ const FIELDS = [
  * Opens the dialog for `doctor` (on `date` if it can be picked, else on the first date
  * with a free time). Answers `{close()}`.
  */
-export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChange, onClose, onBooked }) {
+export function openBooking({
+  ctx, doctor, date: wantedDate, opener, onDateChange = () => {}, onClose = () => {}, onBooked,
+  reschedule = null,
+}) {
   const zone = browserZone();
   const doctorZone = doctor.timezone;
   const zonesDiffer = zone !== doctorZone;
@@ -83,7 +88,8 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
   const fields = new Map();
   const formNotice = h('div', { class: 'form-notice' });
   const summary = h('p', { class: 'summary', 'aria-live': 'polite' });
-  const confirmButton = h('button', { type: 'submit', class: 'btn btn-primary btn-large' }, 'Confirm booking');
+  const confirmLabel = reschedule ? 'Move consultation' : 'Confirm booking';
+  const confirmButton = h('button', { type: 'submit', class: 'btn btn-primary btn-large' }, confirmLabel);
   const retryNote = h('p', { class: 'retry-note', 'aria-live': 'polite' });
   const modeHelpId = uid('mode-help');
   const modeError = h('p', { class: 'field-error', id: uid('mode-error') });
@@ -106,7 +112,19 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
     };
   });
 
-  const form = h('form', { class: 'booking-form', novalidate: true, onsubmit: submit },
+  const currentTime = reschedule
+    ? `${shortDateIn(reschedule.scheduled_at, zone)}, ${timeIn(reschedule.scheduled_at, zone)} ${zone}`
+      + (zonesDiffer ? ` (${timeIn(reschedule.scheduled_at, doctorZone)} ${doctorZone} for the doctor)` : '')
+    : '';
+  const form = reschedule ? h('form', { class: 'booking-form', novalidate: true, onsubmit: submit },
+    h('h3', {}, '3. Move it'),
+    h('p', {}, h('strong', {}, `${reschedule.reference} is booked for ${currentTime}.`)),
+    h('p', { class: 'muted' },
+      'Choose a new time. What you told the doctor, the way you consult and the join details stay as they are; the doctor is told.'),
+    holdBox,
+    summary,
+    formNotice,
+    h('div', { class: 'confirm-row' }, confirmButton, retryNote)) : h('form', { class: 'booking-form', novalidate: true, onsubmit: submit },
     h('h3', {}, '3. About your visit'),
     h('p', { class: 'muted' }, 'Only your doctor sees this. Keep it short; you can say more in the consultation.'),
     FIELDS.map(field),
@@ -124,7 +142,8 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
   const dialog = h('dialog', { class: 'booking', 'aria-labelledby': titleId },
     h('div', { class: 'dialog-head' },
       h('div', {},
-        h('h2', { id: titleId }, `Book an appointment with ${doctor.name}`),
+        h('h2', { id: titleId },
+          reschedule ? `Reschedule your appointment with ${doctor.name}` : `Book an appointment with ${doctor.name}`),
         h('p', { class: 'muted' },
           `${doctor.specialty} · ${doctor.slot_minutes} minutes · ${doctorZone}`)),
       closeButton),
@@ -360,6 +379,7 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
 
   // ---- slots ----
   function slotState(slot) {
+    if (reschedule && Date.parse(slot.start) === Date.parse(reschedule.scheduled_at)) return 'current';
     const sel = state.selected;
     const mine = state.myHolds.get(Date.parse(slot.start));
     if (slot.status === 'held' && mine && mine > Date.now() && !(sel && sel.start === slot.start)) {
@@ -417,6 +437,7 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
       mine: [hidden('; selected, '), h('span', { class: 'badge badge-mine' }, h('span', { class: 'dot', 'aria-hidden': 'true' }), 'Held for you')],
       checking: [hidden('; selected, '), h('span', { class: 'badge badge-mine' }, 'Checking…')],
       chosen: [hidden('; '), h('span', { class: 'badge badge-chosen' }, 'Selected'), hidden(', not held: select again to hold it')],
+      current: [hidden('; '), h('span', { class: 'badge badge-current' }, 'Your current time')],
     }[st] ?? [hidden(`; ${st}`)];
     return h('button', {
       type: 'button',
@@ -739,7 +760,9 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
     }
     const mine = `${shortDateIn(sel.start, zone)}, ${timeIn(sel.start, zone)} ${zone}`;
     const theirs = zonesDiffer ? ` (${shortDateIn(sel.start, doctorZone)}, ${timeIn(sel.start, doctorZone)} ${doctorZone} for the doctor)` : '';
-    setText(summary, `You are booking ${mine}${theirs}${mode ? `, by ${mode.label}` : ''}.`);
+    setText(summary, reschedule
+      ? `You are moving it to ${mine}${theirs}.`
+      : `You are booking ${mine}${theirs}${mode ? `, by ${mode.label}` : ''}.`);
   }
 
   function validate() {
@@ -750,7 +773,7 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
       if (f.spec.required && value.trim() === '') errors.push([name, `Please fill in ${f.spec.label.toLowerCase()}.`]);
       else if (value.length > f.limit) errors.push([name, `Must be at most ${f.limit} characters.`]);
     }
-    if (!selectedMode()) errors.push(['consult_mode', 'Choose Voice, Video or Chat.']);
+    if (!reschedule && !selectedMode()) errors.push(['consult_mode', 'Choose Voice, Video or Chat.']);
     return errors;
   }
 
@@ -771,19 +794,26 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
       showErrors(errors);
       return;
     }
-    const booking = { doctor_id: doctor.id, scheduled_at: state.selected.start, consult_mode: selectedMode() };
-    for (const [name, f] of fields) {
-      if (f.input.value.trim() !== '') booking[name] = f.input.value;
+    const booking = reschedule
+      ? { scheduled_at: state.selected.start }
+      : { doctor_id: doctor.id, scheduled_at: state.selected.start, consult_mode: selectedMode() };
+    if (!reschedule) {
+      for (const [name, f] of fields) {
+        if (f.input.value.trim() !== '') booking[name] = f.input.value;
+      }
     }
-    // One key per attempt; the same key only to retry an attempt whose answer never came
-    // or was "try again" (429/503/500), so a retry can never book twice.
-    const fingerprint = `${booking.doctor_id}|${booking.scheduled_at}|${booking.consult_mode}`;
+    // One key per attempt; the same key only to retry the same request (the same body:
+    // the server refuses a key reused for another one) whose answer never came or was
+    // "try again" (429/503/500), so a retry can never book twice.
+    const fingerprint = JSON.stringify(booking);
     const key = state.lastAttempt?.fingerprint === fingerprint ? state.lastAttempt.key : crypto.randomUUID();
     state.lastAttempt = null;
     setInFlight(true);
     let answer;
     try {
-      answer = await ctx.api.patient.book(booking, key);
+      answer = reschedule
+        ? await ctx.api.patient.reschedule(reschedule.id, booking.scheduled_at, key)
+        : await ctx.api.patient.book(booking, key);
     } catch (error) {
       setInFlight(false);
       if (state.closed) return;
@@ -799,7 +829,7 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
     state.inFlight = on;
     confirmButton.disabled = on;
     confirmButton.setAttribute('aria-busy', on ? 'true' : 'false');
-    confirmButton.textContent = on ? 'Booking…' : 'Confirm booking';
+    confirmButton.textContent = on ? (reschedule ? 'Moving…' : 'Booking…') : confirmLabel;
   }
 
   function bookingFailed(error, key, fingerprint) {
@@ -810,6 +840,10 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
     if (error.status === 409 && error.code === 'time_slot_conflict') {
       conflict(error.message || CONFLICT_MESSAGE);
       replace(formNotice, message('warning', 'That time was taken. Pick another time above, then confirm again.'));
+      return;
+    }
+    if (error.status === 409 && error.code === 'not_reschedulable') {
+      replace(formNotice, message('error', 'This consultation can no longer be moved (it was cancelled or has started).'));
       return;
     }
     if (error.status === 400 && error.code === 'validation_failed' && Object.keys(error.errors).length) {
@@ -845,7 +879,7 @@ export function openBooking({ ctx, doctor, date: wantedDate, opener, onDateChang
             ? 'The booking did not answer in time; it may have gone through.'
             : 'The service is busy right now.';
       replace(formNotice, message('error', first,
-        ' Please try again: pressing Confirm booking again is safe and never books twice.'));
+        ` Please try again: pressing ${confirmLabel} again is safe and never books twice.`));
       holdRetry(wait);
       return;
     }

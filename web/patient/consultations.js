@@ -4,9 +4,10 @@
 import { h, loading, message, replace } from '../dom.js';
 import { icon, modeLabel } from '../icons.js';
 import { joinDetails, sessionText } from '../join.js';
-import { browserZone, dateTimeIn } from '../time.js';
+import { browserZone, dateIn, dateTimeIn } from '../time.js';
 import { calendarButton, confirmCancel } from './actions.js';
 import { statusText } from './confirmation.js';
+import { openBooking } from './booking.js';
 import { bookableDoctors, doctorName } from './directory.js';
 
 export function mount(root, ctx) {
@@ -104,6 +105,31 @@ export function mount(root, ctx) {
         }
       },
     }, 'Cancel') : null;
+    // Moving needs the doctor's calendar: only while the doctor takes bookings.
+    const bookable = doctors.find((d) => d.id === c.doctor_id);
+    const rescheduleButton = upcoming && bookable ? h('button', {
+      type: 'button',
+      class: 'btn',
+      'aria-label': `Reschedule ${c.reference}`,
+      onclick: () => {
+        openBooking({
+          ctx,
+          doctor: bookable,
+          // On the date of its current time (the doctor's calendar), to show it.
+          date: dateIn(c.scheduled_at, bookable.timezone),
+          opener: rescheduleButton,
+          reschedule: c,
+          onBooked: async (moved) => {
+            const note = message('success',
+              `${moved.reference} is moved to ${dateTimeIn(moved.scheduled_at, zone)} ${zone}. The doctor is told.`);
+            note.setAttribute('tabindex', '-1');
+            replace(notice, note);
+            await load();
+            note.focus();
+          },
+        });
+      },
+    }, 'Reschedule') : null;
     return h('li', { class: 'card consultation' },
       h('article', { 'aria-labelledby': headingId },
         h('h3', { id: headingId }, h('a', { href: `#/consultations/${c.id}` }, `${name}, ${when}`)),
@@ -115,7 +141,7 @@ export function mount(root, ctx) {
           h('div', {}, h('dt', {}, 'Mode'), h('dd', { class: 'mode-inline' }, icon(c.consult_mode), modeLabel(c.consult_mode))),
           h('div', {}, h('dt', {}, 'Status'), h('dd', {}, h('span', { class: `badge badge-status-${c.status}` }, statusText(c.status)))),
           upcoming ? h('div', {}, h('dt', {}, 'Session'), h('dd', {}, sessionText(c.session_status))) : null),
-        upcoming ? h('div', { class: 'button-row' }, joinButton, calendarButton(ctx, c), cancelButton) : null,
+        upcoming ? h('div', { class: 'button-row' }, joinButton, rescheduleButton, calendarButton(ctx, c), cancelButton) : null,
         joinBox));
   }
 

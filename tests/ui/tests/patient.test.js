@@ -268,6 +268,47 @@ describe('patient', () => {
     }
   });
 
+  test('reschedule from "My consultations": the picker shows the current time, the move is one step, the old time is free', async () => {
+    // Doctor 4 (60-minute consultations), which the other tests here leave free.
+    const from = await asha.freeSlot(4, 2);
+    const booked = await asha.book(4, from.start, { reason: 'Check-up', consult_mode: 'chat' });
+    assert.equal(booked.status, 201);
+    const { id, reference } = booked.body.consultation;
+    const p = await openPage(browser, server.url);
+    const { page } = p;
+    try {
+      await signInUI(page, 'patient');
+      await navLink(page, 'My consultations').click();
+      const upcoming = page.getByRole('list', { name: 'Upcoming consultations' });
+      const item = upcoming.getByRole('listitem').filter({ hasText: reference });
+      await item.getByRole('button', { name: `Reschedule ${reference}` }).click();
+      const dialog = page.getByRole('dialog', { name: 'Reschedule your appointment with Dr. Sofia Alvarez' });
+      await dialog.waitFor();
+      // It opens on the current time's date, with that time marked and not pickable.
+      const current = slotAt(dialog, from.start);
+      await waitUntil(async () => /Your current time$/.test(await nameOf(current)), 'the current time to be marked');
+      assert.equal(await current.isDisabled(), true);
+      assert.equal(await dialog.getByRole('textbox').count(), 0, 'no visit form when moving');
+
+      const target = await firstAvailable(dialog);
+      const to = await holdSlot(dialog, target);
+      await dialog.getByRole('button', { name: 'Move consultation' }).click();
+      await dialog.waitFor({ state: 'detached' });
+      await page.getByText(`${reference} is moved to`).waitFor();
+
+      const moved = await asha.ok('GET', `/patient/consultations/${id}`);
+      assert.equal(Date.parse(moved.consultation.scheduled_at), Date.parse(to));
+      assert.equal(moved.consultation.consult_mode, 'chat');
+      assert.equal(moved.consultation.reason, 'Check-up');
+      assert.equal(await asha.slotStatus(4, from.start), 'available');
+      assert.equal(await asha.slotStatus(4, to), 'booked');
+      assert.equal((await asha.consultations()).filter((c) => c.reference === reference).length, 1);
+      p.assertClean();
+    } finally {
+      await p.close();
+    }
+  });
+
   test('a fully booked day can be opened but says "No free slots on this day"', async () => {
     // Dr. Kenji Watanabe works every day, 09:00-12:30 Tokyo: seven slots. Book a whole day.
     const tomas = await Api.signIn(server.url, 'patient', 68);

@@ -107,6 +107,18 @@ describe('every screen: accessible, fits 360 px, screenshots', () => {
     patient.assertClean();
   });
 
+  test('the reschedule dialog', async () => {
+    const reschedule = patient.page.getByRole('button', { name: /^Reschedule CONS-/ });
+    await reschedule.click();
+    const dialog = patient.page.getByRole('dialog', { name: /^Reschedule your appointment with / });
+    await dialog.waitFor();
+    await dialog.getByText('Your current time').waitFor();
+    await check(patient, 'reschedule');
+    await dialog.getByRole('button', { name: 'Close', exact: true }).click();
+    await dialog.waitFor({ state: 'detached' });
+    patient.assertClean();
+  });
+
   test('inbox, with its unread count', async () => {
     const asha = await Api.signIn(server.url, 'patient', 67);
     await waitUntil(async () => (await asha.ok('GET', '/notifications?unread_only=true')).notifications.length >= 1, 'a notification');
