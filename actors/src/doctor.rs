@@ -10,6 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -19,8 +20,8 @@ use crate::error::{EngineError, Rejection};
 use crate::feed::ChangeKind;
 use crate::journal::Entry;
 use crate::model::{
-    BookingRequest, Consultation, ConsultationId, DoctorProfile, IdempotencyClaim, PatientId,
-    Requester, ScheduleUpdate, SessionStatus, StatusUpdate,
+    BookingMember, BookingRequest, Consultation, ConsultationId, DoctorProfile, IdempotencyClaim,
+    PatientId, Requester, ScheduleUpdate, SessionStatus, StatusUpdate,
 };
 use crate::stats::EngineStats;
 
@@ -124,9 +125,54 @@ pub enum DoctorMsg {
     FinalSnapshot {
         reply: RpcReplyPort<Option<(u64, Vec<u8>)>>,
     },
+    /// Phase one of a multi-patient booking: decide these items of this doctor and answer
+    /// their records, then decide nothing else until the coordinator's verdict (see
+    /// [`Self::Prepare`]'s handler, `DoctorActor::prepare`).
+    Prepare {
+        items: Vec<PrepareItem>,
+        verdict: watch::Receiver<Option<Verdict>>,
+        reply: Reply<Vec<JournalRecord>>,
+    },
     /// Fault injection for tests: the handler panics.
     #[cfg(feature = "fault-injection")]
     Crash,
+}
+
+/// One item of a multi-patient booking, sent to the doctor it names.
+#[derive(Debug, Clone)]
+pub(crate) struct PrepareItem {
+    /// Its place in the booking (0-based), for the caller's error.
+    pub index: usize,
+    pub request: BookingRequest,
+    /// Allocated by the coordinator, in item order.
+    pub id: ConsultationId,
+    pub member: BookingMember,
+}
+
+/// What became of a prepared multi-patient booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Its one transaction committed: apply the records.
+    Committed,
+    /// Nothing was written (another doctor refused, or the time ran out before writing).
+    Aborted,
+    /// The transaction failed or its outcome is unknown: reload from the store.
+    Unknown,
+}
+
+/// What a handler leaves for its asynchronous part.
+enum Next {
+    Done,
+    /// A journal batch of this generation failed: reload from the store.
+    Reload,
+    /// A multi-patient booking's phase one.
+    Prepare(Box<PrepareWork>),
+}
+
+struct PrepareWork {
+    items: Vec<PrepareItem>,
+    verdict: watch::Receiver<Option<Verdict>>,
+    reply: Reply<Vec<JournalRecord>>,
 }
 
 /// Loads a doctor for activation or reload: fence the doctor's journal writer (every record
@@ -163,6 +209,7 @@ impl DoctorMsg {
                 | Self::UpdateSchedule { .. }
                 | Self::SetStatus { .. }
                 | Self::Profile { .. }
+                | Self::Prepare { .. }
         )
     }
 }
@@ -298,10 +345,12 @@ impl Actor for DoctorActor {
         // Decided before the future exists: ractor keeps the future of the message in hand
         // alive while the actor idles, so one holding the message (176 bytes) or the reload
         // inline cost every active doctor ~2 KB more (measured by `benches/scale.rs`).
-        let reload = self.decide(&myself, msg, state);
+        let next = self.decide(&myself, msg, state);
         async move {
-            if reload {
-                Box::pin(self.reload(&myself, state)).await;
+            match next {
+                Next::Done => {}
+                Next::Reload => Box::pin(self.reload(&myself, state)).await,
+                Next::Prepare(work) => Box::pin(self.prepare(&myself, state, *work)).await,
             }
             Ok(())
         }
@@ -309,14 +358,15 @@ impl Actor for DoctorActor {
 }
 
 impl DoctorActor {
-    /// Decides `msg` synchronously; answers whether the doctor must now be reloaded from
-    /// the store (a journal batch of this generation failed).
+    /// Decides `msg` synchronously; answers what is left to do asynchronously: a reload
+    /// from the store (a journal batch of this generation failed), or a multi-patient
+    /// booking's phase one.
     fn decide(
         &self,
         myself: &ActorRef<DoctorMsg>,
         msg: DoctorMsg,
         state: &mut DoctorState,
-    ) -> bool {
+    ) -> Next {
         let ctx = &self.ctx;
         let now = ctx.clock.now();
         if msg.is_request() {
@@ -476,7 +526,22 @@ impl DoctorActor {
                 }
             }
             // What reached the disk is unknown: reload from the store (see `reload`).
-            DoctorMsg::JournalFailed { generation } => return generation == state.generation,
+            DoctorMsg::JournalFailed { generation } => {
+                if generation == state.generation {
+                    return Next::Reload;
+                }
+            }
+            DoctorMsg::Prepare {
+                items,
+                verdict,
+                reply,
+            } => {
+                return Next::Prepare(Box::new(PrepareWork {
+                    items,
+                    verdict,
+                    reply,
+                }))
+            }
             DoctorMsg::Tick { snapshot_due } => self.tick(myself, state, snapshot_due, now),
             DoctorMsg::SnapshotWritten { seq, ok } => {
                 state.snapshot_in_flight = false;
@@ -494,7 +559,162 @@ impl DoctorActor {
             #[cfg(feature = "fault-injection")]
             DoctorMsg::Crash => panic!("injected fault in doctor actor"),
         }
-        false
+        Next::Done
+    }
+
+    /// Phase one of a multi-patient booking for this doctor's items (two-phase, across
+    /// doctors; the coordinator is `Engine::book_many`).
+    ///
+    /// 1. Everything this actor decided before must be durable: the booking's records are
+    ///    written by the coordinator in one transaction of their own, beside this doctor's
+    ///    journal writer, so no earlier record of this doctor may still be in flight (its
+    ///    sequence numbers must stay contiguous whatever fails).
+    /// 2. Every item passes the booking rules against the calendar (items of one doctor
+    ///    never overlap each other; the coordinator refused that with a 400, and it is
+    ///    checked again here with this doctor's own slot length).
+    /// 3. The records are answered, not applied, and the actor decides nothing else until
+    ///    the verdict: committed (apply them: they are durable), aborted (nothing to undo)
+    ///    or unknown (reload from the store, like after a failed batch).
+    ///
+    /// Deadlock-free: coordinators prepare doctors in ascending id order, and an actor only
+    /// ever waits for the journal writers and its coordinator, never for another actor.
+    /// Bounded: the coordinator gives every booking one call timeout, then aborts.
+    async fn prepare(
+        &self,
+        myself: &ActorRef<DoctorMsg>,
+        state: &mut DoctorState,
+        work: PrepareWork,
+    ) {
+        let PrepareWork {
+            items,
+            mut verdict,
+            reply,
+        } = work;
+        if let Err(e) = self.settle_in_flight(state).await {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let now = self.ctx.clock.now();
+        let doctor_id = state.doctor_id;
+        let decided = {
+            let v = state.read();
+            decide_items(&v.calendar, &items, now, &self.ctx.rules)
+        };
+        let records = match decided {
+            Ok(events) => {
+                let base = state.read().calendar.seq();
+                items
+                    .iter()
+                    .zip(events)
+                    .zip(1..)
+                    .map(|((item, event), k)| JournalRecord {
+                        doctor_id,
+                        seq: base + k,
+                        recorded_at: now,
+                        event,
+                        medical: item.request.medical.clone(),
+                        idempotency: None,
+                        member: Some(item.member.clone()),
+                    })
+                    .collect::<Vec<_>>()
+            }
+            Err((index, e)) => {
+                if e == EngineError::Rejected(Rejection::Conflict) {
+                    let r = &items[index].request;
+                    info!(
+                        event_type = "time_slot_conflict",
+                        doctor_id,
+                        patient_id = r.patient_id,
+                        scheduled_at = %rfc3339(r.scheduled_at),
+                        consultation_mode = r.mode.as_str(),
+                        booking_item = items[index].index,
+                    );
+                }
+                let _ = reply.send(Err(EngineError::ItemRejected {
+                    item: items[index].index,
+                    error: Box::new(e),
+                }));
+                return;
+            }
+        };
+        if reply.send(Ok(records.clone())).is_err() {
+            // The coordinator gave up before this answer: it writes nothing.
+            return;
+        }
+        let outcome = match verdict.wait_for(Option::is_some).await {
+            Ok(v) => v.unwrap_or(Verdict::Unknown),
+            // The coordinator vanished: what reached the store is unknown.
+            Err(_) => Verdict::Unknown,
+        };
+        match outcome {
+            Verdict::Committed => self.apply_committed(state, records),
+            Verdict::Aborted => {}
+            Verdict::Unknown => Box::pin(self.reload(myself, state)).await,
+        }
+    }
+
+    /// Waits until every record this actor decided is durable (or answers why not: the
+    /// actor is then told of the failed batch and reloads).
+    async fn settle_in_flight(&self, state: &DoctorState) -> Result<(), EngineError> {
+        if state.is_quiet() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        let done: crate::journal::Completion = Box::new(move |durable| {
+            let _ = tx.send(durable);
+        });
+        if self
+            .ctx
+            .journal
+            .try_after(state.doctor_id, state.generation, done)
+            .is_err()
+        {
+            return Err(EngineError::Overloaded);
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(EngineError::Unavailable("journal writer stopped".into())))?;
+        // The writer's `Durable` message is still queued behind this one.
+        let mut v = state.write();
+        v.durable_seq = v.calendar.seq();
+        Ok(())
+    }
+
+    /// Applies a committed multi-patient booking's records (durable already) and tells the
+    /// watchers.
+    fn apply_committed(&self, state: &mut DoctorState, records: Vec<JournalRecord>) {
+        let mut changes = Vec::with_capacity(records.len() * 2);
+        {
+            let mut v = state.write();
+            for r in &records {
+                if let DoctorEvent::Booked { slot } = &r.event {
+                    if let Some(held) = v.calendar.hold_of(slot.patient_id) {
+                        if held != slot.start {
+                            changes.push((r.seq, ChangeKind::Released, held));
+                        }
+                    }
+                    changes.push((r.seq, ChangeKind::Booked, slot.start));
+                }
+                v.calendar.apply(r.seq, &r.event);
+            }
+            v.durable_seq = v.calendar.seq();
+        }
+        for (seq, kind, start) in changes {
+            self.publish(state, seq, kind, Some(start));
+        }
+        for r in &records {
+            if let DoctorEvent::Booked { slot } = &r.event {
+                info!(
+                    event_type = "consultation_scheduled",
+                    consultation_id = slot.id,
+                    consultation_reference = %slot.reference,
+                    doctor_id = state.doctor_id,
+                    patient_id = slot.patient_id,
+                    scheduled_at = %rfc3339(slot.start),
+                    consultation_mode = slot.mode.as_str(),
+                    booking_id = r.member.as_ref().map(|m| m.booking_id),
+                );
+            }
+        }
     }
 
     /// Reloads the doctor from the store behind a fence, after a failed journal write.
@@ -586,6 +806,7 @@ impl DoctorActor {
             medical: Default::default(),
             created_at: now,
             cancelled_at: None,
+            member: None,
         };
         let medical = req.medical;
         self.journal(
@@ -814,6 +1035,7 @@ impl DoctorActor {
                 event,
                 medical,
                 idempotency,
+                member: None,
             },
             generation: state.generation,
             actor: myself.clone(),
@@ -900,6 +1122,36 @@ impl DoctorActor {
             let _ = myself.cast(DoctorMsg::SnapshotWritten { seq, ok });
         });
     }
+}
+
+/// Decides the `Booked` events of a multi-patient booking's items for one doctor, in item
+/// order; on refusal, the position (in `items`) of the first refused item and why.
+fn decide_items(
+    calendar: &Calendar,
+    items: &[PrepareItem],
+    now: DateTime<Utc>,
+    rules: &crate::calendar::Rules,
+) -> Result<Vec<DoctorEvent>, (usize, EngineError)> {
+    let minutes = chrono::Duration::minutes(i64::from(calendar.profile().slot_minutes));
+    for (i, a) in items.iter().enumerate() {
+        for (j, b) in items.iter().enumerate().skip(i + 1) {
+            let (x, y) = (a.request.scheduled_at, b.request.scheduled_at);
+            if x < y + minutes && y < x + minutes {
+                let field = format!("items[{}].scheduled_at", b.index);
+                let reason = format!("overlaps items[{}] (same doctor and time)", a.index);
+                return Err((j, crate::error::InvalidField::new(field, reason).into()));
+            }
+        }
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            calendar
+                .decide_book(&item.request, item.id, now, rules)
+                .map_err(|r| (i, EngineError::from(r)))
+        })
+        .collect()
 }
 
 /// Log form of an instant: RFC 3339 UTC, as the API answers.

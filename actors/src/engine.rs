@@ -3,6 +3,7 @@
 //! the doctor's shard on first use), bounds admission per shard, and puts a timeout on
 //! every call.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use dashmap::DashMap;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, ActorStatus, RpcReplyPort};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::info;
@@ -20,14 +21,18 @@ use crate::calendar::{
     validate_slot_minutes, Availability, Calendar, DoctorEvent, Hold, JournalRecord, Rules,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::doctor::{log_check, DoctorHandle, DoctorMsg, DoctorSnapshot, SlotCheck};
+use crate::doctor::{
+    log_check, DoctorHandle, DoctorMsg, DoctorSnapshot, PrepareItem, SlotCheck, Verdict,
+};
 use crate::error::{EngineError, InvalidField};
 use crate::feed::{Feeds, Position, Subscription};
 use crate::journal::{self, DurableHook, JournalConfig, JournalHandle};
 use crate::model::{
-    BookingRequest, Consultation, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile,
-    IdempotencyClaim, NewDoctor, PatientId, Requester, ScheduleUpdate, StatusUpdate,
-    StoredIdempotency,
+    BookingItem, BookingMember, BookingRequest, Consultation, ConsultationId,
+    ConsultationStatus, DoctorId, DoctorProfile, IdempotencyClaim, MultiBooking,
+    MultiBookingRequest, NewDoctor, PatientId, Requester, ScheduleUpdate, SessionStatus,
+    StatusUpdate, StoredIdempotency, MAX_BOOKING_ITEMS, MAX_PATIENT_NAME_CHARS,
+    MAX_RELATION_CHARS,
 };
 use crate::notifier::{NotifierHandle, WebhookSettings};
 use crate::outbox::{InboxQuery, Notification, Recipient};
@@ -542,6 +547,191 @@ impl Engine {
         .await
     }
 
+    /// Books several consultations at once (a multi-patient booking: the booker for
+    /// themselves and family members, with one or several doctors): every item is booked,
+    /// durably and in ONE store transaction, or none is. Returns once durable.
+    ///
+    /// Two phases: each involved doctor's actor, in ascending doctor id order, checks its
+    /// items and answers their records while deciding nothing else (`DoctorMsg::Prepare`);
+    /// then the records of every doctor are written in one `Store::append` and the actors
+    /// are told the verdict (apply, or nothing happened, or reload when the outcome is
+    /// unknown). Any refusal answers [`EngineError::ItemRejected`] with the first refused
+    /// item (in doctor order) and nothing is written. The whole booking gets one call
+    /// timeout; the coordination runs in its own task, so a caller that goes away cannot
+    /// leave actors waiting. `idempotency` is stored with the first item's record.
+    pub async fn book_many(
+        &self,
+        request: MultiBookingRequest,
+        idempotency: Option<IdempotencyClaim>,
+    ) -> Result<MultiBooking, EngineError> {
+        self.ensure_open()?;
+        validate_items(&request.items)?;
+        let mut slot_minutes = BTreeMap::new();
+        for (index, item) in request.items.iter().enumerate() {
+            if let std::collections::btree_map::Entry::Vacant(e) = slot_minutes.entry(item.doctor_id)
+            {
+                let profile = self.doctor(item.doctor_id).await.map_err(|error| {
+                    EngineError::ItemRejected {
+                        item: index,
+                        error: Box::new(error),
+                    }
+                })?;
+                e.insert(profile.slot_minutes);
+            }
+        }
+        refuse_overlapping_items(&request.items, &slot_minutes)?;
+        let ids: Vec<ConsultationId> = request
+            .items
+            .iter()
+            .map(|_| self.ctx().allocate_consultation_id())
+            .collect();
+        let booking_id = ids[0];
+        let mut groups: BTreeMap<DoctorId, Vec<PrepareItem>> = BTreeMap::new();
+        for (index, (item, id)) in request.items.iter().zip(&ids).enumerate() {
+            groups.entry(item.doctor_id).or_default().push(PrepareItem {
+                index,
+                request: BookingRequest {
+                    doctor_id: item.doctor_id,
+                    patient_id: request.patient_id,
+                    scheduled_at: item.scheduled_at,
+                    mode: item.mode,
+                    medical: item.medical.clone(),
+                },
+                id: *id,
+                member: BookingMember {
+                    booking_id,
+                    patient_name: item.patient_name.trim().to_owned(),
+                    relation: item.relation.clone(),
+                },
+            });
+        }
+        let engine = self.clone();
+        let patient_id = request.patient_id;
+        tokio::spawn(async move {
+            engine
+                .coordinate(patient_id, booking_id, ids, groups, idempotency)
+                .await
+        })
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("booking coordinator failed: {e}")))?
+    }
+
+    /// The two phases of [`Self::book_many`].
+    async fn coordinate(
+        &self,
+        patient_id: PatientId,
+        booking_id: i64,
+        ids: Vec<ConsultationId>,
+        groups: BTreeMap<DoctorId, Vec<PrepareItem>>,
+        idempotency: Option<IdempotencyClaim>,
+    ) -> Result<MultiBooking, EngineError> {
+        let (verdict, watching) = watch::channel(None);
+        let deadline = self.deadline();
+        let mut records = Vec::with_capacity(ids.len());
+        for (doctor_id, items) in &groups {
+            let prepared = self
+                .call_until(*doctor_id, deadline, |reply| DoctorMsg::Prepare {
+                    items: items.clone(),
+                    verdict: watching.clone(),
+                    reply,
+                })
+                .await;
+            match prepared {
+                Ok(r) => records.extend(r),
+                Err(e) => {
+                    let _ = verdict.send(Some(Verdict::Aborted));
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(claim) = idempotency {
+            if let Some(first) = records.iter_mut().find(|r| {
+                matches!(&r.event, DoctorEvent::Booked { slot } if slot.id == booking_id)
+            }) {
+                first.idempotency = Some(claim);
+            }
+        }
+        // Item order, so the store writes (and readers list) them as asked.
+        records.sort_by_key(|r| match &r.event {
+            DoctorEvent::Booked { slot } => slot.id,
+            _ => 0,
+        });
+        let written = self.ctx().store.append(&records).await;
+        let _ = verdict.send(Some(if written.is_ok() {
+            Verdict::Committed
+        } else {
+            Verdict::Unknown
+        }));
+        if let Err(e) = written {
+            tracing::warn!(
+                booking_id,
+                patient_id,
+                error = %e,
+                "multi-patient booking not written; nothing of it was acknowledged"
+            );
+            return Err(e.into());
+        }
+        let consultations: Vec<Consultation> = records
+            .into_iter()
+            .filter_map(|r| match r.event {
+                DoctorEvent::Booked { slot } => Some(Consultation {
+                    id: slot.id,
+                    reference: slot.reference,
+                    doctor_id: r.doctor_id,
+                    patient_id: slot.patient_id,
+                    scheduled_at: slot.start,
+                    duration_minutes: slot.duration_minutes,
+                    status: slot.status,
+                    consultation_mode: slot.mode,
+                    consult_mode: slot.mode,
+                    session_status: SessionStatus::initial_for(slot.mode),
+                    medical: r.medical,
+                    created_at: slot.created_at,
+                    cancelled_at: None,
+                    member: r.member,
+                }),
+                _ => None,
+            })
+            .collect();
+        for c in &consultations {
+            if c.consultation_mode.needs_session() {
+                self.ensure_session(c.id);
+            }
+        }
+        if let Some(n) = &self.inner.notifier {
+            n.wake();
+        }
+        info!(
+            event_type = "multi_booking_scheduled",
+            booking_id,
+            patient_id,
+            consultation_ids = ?consultations.iter().map(|c| c.id).collect::<Vec<_>>(),
+            doctor_ids = ?groups.keys().collect::<Vec<_>>(),
+        );
+        Ok(MultiBooking {
+            id: booking_id,
+            consultations,
+        })
+    }
+
+    /// A multi-patient booking for its booker (`Forbidden` for anyone else's, not found
+    /// when there is none), consultations in item order.
+    pub async fn booking(
+        &self,
+        booking_id: i64,
+        patient_id: PatientId,
+    ) -> Result<MultiBooking, EngineError> {
+        let consultations = self.ctx().store.booking_consultations(booking_id).await?;
+        match consultations.first() {
+            None => Err(EngineError::BookingNotFound(booking_id)),
+            Some(c) if c.patient_id != patient_id => Err(EngineError::Forbidden),
+            Some(_) => Ok(MultiBooking {
+                id: booking_id,
+                consultations,
+            }),
+        }
+    }
+
     /// The claim to store with a request answered under `key`: expires after
     /// `engine.idempotency_ttl_s`.
     pub fn idempotency_claim(
@@ -883,12 +1073,25 @@ impl Engine {
         T: Send + 'static,
         F: Fn(Reply<T>) -> DoctorMsg,
     {
+        self.call_until(doctor_id, self.deadline(), make).await
+    }
+
+    /// Like [`Self::call`], answering by `deadline`.
+    async fn call_until<T, F>(
+        &self,
+        doctor_id: DoctorId,
+        deadline: Instant,
+        make: F,
+    ) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: Fn(Reply<T>) -> DoctorMsg,
+    {
         self.ensure_open()?;
         let _permit = self.shard(doctor_id).permits.try_acquire().map_err(|_| {
             EngineStats::bump(&self.ctx().stats.overloaded);
             EngineError::Overloaded
         })?;
-        let deadline = self.deadline();
         for _ in 0..MAX_ROUTE_ATTEMPTS {
             let actor = self.actor_for(doctor_id, deadline).await?;
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -934,6 +1137,63 @@ impl Engine {
             }
         }
     }
+}
+
+/// The bounds of a multi-patient booking's items, each failure named by its field
+/// (`items[i].patient_name`); the first is answered.
+fn validate_items(items: &[BookingItem]) -> Result<(), EngineError> {
+    if items.is_empty() || items.len() > MAX_BOOKING_ITEMS {
+        return Err(InvalidField::new("items", format!("must hold 1 to {MAX_BOOKING_ITEMS} items")).into());
+    }
+    for (i, item) in items.iter().enumerate() {
+        let name = item.patient_name.trim();
+        if name.is_empty() || name.chars().count() > MAX_PATIENT_NAME_CHARS {
+            return Err(InvalidField::new(
+                format!("items[{i}].patient_name"),
+                format!("must be 1 to {MAX_PATIENT_NAME_CHARS} characters"),
+            )
+            .into());
+        }
+        if item
+            .relation
+            .as_ref()
+            .is_some_and(|r| r.trim().is_empty() || r.chars().count() > MAX_RELATION_CHARS)
+        {
+            return Err(InvalidField::new(
+                format!("items[{i}].relation"),
+                format!("must be 1 to {MAX_RELATION_CHARS} characters"),
+            )
+            .into());
+        }
+        if let Some((field, reason)) = item.medical.over_limit().into_iter().next() {
+            return Err(InvalidField::new(format!("items[{i}].{field}"), reason).into());
+        }
+    }
+    Ok(())
+}
+
+/// Two items with the same doctor whose times overlap (by that doctor's slot length) can
+/// never both be booked: a 400 naming both, before any doctor is asked.
+fn refuse_overlapping_items(
+    items: &[BookingItem],
+    slot_minutes: &BTreeMap<DoctorId, u16>,
+) -> Result<(), EngineError> {
+    for (i, a) in items.iter().enumerate() {
+        for (j, b) in items.iter().enumerate().skip(i + 1) {
+            if a.doctor_id != b.doctor_id {
+                continue;
+            }
+            let len = chrono::Duration::minutes(i64::from(slot_minutes[&a.doctor_id]));
+            if a.scheduled_at < b.scheduled_at + len && b.scheduled_at < a.scheduled_at + len {
+                return Err(InvalidField::new(
+                    format!("items[{j}].scheduled_at"),
+                    format!("overlaps items[{i}] (same doctor and time)"),
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Tells the actor it is being read (only if not told already: no shared-line write per read).

@@ -73,6 +73,9 @@ pub enum EngineError {
     /// 404: no such consultation.
     #[error("consultation {0} not found")]
     ConsultationNotFound(ConsultationId),
+    /// 404: no such multi-patient booking.
+    #[error("booking {0} not found")]
+    BookingNotFound(i64),
     /// 403: the requester may not act on this consultation.
     #[error("not allowed to act on this consultation")]
     Forbidden,
@@ -82,6 +85,13 @@ pub enum EngineError {
     /// 409-like: the consultation cannot be moved any more (not active, or started).
     #[error("consultation cannot be rescheduled: {0}")]
     NotReschedulable(&'static str),
+    /// One item of a multi-patient booking was refused (a rule, a conflict, or an overlap
+    /// with another item); nothing of the booking was made. `item` is its 0-based index.
+    #[error("item {item}: {error}")]
+    ItemRejected {
+        item: usize,
+        error: Box<EngineError>,
+    },
     /// 503: admission control refused; nothing was done. Retry later.
     #[error("engine overloaded")]
     Overloaded,
@@ -102,7 +112,7 @@ impl EngineError {
         matches!(
             self,
             Self::Overloaded | Self::Timeout | Self::Storage(_) | Self::Unavailable(_)
-        )
+        ) || matches!(self, Self::ItemRejected { error, .. } if error.is_retryable())
     }
 }
 

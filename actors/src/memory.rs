@@ -160,6 +160,12 @@ fn validate(t: &Tables, batch: &[JournalRecord]) -> Result<(), StoreError> {
         if !t.doctors.contains_key(&r.doctor_id) {
             return Err(StoreError::Constraint(format!("no doctor {}", r.doctor_id)));
         }
+        if r.member.is_some() && !matches!(r.event, DoctorEvent::Booked { .. }) {
+            return Err(StoreError::Constraint(format!(
+                "a booking member on a {} record belongs to no new consultation",
+                r.event.kind()
+            )));
+        }
         if let Some(claim) = &r.idempotency {
             if t.idempotency
                 .contains_key(&(claim.patient_id, claim.key.clone()))
@@ -254,6 +260,7 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) {
                     medical: r.medical.clone(),
                     created_at: micros(slot.created_at),
                     cancelled_at: None,
+                    member: r.member.clone(),
                 },
             );
             if slot.mode.needs_session() {
@@ -476,6 +483,20 @@ impl Store for MemoryStore {
         id: ConsultationId,
     ) -> Result<Option<Consultation>, StoreError> {
         Ok(self.tables().consultations.get(&id).cloned())
+    }
+
+    async fn booking_consultations(
+        &self,
+        booking_id: i64,
+    ) -> Result<Vec<Consultation>, StoreError> {
+        Ok(self
+            .tables()
+            .consultations
+            .values()
+            .filter(|c| c.member.as_ref().is_some_and(|m| m.booking_id == booking_id))
+            .take(crate::model::MAX_BOOKING_ITEMS)
+            .cloned()
+            .collect())
     }
 
     async fn patient_consultations(

@@ -244,6 +244,61 @@ pub struct BookingRequest {
     pub medical: MedicalInfo,
 }
 
+/// Who a consultation of a multi-patient booking is for: the booker (the patient who signed
+/// in) books for a family member. Personal data: stored with the consultation, never
+/// journaled and never logged (`Debug` leaves the name out).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingMember {
+    /// The multi-patient booking this consultation belongs to (the id of its first
+    /// consultation).
+    pub booking_id: i64,
+    pub patient_name: String,
+    /// E.g. `self`, `child`, `parent`, `spouse`; free text within bounds.
+    pub relation: Option<String>,
+}
+
+impl std::fmt::Debug for BookingMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BookingMember")
+            .field("booking_id", &self.booking_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most consultations in one multi-patient booking.
+pub const MAX_BOOKING_ITEMS: usize = 10;
+/// Longest `patient_name`, in characters.
+pub const MAX_PATIENT_NAME_CHARS: usize = 200;
+/// Longest `relation`, in characters.
+pub const MAX_RELATION_CHARS: usize = 50;
+
+/// One consultation of a multi-patient booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingItem {
+    pub doctor_id: DoctorId,
+    pub scheduled_at: DateTime<Utc>,
+    pub mode: ConsultMode,
+    pub patient_name: String,
+    pub relation: Option<String>,
+    pub medical: MedicalInfo,
+}
+
+/// A patient's request to book several consultations at once (for themselves and family
+/// members, with one or several doctors): all of them, or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiBookingRequest {
+    /// The booker; every consultation is theirs to see, move and cancel.
+    pub patient_id: PatientId,
+    pub items: Vec<BookingItem>,
+}
+
+/// A multi-patient booking as made: its id and its consultations in item order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiBooking {
+    pub id: i64,
+    pub consultations: Vec<Consultation>,
+}
+
 /// Longest accepted idempotency key, in bytes (visible ASCII only).
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
@@ -339,6 +394,8 @@ pub struct Consultation {
     pub medical: MedicalInfo,
     pub created_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// Set for the consultations of a multi-patient booking.
+    pub member: Option<BookingMember>,
 }
 
 /// Characters of a reference: no 0/O, 1/I/L, so it can be read aloud and retyped.

@@ -547,6 +547,9 @@ async fn book(
             medical_history: None,
             allergies: None,
             current_medications: None,
+            booking_id: None,
+            patient_name: None,
+            relation: None,
         },
     };
     Ok((StatusCode::CREATED, Json(answer)).into_response())

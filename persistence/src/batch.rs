@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use consult_actors::calendar::{DoctorEvent, JournalRecord};
 use consult_actors::outbox::NotificationKind;
-use consult_actors::{DoctorId, MedicalInfo, SessionStatus, StoreError};
+use consult_actors::{BookingMember, DoctorId, MedicalInfo, SessionStatus, StoreError};
 
 /// One `journal` row.
 pub(crate) struct JournalRow {
@@ -150,6 +150,12 @@ pub(crate) struct NewIdempotencyKey<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
+/// One `booking_members` row, from a `Booked` of a multi-patient booking.
+pub(crate) struct NewMember<'a> {
+    pub consultation_id: i64,
+    pub member: &'a BookingMember,
+}
+
 /// Everything one `append` writes.
 pub(crate) struct Plan<'a> {
     pub journal: Vec<JournalRow>,
@@ -165,6 +171,8 @@ pub(crate) struct Plan<'a> {
     pub notifications: Vec<NewNotification>,
     /// Written after every phase; empty (nothing written) for records without a key.
     pub idempotency: Vec<NewIdempotencyKey<'a>>,
+    /// Written after every phase; empty for single bookings.
+    pub members: Vec<NewMember<'a>>,
 }
 
 /// Plans the writes of `batch`. Fails only on values the schema cannot hold.
@@ -175,6 +183,7 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
     let mut sessions = Vec::new();
     let mut notifications = Vec::new();
     let mut idempotency = Vec::new();
+    let mut members = Vec::new();
     let mut cursors: HashMap<DoctorId, DoctorCursor> = HashMap::new();
     let mut phase_for = |doctor_id: DoctorId, step: Step, phases: &mut Vec<Phase<'_>>| {
         let phase = cursors.entry(doctor_id).or_default().place(step);
@@ -212,6 +221,18 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
                 consultation_id,
                 created_at: record.recorded_at,
                 expires_at: claim.expires_at,
+            });
+        }
+        if let Some(member) = &record.member {
+            let DoctorEvent::Booked { slot } = &record.event else {
+                return Err(StoreError::Constraint(format!(
+                    "a booking member on a {} record belongs to no new consultation",
+                    record.event.kind()
+                )));
+            };
+            members.push(NewMember {
+                consultation_id: slot.id,
+                member,
             });
         }
         match &record.event {
@@ -310,6 +331,7 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
         sessions,
         notifications,
         idempotency,
+        members,
     })
 }
 
@@ -361,6 +383,7 @@ mod tests {
             },
             medical: MedicalInfo::default(),
             idempotency: None,
+            member: None,
         }
     }
 
@@ -375,6 +398,7 @@ mod tests {
             },
             medical: MedicalInfo::default(),
             idempotency: None,
+            member: None,
         }
     }
 
@@ -391,6 +415,7 @@ mod tests {
             },
             medical: MedicalInfo::default(),
             idempotency: None,
+            member: None,
         }
     }
 

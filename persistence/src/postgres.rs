@@ -26,11 +26,11 @@ use sqlx::{PgConnection, Row};
 
 use crate::batch::{
     self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey,
-    NewNotification, NewSession, Reschedule,
+    NewMember, NewNotification, NewSession, Reschedule,
 };
 use crate::error::{config_error, db_error, migrate_error};
 use crate::rows::{
-    self, ReadRow, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS, SESSION_COLUMNS,
+    self, ReadRow, CONSULTATIONS_FROM, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS, SESSION_COLUMNS,
     SESSION_TASK_COLUMNS,
 };
 
@@ -84,6 +84,9 @@ impl PgStore {
 
 impl ReadRow for PgRow {
     fn int8(&self, column: &str) -> Result<i64, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn opt_int8(&self, column: &str) -> Result<Option<i64>, StoreError> {
         self.try_get(column).map_err(db_error)
     }
     fn int4(&self, column: &str) -> Result<i32, StoreError> {
@@ -220,6 +223,26 @@ fn bind_idempotency_keys<'q>(query: PgQuery<'q>, rows: &'q [NewIdempotencyKey<'_
         .bind(rows.iter().map(|k| k.consultation_id).collect::<Vec<_>>())
         .bind(rows.iter().map(|k| k.created_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|k| k.expires_at).collect::<Vec<_>>())
+}
+
+const INSERT_MEMBERS: &str = "INSERT INTO booking_members (consultation_id, booking_id, \
+     patient_name, relation) \
+     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[])";
+
+fn bind_members<'q>(query: PgQuery<'q>, rows: &'q [NewMember<'_>]) -> PgQuery<'q> {
+    query
+        .bind(rows.iter().map(|m| m.consultation_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|m| m.member.booking_id).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|m| m.member.patient_name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|m| m.member.relation.as_deref())
+                .collect::<Vec<_>>(),
+        )
 }
 
 // The one statement of a bookings-only batch, optionally with one more CTE in front (the
@@ -529,10 +552,11 @@ impl Store for PgStore {
         if let [phase] = plan.phases.as_slice() {
             let parties: Option<Vec<(i64, i64)>> =
                 plan.notifications.iter().map(|n| n.parties).collect();
-            if let (true, true, true, Some(parties)) = (
+            if let (true, true, true, true, Some(parties)) = (
                 phase.cancellations.is_empty(),
                 phase.reschedules.is_empty(),
                 plan.doctor_updates.is_empty(),
+                plan.members.is_empty(),
                 parties,
             ) {
                 let sql = if plan.idempotency.is_empty() {
@@ -562,6 +586,12 @@ impl Store for PgStore {
         }
         if !plan.idempotency.is_empty() {
             bind_idempotency_keys(sqlx::query(INSERT_IDEMPOTENCY_KEYS), &plan.idempotency)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        if !plan.members.is_empty() {
+            bind_members(sqlx::query(INSERT_MEMBERS), &plan.members)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -678,7 +708,7 @@ impl Store for PgStore {
         id: ConsultationId,
     ) -> Result<Option<Consultation>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {CONSULTATION_COLUMNS} FROM consultations WHERE id = $1"
+            "SELECT {CONSULTATION_COLUMNS} FROM {CONSULTATIONS_FROM} WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -689,13 +719,28 @@ impl Store for PgStore {
         .transpose()
     }
 
+    async fn booking_consultations(
+        &self,
+        booking_id: i64,
+    ) -> Result<Vec<Consultation>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CONSULTATION_COLUMNS} FROM {CONSULTATIONS_FROM} \
+             WHERE booking_id = $1 ORDER BY id LIMIT 10"
+        ))
+        .bind(booking_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        consultations(rows)
+    }
+
     async fn patient_consultations(
         &self,
         patient_id: PatientId,
         limit: u32,
     ) -> Result<Vec<Consultation>, StoreError> {
         let found = sqlx::query(&format!(
-            "SELECT {CONSULTATION_COLUMNS} FROM consultations WHERE patient_id = $1 \
+            "SELECT {CONSULTATION_COLUMNS} FROM {CONSULTATIONS_FROM} WHERE patient_id = $1 \
              ORDER BY scheduled_at DESC, id DESC LIMIT $2"
         ))
         .bind(patient_id)
@@ -714,7 +759,7 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<Vec<Consultation>, StoreError> {
         let found = sqlx::query(&format!(
-            "SELECT {CONSULTATION_COLUMNS} FROM consultations \
+            "SELECT {CONSULTATION_COLUMNS} FROM {CONSULTATIONS_FROM} \
              WHERE doctor_id = $1 AND scheduled_at >= $2 AND scheduled_at < $3 \
              ORDER BY scheduled_at, id LIMIT $4"
         ))
@@ -733,7 +778,7 @@ impl Store for PgStore {
         doctor_id: Option<DoctorId>,
     ) -> Result<Vec<Consultation>, StoreError> {
         let found = sqlx::query(&format!(
-            "SELECT {CONSULTATION_COLUMNS} FROM consultations \
+            "SELECT {CONSULTATION_COLUMNS} FROM {CONSULTATIONS_FROM} \
              WHERE status IN ('pending', 'scheduled') \
              AND ($1::bigint IS NULL OR doctor_id = $1) \
              ORDER BY doctor_id, scheduled_at, id"

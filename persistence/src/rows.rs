@@ -10,14 +10,21 @@ use consult_actors::outbox::{
     SessionTask,
 };
 use consult_actors::{
-    ConsultMode, Consultation, ConsultationStatus, DoctorProfile, MedicalInfo, SessionStatus,
+    BookingMember, ConsultMode, Consultation, ConsultationStatus, DoctorProfile, MedicalInfo, SessionStatus,
     StoreError,
 };
 
-/// The `consultations` columns [`consultation`] reads.
+/// The columns [`consultation`] reads, over [`CONSULTATIONS_FROM`].
 pub(crate) const CONSULTATION_COLUMNS: &str = "id, reference, doctor_id, patient_id, \
     scheduled_at, duration_minutes, status, consultation_mode, consult_mode, session_status, \
-    reason, symptoms, medical_history, allergies, current_medications, created_at, cancelled_at";
+    reason, symptoms, medical_history, allergies, current_medications, created_at, \
+    cancelled_at, booking_id, patient_name, relation";
+
+/// Consultations with who they are for when they belong to a multi-patient booking. The
+/// joined table's columns (`consultation_id`, `booking_id`, `patient_name`, `relation`)
+/// share no name with `consultations`, so unqualified conditions stay unambiguous.
+pub(crate) const CONSULTATIONS_FROM: &str =
+    "consultations LEFT JOIN booking_members ON booking_members.consultation_id = consultations.id";
 
 /// The `doctors` columns [`doctor`] reads.
 pub(crate) const DOCTOR_COLUMNS: &str = "id, name, specialty, timezone, slot_minutes, \
@@ -26,6 +33,7 @@ pub(crate) const DOCTOR_COLUMNS: &str = "id, name, specialty, timezone, slot_min
 /// Typed column access over one backend's row type.
 pub(crate) trait ReadRow {
     fn int8(&self, column: &str) -> Result<i64, StoreError>;
+    fn opt_int8(&self, column: &str) -> Result<Option<i64>, StoreError>;
     fn int4(&self, column: &str) -> Result<i32, StoreError>;
     fn text(&self, column: &str) -> Result<String, StoreError>;
     fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
@@ -168,6 +176,14 @@ pub(crate) fn consultation(row: &impl ReadRow) -> Result<Consultation, StoreErro
         },
         created_at: row.time("created_at")?,
         cancelled_at: row.opt_time("cancelled_at")?,
+        member: match row.opt_int8("booking_id")? {
+            Some(booking_id) => Some(BookingMember {
+                booking_id,
+                patient_name: row.text("patient_name")?,
+                relation: row.opt_text("relation")?,
+            }),
+            None => None,
+        },
     })
 }
 

@@ -27,11 +27,11 @@ use sqlx::{Row, Sqlite, SqliteConnection};
 
 use crate::batch::{
     self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey,
-    NewNotification, NewSession, Reschedule,
+    NewMember, NewNotification, NewSession, Reschedule,
 };
 use crate::error::{config_error, db_error, migrate_error};
 use crate::rows::{
-    self, ReadRow, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS, SESSION_COLUMNS,
+    self, ReadRow, CONSULTATIONS_FROM, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS, SESSION_COLUMNS,
     SESSION_TASK_COLUMNS,
 };
 
@@ -154,6 +154,9 @@ fn parse_ts(column: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
 
 impl ReadRow for SqliteRow {
     fn int8(&self, column: &str) -> Result<i64, StoreError> {
+        self.try_get(column).map_err(db_error)
+    }
+    fn opt_int8(&self, column: &str) -> Result<Option<i64>, StoreError> {
         self.try_get(column).map_err(db_error)
     }
     fn int4(&self, column: &str) -> Result<i32, StoreError> {
@@ -310,6 +313,25 @@ async fn insert_idempotency_keys(
                 .push_bind(k.consultation_id)
                 .push_bind(ts(k.created_at))
                 .push_bind(ts(k.expires_at));
+        });
+        query.build().execute(&mut *conn).await.map_err(db_error)?;
+    }
+    Ok(())
+}
+
+async fn insert_members(
+    conn: &mut SqliteConnection,
+    rows: &[NewMember<'_>],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(MAX_BOUND_VARIABLES / 4) {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO booking_members (consultation_id, booking_id, patient_name, relation) ",
+        );
+        query.push_values(chunk, |mut row, m| {
+            row.push_bind(m.consultation_id)
+                .push_bind(m.member.booking_id)
+                .push_bind(m.member.patient_name.as_str())
+                .push_bind(m.member.relation.as_deref());
         });
         query.build().execute(&mut *conn).await.map_err(db_error)?;
     }
@@ -523,6 +545,7 @@ impl Store for SqliteStore {
             update_doctor(&mut tx, update).await?;
         }
         insert_idempotency_keys(&mut tx, &plan.idempotency).await?;
+        insert_members(&mut tx, &plan.members).await?;
         insert_sessions(&mut tx, &plan.sessions).await?;
         insert_notifications(&mut tx, &plan.notifications).await?;
         tx.commit().await.map_err(db_error)
@@ -636,7 +659,7 @@ impl Store for SqliteStore {
         id: ConsultationId,
     ) -> Result<Option<Consultation>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {CONSULTATION_COLUMNS} FROM consultations WHERE id = ?1"
+            "SELECT {CONSULTATION_COLUMNS} FROM {CONSULTATIONS_FROM} WHERE id = ?1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -647,13 +670,28 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn booking_consultations(
+        &self,
+        booking_id: i64,
+    ) -> Result<Vec<Consultation>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CONSULTATION_COLUMNS} FROM {CONSULTATIONS_FROM} \
+             WHERE booking_id = ?1 ORDER BY id LIMIT 10"
+        ))
+        .bind(booking_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        consultations(rows)
+    }
+
     async fn patient_consultations(
         &self,
         patient_id: PatientId,
         limit: u32,
     ) -> Result<Vec<Consultation>, StoreError> {
         let found = sqlx::query(&format!(
-            "SELECT {CONSULTATION_COLUMNS} FROM consultations WHERE patient_id = ?1 \
+            "SELECT {CONSULTATION_COLUMNS} FROM {CONSULTATIONS_FROM} WHERE patient_id = ?1 \
              ORDER BY scheduled_at DESC, id DESC LIMIT ?2"
         ))
         .bind(patient_id)
@@ -672,7 +710,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Consultation>, StoreError> {
         let found = sqlx::query(&format!(
-            "SELECT {CONSULTATION_COLUMNS} FROM consultations \
+            "SELECT {CONSULTATION_COLUMNS} FROM {CONSULTATIONS_FROM} \
              WHERE doctor_id = ?1 AND scheduled_at >= ?2 AND scheduled_at < ?3 \
              ORDER BY scheduled_at, id LIMIT ?4"
         ))
@@ -691,7 +729,7 @@ impl Store for SqliteStore {
         doctor_id: Option<DoctorId>,
     ) -> Result<Vec<Consultation>, StoreError> {
         let found = sqlx::query(&format!(
-            "SELECT {CONSULTATION_COLUMNS} FROM consultations \
+            "SELECT {CONSULTATION_COLUMNS} FROM {CONSULTATIONS_FROM} \
              WHERE status IN ('pending', 'scheduled') AND (?1 IS NULL OR doctor_id = ?1) \
              ORDER BY doctor_id, scheduled_at, id"
         ))

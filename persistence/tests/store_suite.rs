@@ -190,6 +190,7 @@ fn booking(
         },
         medical,
         idempotency: None,
+        member: None,
     }
 }
 
@@ -204,6 +205,7 @@ fn cancellation(doctor_id: i64, seq: u64, consultation_id: i64) -> JournalRecord
         },
         medical: MedicalInfo::default(),
         idempotency: None,
+        member: None,
     }
 }
 
@@ -226,6 +228,7 @@ fn reschedule(
         },
         medical: MedicalInfo::default(),
         idempotency: None,
+        member: None,
     }
 }
 
@@ -248,6 +251,7 @@ fn projected(record: &JournalRecord) -> Consultation {
         medical: record.medical.clone(),
         created_at: slot.created_at,
         cancelled_at: None,
+        member: record.member.clone(),
     }
 }
 
@@ -343,6 +347,7 @@ async fn an_appended_batch_is_reflected_in_the_journal_and_every_projection(stor
             },
             medical: MedicalInfo::default(),
             idempotency: None,
+            member: None,
         },
         JournalRecord {
             doctor_id: doctor.id,
@@ -354,6 +359,7 @@ async fn an_appended_batch_is_reflected_in_the_journal_and_every_projection(stor
             },
             medical: MedicalInfo::default(),
             idempotency: None,
+            member: None,
         },
     ];
     store.append(&batch).await.expect("append");

@@ -285,6 +285,14 @@ pub struct ConsultationDto {
     pub allergies: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_medications: Option<String>,
+    /// The multi-patient booking this consultation belongs to; `null` for single bookings.
+    pub booking_id: Option<i64>,
+    /// Who it is for, in a multi-patient booking (the booker's family member).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient_name: Option<String>,
+    /// The booker's relation to `patient_name`, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relation: Option<String>,
 }
 
 impl ConsultationDto {
@@ -319,6 +327,9 @@ impl From<Consultation> for ConsultationDto {
             medical_history: c.medical.medical_history,
             allergies: c.medical.allergies,
             current_medications: c.medical.current_medications,
+            booking_id: c.member.as_ref().map(|m| m.booking_id),
+            patient_name: c.member.as_ref().map(|m| m.patient_name.clone()),
+            relation: c.member.and_then(|m| m.relation),
         }
     }
 }

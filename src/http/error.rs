@@ -60,6 +60,10 @@ pub enum ApiError {
     /// 500 `internal_error`: a bug or an unexpected failure; details are logged only.
     #[error("Internal server error")]
     Internal(String),
+    /// One item of a multi-patient booking refused: `inner`'s status, code and message,
+    /// plus `item` (its 0-based index) and `errors: {"items[i]": [...]}`.
+    #[error("{inner}")]
+    Item { item: usize, inner: Box<ApiError> },
 }
 
 /// The error body, for the OpenAPI document.
@@ -70,9 +74,13 @@ pub struct ErrorBody {
     pub message: String,
     /// Stable machine-readable code, e.g. `time_slot_conflict`.
     pub error: String,
-    /// Field name -> reasons, for `validation_failed`.
+    /// Field name -> reasons, for `validation_failed` (and for a refused item of a
+    /// multi-patient booking: `items[i]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<BTreeMap<String, Vec<String>>>,
+    /// The 0-based index of the refused item of a multi-patient booking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
 }
 
 impl ApiError {
@@ -116,6 +124,7 @@ impl ApiError {
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Item { inner, .. } => inner.status(),
         }
     }
 
@@ -134,6 +143,7 @@ impl ApiError {
             Self::RateLimited => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
+            Self::Item { inner, .. } => inner.code(),
         }
     }
 }
@@ -146,6 +156,18 @@ impl From<EngineError> for ApiError {
             EngineError::DoctorNotFound => Self::NotFound("Doctor not found".into()),
             EngineError::ConsultationNotFound(_) => {
                 Self::NotFound("Consultation not found".into())
+            }
+            EngineError::BookingNotFound(_) => Self::NotFound("Booking not found".into()),
+            EngineError::ItemRejected { item, error } => {
+                let inner = Self::from(*error);
+                // A 503 is about the whole booking, not one item.
+                if inner.status() == StatusCode::SERVICE_UNAVAILABLE {
+                    return inner;
+                }
+                Self::Item {
+                    item,
+                    inner: Box::new(inner),
+                }
             }
             EngineError::Forbidden => {
                 Self::Forbidden("You may not act on another user's consultation")
@@ -173,6 +195,15 @@ impl From<EngineError> for ApiError {
 impl ApiError {
     /// The JSON body this error answers with.
     pub fn body(&self) -> ErrorBody {
+        if let Self::Item { item, inner } = self {
+            let mut body = inner.body();
+            let errors = body.errors.get_or_insert_with(BTreeMap::new);
+            if errors.is_empty() {
+                errors.insert(format!("items[{item}]"), vec![body.message.clone()]);
+            }
+            body.item = Some(*item);
+            return body;
+        }
         let (message, errors) = match self {
             Self::Validation { message, errors } => (message.clone(), Some(errors.clone())),
             other => (other.to_string(), None),
@@ -182,6 +213,7 @@ impl ApiError {
             message,
             error: self.code().to_owned(),
             errors,
+            item: None,
         }
     }
 }

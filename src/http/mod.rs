@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod assets;
 pub mod auth;
+pub mod bookings;
 pub mod dev;
 pub mod doctor;
 pub mod dto;
@@ -149,6 +150,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/patient/doctors/check-slot", post(patient::check_slot))
         .route("/patient/doctors/book", post(patient::book))
+        .route("/patient/bookings", post(bookings::book_many))
+        .route("/patient/bookings/{id}", get(bookings::get_booking))
         .route("/patient/consultations", get(patient::list_consultations))
         .route(
             "/patient/consultations/{id}",

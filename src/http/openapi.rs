@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, dev, doctor, holds, inbox, ops, patient, stream};
+use super::{admin, bookings, dev, doctor, holds, inbox, ops, patient, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,8 @@ use super::{admin, dev, doctor, holds, inbox, ops, patient, stream};
         patient::check_slot,
         holds::release_hold,
         patient::book,
+        bookings::book_many,
+        bookings::get_booking,
         patient::list_consultations,
         patient::get_consultation,
         patient::reschedule_consultation,

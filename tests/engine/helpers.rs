@@ -178,6 +178,9 @@ impl Store for FaultyStore {
     ) -> Result<Option<Consultation>, StoreError> {
         self.inner.get_consultation(id).await
     }
+    async fn booking_consultations(&self, id: i64) -> Result<Vec<Consultation>, StoreError> {
+        self.inner.booking_consultations(id).await
+    }
     async fn patient_consultations(
         &self,
         p: PatientId,

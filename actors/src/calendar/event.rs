@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::schedule::WeeklySchedule;
 use crate::error::StoreError;
 use crate::model::{
-    ConsultMode, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile, IdempotencyClaim,
-    MedicalInfo, PatientId,
+    BookingMember, ConsultMode, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile,
+    IdempotencyClaim, MedicalInfo, PatientId,
 };
 
 /// An active consultation as the calendar holds it: what the conflict check needs.
@@ -147,4 +147,7 @@ pub struct JournalRecord {
     /// `idempotency_keys` table in the same transaction, never to the journal. `None`
     /// writes nothing extra.
     pub idempotency: Option<IdempotencyClaim>,
+    /// Only for a `Booked` of a multi-patient booking: who it is for, stored with the
+    /// consultation (never journaled). `None` for single bookings.
+    pub member: Option<BookingMember>,
 }
