@@ -28,11 +28,10 @@ use crate::error::{EngineError, InvalidField};
 use crate::feed::{Feeds, Position, Subscription};
 use crate::journal::{self, DurableHook, JournalConfig, JournalHandle};
 use crate::model::{
-    BookingItem, BookingMember, BookingRequest, Consultation, ConsultationId,
-    ConsultationStatus, DoctorId, DoctorProfile, IdempotencyClaim, MultiBooking,
-    MultiBookingRequest, NewDoctor, PatientId, Requester, ScheduleUpdate, SessionStatus,
-    StatusUpdate, StoredIdempotency, MAX_BOOKING_ITEMS, MAX_PATIENT_NAME_CHARS,
-    MAX_RELATION_CHARS,
+    BookingItem, BookingMember, BookingRequest, Consultation, ConsultationId, ConsultationStatus,
+    DoctorId, DoctorProfile, IdempotencyClaim, MultiBooking, MultiBookingRequest, NewDoctor,
+    PatientId, Requester, ScheduleUpdate, SessionStatus, StatusUpdate, StoredIdempotency,
+    MAX_BOOKING_ITEMS, MAX_PATIENT_NAME_CHARS, MAX_RELATION_CHARS,
 };
 use crate::notifier::{NotifierHandle, WebhookSettings};
 use crate::outbox::{InboxQuery, Notification, Recipient};
@@ -568,7 +567,8 @@ impl Engine {
         validate_items(&request.items)?;
         let mut slot_minutes = BTreeMap::new();
         for (index, item) in request.items.iter().enumerate() {
-            if let std::collections::btree_map::Entry::Vacant(e) = slot_minutes.entry(item.doctor_id)
+            if let std::collections::btree_map::Entry::Vacant(e) =
+                slot_minutes.entry(item.doctor_id)
             {
                 let profile = self.doctor(item.doctor_id).await.map_err(|error| {
                     EngineError::ItemRejected {
@@ -645,9 +645,10 @@ impl Engine {
             }
         }
         if let Some(claim) = idempotency {
-            if let Some(first) = records.iter_mut().find(|r| {
-                matches!(&r.event, DoctorEvent::Booked { slot } if slot.id == booking_id)
-            }) {
+            if let Some(first) = records
+                .iter_mut()
+                .find(|r| matches!(&r.event, DoctorEvent::Booked { slot } if slot.id == booking_id))
+            {
                 first.idempotency = Some(claim);
             }
         }
@@ -1143,7 +1144,11 @@ impl Engine {
 /// (`items[i].patient_name`); the first is answered.
 fn validate_items(items: &[BookingItem]) -> Result<(), EngineError> {
     if items.is_empty() || items.len() > MAX_BOOKING_ITEMS {
-        return Err(InvalidField::new("items", format!("must hold 1 to {MAX_BOOKING_ITEMS} items")).into());
+        return Err(InvalidField::new(
+            "items",
+            format!("must hold 1 to {MAX_BOOKING_ITEMS} items"),
+        )
+        .into());
     }
     for (i, item) in items.iter().enumerate() {
         let name = item.patient_name.trim();

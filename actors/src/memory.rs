@@ -493,7 +493,11 @@ impl Store for MemoryStore {
             .tables()
             .consultations
             .values()
-            .filter(|c| c.member.as_ref().is_some_and(|m| m.booking_id == booking_id))
+            .filter(|c| {
+                c.member
+                    .as_ref()
+                    .is_some_and(|m| m.booking_id == booking_id)
+            })
             .take(crate::model::MAX_BOOKING_ITEMS)
             .cloned()
             .collect())

@@ -82,10 +82,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// The consultations of multi-patient booking `booking_id`, by id (which is item
     /// order), at most [`crate::model::MAX_BOOKING_ITEMS`]; empty for an unknown booking.
-    async fn booking_consultations(
-        &self,
-        booking_id: i64,
-    ) -> Result<Vec<Consultation>, StoreError>;
+    async fn booking_consultations(&self, booking_id: i64)
+        -> Result<Vec<Consultation>, StoreError>;
 
     /// A patient's consultations, newest `scheduled_at` first, at most `limit`.
     async fn patient_consultations(

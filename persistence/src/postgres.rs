@@ -25,13 +25,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 
 use crate::batch::{
-    self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey,
-    NewMember, NewNotification, NewSession, Reschedule,
+    self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey, NewMember,
+    NewNotification, NewSession, Reschedule,
 };
 use crate::error::{config_error, db_error, migrate_error};
 use crate::rows::{
-    self, ReadRow, CONSULTATIONS_FROM, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS, SESSION_COLUMNS,
-    SESSION_TASK_COLUMNS,
+    self, ReadRow, CONSULTATIONS_FROM, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS,
+    SESSION_COLUMNS, SESSION_TASK_COLUMNS,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");

@@ -10,8 +10,8 @@ use consult_actors::outbox::{
     SessionTask,
 };
 use consult_actors::{
-    BookingMember, ConsultMode, Consultation, ConsultationStatus, DoctorProfile, MedicalInfo, SessionStatus,
-    StoreError,
+    BookingMember, ConsultMode, Consultation, ConsultationStatus, DoctorProfile, MedicalInfo,
+    SessionStatus, StoreError,
 };
 
 /// The columns [`consultation`] reads, over [`CONSULTATIONS_FROM`].

@@ -26,13 +26,13 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, SqliteConnection};
 
 use crate::batch::{
-    self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey,
-    NewMember, NewNotification, NewSession, Reschedule,
+    self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey, NewMember,
+    NewNotification, NewSession, Reschedule,
 };
 use crate::error::{config_error, db_error, migrate_error};
 use crate::rows::{
-    self, ReadRow, CONSULTATIONS_FROM, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS, SESSION_COLUMNS,
-    SESSION_TASK_COLUMNS,
+    self, ReadRow, CONSULTATIONS_FROM, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS,
+    SESSION_COLUMNS, SESSION_TASK_COLUMNS,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -225,7 +225,10 @@ fn parse(patient_id: i64, req: &MultiBookRequest) -> Result<MultiBookingRequest,
     }
     if !failures.is_empty() {
         return Err(ApiError::fields(
-            failures.iter().map(|(f, r)| (f.as_str(), r.clone())).collect(),
+            failures
+                .iter()
+                .map(|(f, r)| (f.as_str(), r.clone()))
+                .collect(),
         ));
     }
     Ok(MultiBookingRequest { patient_id, items })

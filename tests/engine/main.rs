@@ -4,5 +4,6 @@ pub mod helpers;
 
 mod concurrency;
 mod durability;
+mod multi;
 mod reschedule;
 mod rules;
