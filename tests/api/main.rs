@@ -1,6 +1,7 @@
 //! The HTTP API through a real server on port 0, each test on its own fresh database.
 
 mod auth;
+mod bookings;
 mod concurrency;
 mod doctor_admin;
 mod errors;
