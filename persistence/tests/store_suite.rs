@@ -12,8 +12,9 @@ use consult_actors::outbox::{
     InboxQuery, NotificationKind, Recipient, SessionOutcome, WebhookUpdate,
 };
 use consult_actors::{
-    reference_for, ConsultMode, Consultation, ConsultationStatus, DoctorProfile, IdempotencyClaim,
-    MedicalInfo, NewDoctor, SessionStatus, Store, StoreError, StoredIdempotency, StoredSnapshot,
+    reference_for, BookingMember, ConsultMode, Consultation, ConsultationStatus, DoctorProfile,
+    IdempotencyClaim, MedicalInfo, NewDoctor, SessionStatus, Store, StoreError, StoredIdempotency,
+    StoredSnapshot,
 };
 use consult_persistence::{open_store, testing, SqliteStore};
 
@@ -100,6 +101,8 @@ macro_rules! store_test_suite {
 }
 
 store_test_suite!(
+    a_multi_doctor_batch_stores_its_booking_members_and_reads_the_booking_back_whole,
+    a_batch_with_a_member_on_a_cancellation_or_a_taken_slot_stores_nothing,
     create_doctor_then_load_doctor_returns_registered_at_seq_1_with_the_profile,
     load_doctor_of_an_unknown_doctor_is_none,
     an_appended_batch_is_reflected_in_the_journal_and_every_projection,
@@ -1145,6 +1148,123 @@ async fn a_batch_writes_session_rows_and_notifications_with_its_bookings(store: 
             .expect("due")
             .len(),
         8
+    );
+}
+
+fn with_member(mut record: JournalRecord, booking_id: i64, name: &str) -> JournalRecord {
+    record.member = Some(BookingMember {
+        booking_id,
+        patient_name: name.to_owned(),
+        relation: Some("parent".to_owned()),
+    });
+    record
+}
+
+async fn a_multi_doctor_batch_stores_its_booking_members_and_reads_the_booking_back_whole(
+    store: Arc<dyn Store>,
+) {
+    let a = create(&*store, "Dr. Ada Okafor").await;
+    let b = create(&*store, "Dr. Ben Adeyemi").await;
+    // One transaction over two doctors, plus an unrelated single booking.
+    let batch = vec![
+        with_member(
+            booking(a.id, 2, 10, 100, slot(0), medical("fever")),
+            10,
+            "Zoe",
+        ),
+        with_member(
+            booking(b.id, 2, 11, 100, slot(0), MedicalInfo::default()),
+            10,
+            "Yan",
+        ),
+        booking(b.id, 3, 12, 101, slot(1), MedicalInfo::default()),
+    ];
+    store.append(&batch).await.expect("append");
+    let booking = store.booking_consultations(10).await.expect("read");
+    assert_eq!(
+        booking,
+        vec![projected(&batch[0]), projected(&batch[1])],
+        "both consultations, by id, with who they are for"
+    );
+    assert_eq!(booking[0].member.as_ref().unwrap().patient_name, "Zoe");
+    assert_eq!(
+        booking[1].member.as_ref().unwrap().relation.as_deref(),
+        Some("parent")
+    );
+    let single = store
+        .get_consultation(12)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(single.member, None);
+    assert_eq!(
+        store
+            .patient_consultations(100, 10)
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+    assert!(store
+        .booking_consultations(12)
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(store
+        .booking_consultations(999)
+        .await
+        .expect("read")
+        .is_empty());
+}
+
+async fn a_batch_with_a_member_on_a_cancellation_or_a_taken_slot_stores_nothing(
+    store: Arc<dyn Store>,
+) {
+    let a = create(&*store, "Dr. Ada Okafor").await;
+    let b = create(&*store, "Dr. Ben Adeyemi").await;
+    store
+        .append(&[booking(b.id, 2, 1, 100, slot(0), MedicalInfo::default())])
+        .await
+        .expect("append");
+    // The second item takes a start that is already active: the whole booking fails.
+    let batch = vec![
+        with_member(
+            booking(a.id, 2, 10, 100, slot(0), MedicalInfo::default()),
+            10,
+            "Zoe",
+        ),
+        with_member(
+            booking(b.id, 3, 11, 100, slot(0), MedicalInfo::default()),
+            10,
+            "Yan",
+        ),
+    ];
+    assert!(matches!(
+        store.append(&batch).await,
+        Err(StoreError::Constraint(_))
+    ));
+    assert!(store
+        .booking_consultations(10)
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(
+        store.get_consultation(10).await.expect("get").is_none(),
+        "nothing partial"
+    );
+    let mut cancel = cancellation(b.id, 3, 1);
+    cancel.member = batch[0].member.clone();
+    assert!(matches!(
+        store.append(&[cancel]).await,
+        Err(StoreError::Constraint(_))
+    ));
+    assert_eq!(
+        store
+            .active_consultations(None)
+            .await
+            .expect("active")
+            .len(),
+        1
     );
 }
 
