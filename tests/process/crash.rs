@@ -1,6 +1,8 @@
-//! SIGKILL mid-load on Postgres: the release binary is killed while 64 clients book, three
-//! times over; every booking a client saw acknowledged (201) must be in the store and in
-//! the restarted engine, and no doctor may ever hold two overlapping active bookings.
+//! SIGKILL mid-load on Postgres: the release binary is killed while 64 clients book (a
+//! quarter of them three-item family bookings), three times over; every booking a client
+//! saw acknowledged (201) must be in the store and in the restarted engine, no family
+//! booking may be stored in part, and no doctor may ever hold two overlapping active
+//! bookings.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +43,8 @@ struct Ack {
 /// What one round of load saw, besides the acknowledgements.
 #[derive(Debug, Default)]
 struct LoadStats {
+    /// Family bookings acknowledged (their consultations are among the acks).
+    families: AtomicU64,
     conflicts: AtomicU64,
     unavailable: AtomicU64,
     transport_errors: AtomicU64,
@@ -81,6 +85,7 @@ async fn kill_rounds(url: String) {
     ];
     let mut tokens = Tokens::default();
     let mut acked: Vec<Ack> = Vec::new();
+    let mut families = 0;
 
     for round in 0..ROUNDS {
         let server =
@@ -91,9 +96,11 @@ async fn kill_rounds(url: String) {
         let slots = slots_for_round(&server, &client, round).await;
         let patient_base = 10_000 + 1_000 * round as i64;
         let (new_acks, stats) = book_until_killed(server, &client, slots, patient_base).await;
+        families += stats.families.load(Ordering::Relaxed);
         println!(
-            "round {round}: {} acknowledged, {} conflicts, {} unavailable, {} transport errors at the kill",
+            "round {round}: {} acknowledged ({} family bookings), {} conflicts, {} unavailable, {} transport errors at the kill",
             new_acks.len(),
+            stats.families.load(Ordering::Relaxed),
             stats.conflicts.load(Ordering::Relaxed),
             stats.unavailable.load(Ordering::Relaxed),
             stats.transport_errors.load(Ordering::Relaxed),
@@ -104,6 +111,10 @@ async fn kill_rounds(url: String) {
         );
         acked.extend(new_acks);
     }
+    assert!(
+        families > 0,
+        "no family booking was acknowledged in any round"
+    );
 
     // The last restart: everything acknowledged is there, and booking still works.
     let mut server = Server::start_ready(&bin, dir.path(), "final", &env, &client).await;
@@ -269,13 +280,20 @@ async fn book_until_killed(
     let stats = Arc::new(LoadStats::default());
     let unexpected = Arc::new(Mutex::new(Vec::<String>::new()));
     let url = server.url("/patient/doctors/book");
+    let family_url = server.url("/patient/bookings");
     let mut tasks = Vec::new();
     for n in 0..CLIENTS {
         let patient_id = patient_base + n as i64;
         let token = dev_token(Role::Patient, patient_id);
+        // Every fourth client books for three family members at once.
+        let family = n % 4 == 0;
         let (client, url, slots, stop, acks, stats, unexpected) = (
             client.clone(),
-            url.clone(),
+            if family {
+                family_url.clone()
+            } else {
+                url.clone()
+            },
             slots.clone(),
             stop.clone(),
             acks.clone(),
@@ -285,14 +303,31 @@ async fn book_until_killed(
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let (doctor_id, start) = slots[rand::rng().random_range(0..slots.len())];
-                let sent = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .json(&json!({
+                let body = if family {
+                    let mut picks = vec![(doctor_id, start)];
+                    while picks.len() < 3 {
+                        let p = slots[rand::rng().random_range(0..slots.len())];
+                        if !picks.contains(&p) {
+                            picks.push(p);
+                        }
+                    }
+                    json!({"items": picks.iter().enumerate().map(|(i, (d, at))| json!({
+                        "doctor_id": d,
+                        "scheduled_at": at.to_rfc3339(),
+                        "consult_mode": "chat",
+                        "patient_name": format!("Family member {i}"),
+                    })).collect::<Vec<_>>()})
+                } else {
+                    json!({
                         "doctor_id": doctor_id,
                         "scheduled_at": start.to_rfc3339(),
                         "consult_mode": "chat",
-                    }))
+                    })
+                };
+                let sent = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&body)
                     .send()
                     .await;
                 let response = match sent {
@@ -310,6 +345,25 @@ async fn book_until_killed(
                     continue;
                 };
                 match status {
+                    StatusCode::CREATED if family => {
+                        let booking = &body["booking"]["consultations"];
+                        let items = booking.as_array().expect("the booking's consultations");
+                        assert_eq!(items.len(), 3, "{body}");
+                        stats.families.fetch_add(1, Ordering::Relaxed);
+                        let mut acks = acks.lock().unwrap();
+                        for c in items {
+                            let ack = ack_from(&json!({ "consultation": c }));
+                            assert_eq!(ack.patient_id, patient_id, "{body}");
+                            acks.push(ack);
+                        }
+                    }
+                    StatusCode::CONFLICT if family => {
+                        for (field, want) in conflict_body().as_object().unwrap() {
+                            assert_eq!(&body[field], want, "{body}");
+                        }
+                        assert!(body["item"].is_u64(), "{body}");
+                        stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                    }
                     StatusCode::CREATED => {
                         let ack = ack_from(&body);
                         assert_eq!(
@@ -481,5 +535,22 @@ async fn verify_store(db: &PgPool, acked: &[Ack]) {
     assert!(
         overlaps.is_empty(),
         "overlapping active consultations (doctor, id, id): {overlaps:?}"
+    );
+
+    // Family bookings are whole: three members, each with its scheduled consultation.
+    let partial: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT m.booking_id, COUNT(c.id)
+           FROM booking_members m
+           LEFT JOIN consultations c ON c.id = m.consultation_id AND c.status = 'scheduled'
+          GROUP BY m.booking_id
+         HAVING COUNT(c.id) <> 3 OR COUNT(*) <> 3
+          LIMIT 10",
+    )
+    .fetch_all(db)
+    .await
+    .expect("cannot check family bookings");
+    assert!(
+        partial.is_empty(),
+        "family bookings stored in part (booking, consultations): {partial:?}"
     );
 }

@@ -18,14 +18,25 @@ async fn book(
     key: &str,
     body: &Value,
 ) -> (StatusCode, Value) {
+    send(client, server, "/patient/doctors/book", token, key, body).await
+}
+
+async fn send(
+    client: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
     let response = client
-        .post(server.url("/patient/doctors/book"))
+        .post(server.url(path))
         .bearer_auth(token)
         .header("Idempotency-Key", key)
         .json(body)
         .send()
         .await
-        .expect("POST /patient/doctors/book");
+        .expect("POST reaches the server");
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -48,13 +59,28 @@ async fn a_repeat_after_kill_9_answers_the_first_201(db_url: String, env: Vec<(&
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{availability}");
-    let slot = *available_starts(&availability, chrono::Duration::hours(1))
-        .first()
-        .expect("an available slot");
+    let starts = available_starts(&availability, chrono::Duration::hours(1));
+    assert!(starts.len() >= 3, "three available slots");
+    let slot = starts[0];
     let body = json!({"doctor_id": doctor, "scheduled_at": slot, "consult_mode": "whatsapp",
         "reason": "follow-up"});
     let first = book(&client, &server, &token, "retry-after-crash", &body).await;
     assert_eq!(first.0, StatusCode::CREATED, "{}", first.1);
+    // A family booking under its own key, acknowledged just before the kill too.
+    let family = json!({"items": [
+        {"doctor_id": doctor, "scheduled_at": starts[1], "consult_mode": "whatsapp", "patient_name": "Ada"},
+        {"doctor_id": doctor, "scheduled_at": starts[2], "consult_mode": "whatsapp", "patient_name": "Ben", "relation": "child"}
+    ]});
+    let family_first = send(
+        &client,
+        &server,
+        "/patient/bookings",
+        &token,
+        "family-after-crash",
+        &family,
+    )
+    .await;
+    assert_eq!(family_first.0, StatusCode::CREATED, "{}", family_first.1);
     server.kill_hard();
 
     let server = Server::start_ready(&bin, dir.path(), "after-kill", &env, &client).await;
@@ -67,6 +93,19 @@ async fn a_repeat_after_kill_9_answers_the_first_201(db_url: String, env: Vec<(&
     assert_eq!(
         again.1, first.1,
         "the same answer (a WhatsApp booking does not change)"
+    );
+    let family_again = send(
+        &client,
+        &server,
+        "/patient/bookings",
+        &token,
+        "family-after-crash",
+        &family,
+    )
+    .await;
+    assert_eq!(
+        family_again, family_first,
+        "the repeat answers the first family booking"
     );
     // Without the key the same request is a second booking attempt: its own slot, 409.
     let (status, answer) =
@@ -89,6 +128,27 @@ async fn a_repeat_after_kill_9_answers_the_first_201(db_url: String, env: Vec<(&
         on_slot.len(),
         1,
         "exactly one active consultation on the slot"
+    );
+    let booking_id = family_first.1["booking"]["id"]
+        .as_i64()
+        .expect("booking id");
+    assert_eq!(
+        store
+            .booking_consultations(booking_id)
+            .await
+            .expect("the booking")
+            .len(),
+        2,
+        "one family booking, whole"
+    );
+    assert_eq!(
+        store
+            .active_consultations(Some(doctor))
+            .await
+            .expect("active")
+            .len(),
+        3,
+        "no second booking of anything"
     );
     assert_eq!(
         serde_json::json!(on_slot[0].id),
