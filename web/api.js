@@ -3,15 +3,17 @@
 // Screens call these functions and catch ApiError; nothing else calls fetch.
 
 /** A failed API call: the HTTP status (0 = no answer), the API's error code, its human
- * message, field errors (`{field: [reason]}`) and Retry-After in seconds (or null). */
+ * message, field errors (`{field: [reason]}`), Retry-After in seconds (or null), and for a
+ * multi-patient booking the index of the refused item (or null). */
 export class ApiError extends Error {
-  constructor({ status, code, message, errors = {}, retryAfter = null }) {
+  constructor({ status, code, message, errors = {}, retryAfter = null, item = null }) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
     this.errors = errors;
     this.retryAfter = retryAfter;
+    this.item = item;
   }
 
   /** 429 / 503 / no answer: the same request may be sent again. */
@@ -98,6 +100,7 @@ async function send(method, path, { body, headers = {}, signal, timeout = true, 
     message: payload.message ?? `The server answered ${response.status}.`,
     errors: payload.errors ?? {},
     retryAfter: retryAfterOf(response),
+    item: Number.isInteger(payload.item) ? payload.item : null,
   });
   if (response.status === 401) onUnauthorized(error);
   throw error;
@@ -139,6 +142,11 @@ export const patient = {
   /** 201 `{consultation}`. The caller owns the Idempotency-Key (one per attempt). */
   book: (booking, idempotencyKey) =>
     post('/patient/doctors/book', booking, { headers: { 'Idempotency-Key': idempotencyKey } }),
+  /** 201 `{booking: {id, consultations}}`: every item or none; a refusal names its
+   * `item`. The caller owns the Idempotency-Key (one per attempt). */
+  bookMany: (items, idempotencyKey) =>
+    post('/patient/bookings', { items }, { headers: { 'Idempotency-Key': idempotencyKey } }),
+  booking: (id) => get(`/patient/bookings/${id}`),
   /** 200 `{consultation}` at its new time; 409 when the new time is taken. */
   reschedule: (id, scheduledAt, idempotencyKey) =>
     post(`/patient/consultations/${id}/reschedule`, { scheduled_at: scheduledAt },

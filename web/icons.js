@@ -22,6 +22,7 @@ const PATHS = {
     'M20 4v7h-7',
   ],
   close: ['M6 6l12 12M18 6L6 18'],
+  plus: ['M12 5v14M5 12h14'],
   bell: [
     'M6 16V11a6 6 0 1 1 12 0v5l2 2H4z',
     'M10 20a2 2 0 0 0 4 0',

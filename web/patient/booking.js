@@ -9,6 +9,10 @@ import { h, hidden, message, replace, uid } from '../dom.js';
 import { icon, MODES } from '../icons.js';
 import { subscribe } from '../sse.js';
 import {
+  addVisit, clearVisits, markVisit, MAX_VISITS, NAME_LIMIT, onVisitsChange, pendingVisits,
+  RELATIONS, renderVisits, toItem,
+} from './family.js';
+import {
   addDays, browserZone, countdown, dateIn, dateParts, daysBetween, longDate, mondayOf,
   shortDateIn, timeIn, todayIn,
 } from '../time.js';
@@ -90,6 +94,27 @@ export function openBooking({
   const summary = h('p', { class: 'summary', 'aria-live': 'polite' });
   const confirmLabel = reschedule ? 'Move consultation' : 'Confirm booking';
   const confirmButton = h('button', { type: 'submit', class: 'btn btn-primary btn-large' }, confirmLabel);
+  // Who the visit is for: the signed-in patient, or a family member (then, or with other
+  // visits added, the booking goes as one multi-patient booking).
+  const visitsBox = h('section', { class: 'visits', id: uid('visits'), 'aria-live': 'polite' });
+  const nameId = uid('patient-name');
+  const nameError = h('p', { class: 'field-error', id: `${nameId}-error` });
+  const nameInput = h('input', {
+    type: 'text', id: nameId, name: 'patient_name', maxlength: NAME_LIMIT, autocomplete: 'name',
+    required: true, value: ctx.session?.name ?? '', 'aria-describedby': nameError.id,
+    oninput: () => { clearFieldError('patient_name'); renderSummary(); },
+  });
+  const relationId = uid('relation');
+  const relationSelect = h('select', {
+    id: relationId, name: 'relation', onchange: () => renderSummary(),
+  }, RELATIONS.map((r) => h('option', { value: r.value }, r.label)));
+  const addButton = h('button', {
+    type: 'button', class: 'btn btn-quiet', onclick: () => addAnother(),
+  }, icon('plus'), 'Add another patient');
+  const stopVisits = reschedule ? () => {} : onVisitsChange(() => {
+    renderVisits(visitsBox, zone);
+    renderSummary();
+  });
   const retryNote = h('p', { class: 'retry-note', 'aria-live': 'polite' });
   const modeHelpId = uid('mode-help');
   const modeError = h('p', { class: 'field-error', id: uid('mode-error') });
@@ -125,8 +150,19 @@ export function openBooking({
     summary,
     formNotice,
     h('div', { class: 'confirm-row' }, confirmButton, retryNote)) : h('form', { class: 'booking-form', novalidate: true, onsubmit: submit },
-    h('h3', {}, '3. About your visit'),
-    h('p', { class: 'muted' }, 'Only your doctor sees this. Keep it short; you can say more in the consultation.'),
+    visitsBox,
+    h('fieldset', { class: 'who' },
+      h('legend', {}, '3. Who is the visit for?'),
+      h('div', { class: 'who-fields' },
+        h('div', { class: 'field' },
+          h('label', { for: nameId }, "Patient's name", h('span', { class: 'req' }, ' (required)')),
+          nameInput,
+          nameError),
+        h('div', { class: 'field' },
+          h('label', { for: relationId }, 'Relation to you'),
+          relationSelect))),
+    h('h3', {}, 'About the visit'),
+    h('p', { class: 'muted' }, 'Only the doctor sees this. Keep it short; you can say more in the consultation.'),
     FIELDS.map(field),
     h('fieldset', { class: 'modes', 'aria-describedby': modeError.id },
       h('legend', {}, '4. How would you like to consult? ', h('span', { class: 'req' }, '(required)')),
@@ -137,7 +173,7 @@ export function openBooking({
     holdBox,
     summary,
     formNotice,
-    h('div', { class: 'confirm-row' }, confirmButton, retryNote));
+    h('div', { class: 'confirm-row' }, confirmButton, addButton, retryNote));
 
   const dialog = h('dialog', { class: 'booking', 'aria-labelledby': titleId },
     h('div', { class: 'dialog-head' },
@@ -169,6 +205,7 @@ export function openBooking({
   dialog.addEventListener('close', onDialogClose);
   document.body.append(dialog);
   dialog.showModal();
+  if (!reschedule) renderVisits(visitsBox, zone);
   renderSummary();
   start();
 
@@ -719,6 +756,11 @@ export function openBooking({
       timeError.textContent = text;
       return;
     }
+    if (name === 'patient_name') {
+      nameError.textContent = text;
+      nameInput.setAttribute('aria-invalid', 'true');
+      return;
+    }
     const f = fields.get(name);
     if (!f) return;
     f.error.textContent = text;
@@ -735,6 +777,11 @@ export function openBooking({
       timeError.textContent = '';
       return;
     }
+    if (name === 'patient_name') {
+      nameError.textContent = '';
+      nameInput.removeAttribute('aria-invalid');
+      return;
+    }
     const f = fields.get(name);
     if (!f) return;
     f.error.textContent = '';
@@ -744,6 +791,7 @@ export function openBooking({
   function focusTarget(name) {
     if (name === 'consult_mode') return modeRadios[0].input;
     if (name === 'time') return timesHeading;
+    if (name === 'patient_name') return nameInput;
     return fields.get(name)?.input;
   }
 
@@ -751,11 +799,25 @@ export function openBooking({
     return modeRadios.find((m) => m.input.checked)?.input.value ?? null;
   }
 
+  /** Visits booked by the next Confirm: those added before, and this one if chosen. */
+  function visitCount() {
+    return pendingVisits().length + (state.selected ? 1 : 0);
+  }
+
   function renderSummary() {
     const sel = state.selected;
     const mode = MODES.find((m) => m.value === selectedMode());
+    if (!reschedule) {
+      const added = pendingVisits().length;
+      const n = visitCount();
+      const label = added === 0 ? confirmLabel : `Confirm ${n} booking${n === 1 ? '' : 's'}`;
+      if (!state.inFlight) setText(confirmButton, label);
+      addButton.disabled = added + 1 >= MAX_VISITS;
+    }
     if (!sel) {
-      setText(summary, 'No time selected yet.');
+      setText(summary, pendingVisits().length
+        ? 'No time selected for another patient; Confirm books the visits above.'
+        : 'No time selected yet.');
       return;
     }
     const mine = `${shortDateIn(sel.start, zone)}, ${timeIn(sel.start, zone)} ${zone}`;
@@ -768,6 +830,9 @@ export function openBooking({
   function validate() {
     const errors = [];
     if (!state.selected) errors.push(['time', 'Choose a time for your consultation.']);
+    if (!reschedule && nameInput.value.trim() === '') {
+      errors.push(['patient_name', "Please fill in the patient's name."]);
+    }
     for (const [name, f] of fields) {
       const value = f.input.value;
       if (f.spec.required && value.trim() === '') errors.push([name, `Please fill in ${f.spec.label.toLowerCase()}.`]);
@@ -784,11 +849,99 @@ export function openBooking({
     focusTarget(errors[0][0])?.focus();
   }
 
+  /** This visit as one of a multi-patient booking's items. */
+  function currentVisit() {
+    const medical = {};
+    for (const [name, f] of fields) medical[name] = f.input.value;
+    return {
+      doctor,
+      scheduled_at: state.selected.start,
+      consult_mode: selectedMode(),
+      patient_name: nameInput.value.trim(),
+      relation: relationSelect.value,
+      medical,
+    };
+  }
+
+  function clearErrors() {
+    for (const name of [...fields.keys(), 'consult_mode', 'time', 'patient_name']) clearFieldError(name);
+    replace(formNotice);
+  }
+
+  /** Keeps this visit for the booking and clears the form for the next patient, here or
+   * with another doctor. The time stays held for a few minutes (not released). */
+  function addAnother() {
+    if (state.inFlight) return;
+    clearErrors();
+    const errors = validate();
+    if (errors.length) {
+      showErrors(errors);
+      return;
+    }
+    const visit = currentVisit();
+    clearInterval(state.holdTimer);
+    state.selected = null;
+    state.myHolds.clear();
+    replace(holdBox);
+    for (const f of fields.values()) {
+      f.input.value = '';
+      f.input.dispatchEvent(new Event('input'));
+    }
+    for (const m of modeRadios) m.input.checked = false;
+    nameInput.value = '';
+    relationSelect.value = 'child';
+    addVisit(visit);
+    renderSlots();
+    ctx.announce(`${visit.patient_name}'s visit is added. Choose a time for the next patient, here or with another doctor.`);
+    nameInput.focus();
+  }
+
+  /** Books the visits added before and this one (if a time is chosen) as one booking. */
+  async function submitMany() {
+    const added = pendingVisits();
+    if (state.selected || added.length === 0) {
+      const errors = validate();
+      if (errors.length) {
+        showErrors(errors);
+        return;
+      }
+    }
+    const visits = state.selected ? [...added, currentVisit()] : [...added];
+    const body = { items: visits.map(toItem) };
+    const fingerprint = JSON.stringify(body);
+    const key = state.lastAttempt?.fingerprint === fingerprint ? state.lastAttempt.key : crypto.randomUUID();
+    state.lastAttempt = null;
+    setInFlight(true);
+    let answer;
+    try {
+      answer = await ctx.api.patient.bookMany(body.items, key);
+    } catch (error) {
+      setInFlight(false);
+      if (state.closed) return;
+      if (error instanceof ApiError && error.item !== null && error.item < added.length) {
+        // A visit added before: mark it, keep everything else as typed.
+        const text = error.status === 409 ? 'This time was just taken: remove this visit and add it again with another time.'
+          : `${error.message}. Remove this visit and add it again.`.replace('..', '.');
+        markVisit(error.item, text);
+        replace(formNotice, message('warning', 'One visit could not be booked, so none was. See the marked visit above.'));
+        return;
+      }
+      bookingFailed(error, key, fingerprint);
+      return;
+    }
+    setInFlight(false);
+    clearVisits();
+    finish(answer.booking.consultations[0], answer.booking);
+  }
+
   async function submit(event) {
     event.preventDefault();
     if (state.inFlight || state.retryTimer) return;
-    for (const name of [...fields.keys(), 'consult_mode', 'time']) clearFieldError(name);
-    replace(formNotice);
+    clearErrors();
+    if (!reschedule && (pendingVisits().length > 0 || relationSelect.value !== 'self')) {
+      await submitMany();
+      return;
+    }
     const errors = validate();
     if (errors.length) {
       showErrors(errors);
@@ -830,6 +983,7 @@ export function openBooking({
     confirmButton.disabled = on;
     confirmButton.setAttribute('aria-busy', on ? 'true' : 'false');
     confirmButton.textContent = on ? (reschedule ? 'Moving…' : 'Booking…') : confirmLabel;
+    if (!on) renderSummary();
   }
 
   function bookingFailed(error, key, fingerprint) {
@@ -849,8 +1003,10 @@ export function openBooking({
     if (error.status === 400 && error.code === 'validation_failed' && Object.keys(error.errors).length) {
       const mapped = [];
       const other = [];
-      for (const [name, reasons] of Object.entries(error.errors)) {
+      for (const [field, reasons] of Object.entries(error.errors)) {
         const text = reasons.join(' ');
+        // A multi-patient booking names this visit's fields `items[i].field`.
+        const name = field.replace(/^items\[\d+\]\./, '');
         const known = fields.has(name) || name === 'consult_mode' ? name : name === 'scheduled_at' ? 'time' : null;
         if (known) mapped.push([known, text.charAt(0).toUpperCase() + text.slice(1)]);
         else other.push(`${name}: ${text}`);
@@ -909,14 +1065,14 @@ export function openBooking({
     return seconds ? ` in ${seconds} second${seconds === 1 ? '' : 's'}` : '';
   }
 
-  function finish(consultation) {
+  function finish(consultation, booking = null) {
     clearInterval(state.holdTimer);
     state.selected = null;
     state.myHolds.clear(); // the booking consumed the hold
     const done = onBooked;
     onBooked = () => {};
     closeQuietly();
-    done(consultation);
+    done(consultation, booking);
   }
 
   // ---- closing ----
@@ -951,6 +1107,7 @@ export function openBooking({
     if (state.closed) return;
     state.closed = true;
     window.removeEventListener('pagehide', onPageHide);
+    stopVisits();
     if (state.selected !== null || state.myHolds.size > 0) releaseHold();
     abort.abort();
     clearInterval(state.holdTimer);

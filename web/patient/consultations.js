@@ -9,11 +9,28 @@ import { calendarButton, confirmCancel } from './actions.js';
 import { statusText } from './confirmation.js';
 import { openBooking } from './booking.js';
 import { bookableDoctors, doctorName } from './directory.js';
+import { relationLabel } from './family.js';
+
+let bookedTogether = null;
+
+/** Marks the multi-patient booking the booking dialog just made, for the success notice
+ * on this screen. */
+export function markBookedTogether(booking) {
+  bookedTogether = booking;
+}
 
 export function mount(root, ctx) {
   ctx.setTitle('My consultations');
   const zone = browserZone();
   const notice = h('div', {});
+  if (bookedTogether) {
+    const b = bookedTogether;
+    bookedTogether = null;
+    replace(notice, message('success',
+      h('strong', {}, `Booking confirmed: ${b.consultations.length} consultations.`),
+      h('ul', { class: 'booked-list' }, b.consultations.map((c) => h('li', {},
+        `${c.reference}: ${c.patient_name}, ${dateTimeIn(c.scheduled_at, zone)} ${zone}`)))));
+  }
   const body = h('div', { class: 'stack', 'aria-busy': 'true' }, loading('Loading your consultations…'));
   replace(root,
     h('div', { class: 'screen-head' },
@@ -135,6 +152,9 @@ export function mount(root, ctx) {
         h('h3', { id: headingId }, h('a', { href: `#/consultations/${c.id}` }, `${name}, ${when}`)),
         h('dl', { class: 'facts' },
           h('div', {}, h('dt', {}, 'Reference'), h('dd', {}, c.reference)),
+          c.patient_name
+            ? h('div', {}, h('dt', {}, 'For'), h('dd', {}, c.relation ? `${c.patient_name} (${relationLabel(c.relation)})` : c.patient_name))
+            : null,
           doctorZone && doctorZone !== zone
             ? h('div', {}, h('dt', {}, "Doctor's time"), h('dd', {}, `${dateTimeIn(c.scheduled_at, doctorZone)} ${doctorZone}`))
             : null,

@@ -7,6 +7,7 @@ import { browserZone, timeIn } from '../time.js';
 import { bookableDoctors } from './directory.js';
 import { openBooking } from './booking.js';
 import { markJustBooked } from './confirmation.js';
+import { markBookedTogether } from './consultations.js';
 
 export function mount(root, ctx, params) {
   ctx.setTitle('Find a doctor');
@@ -91,8 +92,13 @@ export function mount(root, ctx, params) {
             history.replaceState(null, '', '#/doctors');
           }
         },
-        onBooked: (consultation) => {
+        onBooked: (consultation, booking) => {
           dialog = null;
+          if (booking) {
+            markBookedTogether(booking);
+            ctx.navigate('/consultations');
+            return;
+          }
           markJustBooked(consultation);
           ctx.navigate(`/consultations/${consultation.id}`);
         },
