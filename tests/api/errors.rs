@@ -327,6 +327,32 @@ async fn storage_down_answers_503_with_retry_after_and_books_nothing() {
         "unavailable",
     );
     assert!(retry_after.is_some(), "Retry-After is set");
+    // A multi-patient booking too: 503 with Retry-After, nothing of it stored.
+    let family = json!({"items": [
+        {"doctor_id": doctor, "scheduled_at": tomorrow_at(10, 0), "consult_mode": "chat", "patient_name": "Ada"},
+        {"doctor_id": doctor, "scheduled_at": tomorrow_at(10, 30), "consult_mode": "chat", "patient_name": "Ben"}
+    ]});
+    let resp = app
+        .client
+        .post(app.url("/patient/bookings"))
+        .bearer_auth(app.token(Patient, 2))
+        .json(&family)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let retry_after = resp.headers().get("retry-after").cloned();
+    let body: Value = resp.json().await.unwrap();
+    assert_error(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
+    assert!(
+        retry_after.is_some(),
+        "Retry-After is set on the multi-patient booking"
+    );
     let (status, body) = app.call(Method::GET, "/readyz", None, None).await;
     assert_error(
         status,
@@ -355,6 +381,18 @@ async fn storage_down_answers_503_with_retry_after_and_books_nothing() {
     .await
     .unwrap();
     assert_eq!(patients, vec![3], "patient 2's refused booking left no row");
+    let family_rows: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM consultations WHERE doctor_id = $1 AND scheduled_at >= $2",
+    )
+    .bind(doctor)
+    .bind(tomorrow_at(10, 0))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        family_rows, 0,
+        "the refused multi-patient booking left no row"
+    );
     pool.close().await;
     admin.close().await;
     app.stop().await;
