@@ -456,3 +456,31 @@ async fn storage_down_answers_the_slot_history_503_with_retry_after() {
     let () = back;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_slots_history_is_the_same_after_a_restart_with_and_without_snapshots() {
+    let mut app = TestApp::spawn().await;
+    let doctor = app.doctor().await;
+    let at = tomorrow_at(9, 0);
+    let (_, first) = app.book(1, doctor, at).await;
+    cancel(&app, 1, &first["consultation"]["id"]).await;
+    app.book(2, doctor, at).await;
+    let (_, before) = app.get(&admin_path(doctor, at), &app.token(Admin, 1)).await;
+    assert_eq!(
+        kinds(&before),
+        [
+            "registered",
+            "status_changed",
+            "booked",
+            "cancelled",
+            "booked"
+        ]
+    );
+    for delete_snapshots in [false, true] {
+        app = app.restart(delete_snapshots).await;
+        let (status, after) = app.get(&admin_path(doctor, at), &app.token(Admin, 1)).await;
+        assert_eq!(status, StatusCode::OK, "{after}");
+        assert_eq!(after, before, "delete_snapshots: {delete_snapshots}");
+    }
+    app.stop().await;
+}
