@@ -14,7 +14,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::calendar::{Availability, BookedSlot, Calendar, DoctorEvent, Hold, JournalRecord};
+use crate::calendar::{
+    ActedBy, Availability, BookedSlot, Calendar, DoctorEvent, Hold, JournalRecord, SlotState,
+};
 use crate::engine::EngineContext;
 use crate::error::{EngineError, Rejection};
 use crate::feed::ChangeKind;
@@ -94,10 +96,17 @@ pub enum DoctorMsg {
     },
     SetStatus {
         update: StatusUpdate,
+        /// Who asked; recorded in the journal event.
+        by: ActedBy,
         reply: Reply<DoctorProfile>,
     },
     Profile {
         reply: Reply<DoctorProfile>,
+    },
+    /// What the slot at `at` is now (for its history); answered once durable.
+    SlotState {
+        at: DateTime<Utc>,
+        reply: Reply<SlotState>,
     },
     /// The observable state; does not count as activity.
     Observe {
@@ -210,6 +219,7 @@ impl DoctorMsg {
                 | Self::SetStatus { .. }
                 | Self::Profile { .. }
                 | Self::Prepare { .. }
+                | Self::SlotState { .. }
         )
     }
 }
@@ -490,8 +500,8 @@ impl DoctorActor {
                     }
                 }
             }
-            DoctorMsg::SetStatus { update, reply } => {
-                let decision = state.read().calendar.decide_status(update);
+            DoctorMsg::SetStatus { update, by, reply } => {
+                let decision = state.read().calendar.decide_status(update, by);
                 match decision {
                     Some(event) => self.journal_profile_change(myself, state, event, reply),
                     None => {
@@ -503,6 +513,10 @@ impl DoctorActor {
             DoctorMsg::Profile { reply } => {
                 let profile = state.read().calendar.profile().clone();
                 let _ = reply.send(Ok(profile));
+            }
+            DoctorMsg::SlotState { at, reply } => {
+                let slot = state.read().calendar.slot_state(at, now, &ctx.rules);
+                self.reply_when_durable(state, reply, Ok(slot));
             }
             DoctorMsg::Observe { reply } => {
                 let snapshot = {

@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::calendar::{
-    validate_slot_minutes, Availability, Calendar, DoctorEvent, Hold, JournalRecord, Rules,
+    slot_events, validate_slot_minutes, ActedBy, Availability, Calendar, DoctorEvent, Hold,
+    JournalRecord, Placement, Rules, SlotHistory, SLOT_HISTORY_MAX_EVENTS,
+    SLOT_HISTORY_SCAN_EVENTS,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::doctor::{
@@ -31,7 +33,7 @@ use crate::model::{
     BookingItem, BookingMember, BookingRequest, Consultation, ConsultationId, ConsultationStatus,
     DoctorId, DoctorProfile, IdempotencyClaim, MultiBooking, MultiBookingRequest, NewDoctor,
     PatientId, Requester, ScheduleUpdate, SessionStatus, StatusUpdate, StoredIdempotency,
-    MAX_BOOKING_ITEMS, MAX_PATIENT_NAME_CHARS, MAX_RELATION_CHARS,
+    MAX_BOOKING_ITEMS, MAX_PATIENT_NAME_CHARS, MAX_RELATION_CHARS, MAX_SLOT_MINUTES,
 };
 use crate::notifier::{NotifierHandle, WebhookSettings};
 use crate::outbox::{InboxQuery, Notification, Recipient};
@@ -861,14 +863,97 @@ impl Engine {
         .await
     }
 
-    /// Sets the doctor's availability switch and/or approval.
+    /// Sets the doctor's availability switch and/or approval. The journal records it as
+    /// the admin's when it sets the approval, else as the doctor's (the API's two callers);
+    /// [`Engine::set_status_by`] names who asked.
     pub async fn set_status(
         &self,
         doctor_id: DoctorId,
         update: StatusUpdate,
     ) -> Result<DoctorProfile, EngineError> {
-        self.call(doctor_id, |reply| DoctorMsg::SetStatus { update, reply })
-            .await
+        let by = match update.is_approved {
+            Some(_) => Requester::Admin,
+            None => Requester::Doctor(doctor_id),
+        };
+        self.set_status_by(doctor_id, update, by).await
+    }
+
+    /// Like [`Engine::set_status`], recording `by` as who changed it.
+    pub async fn set_status_by(
+        &self,
+        doctor_id: DoctorId,
+        update: StatusUpdate,
+        by: Requester,
+    ) -> Result<DoctorProfile, EngineError> {
+        let by = ActedBy::from(by);
+        self.call(doctor_id, |reply| DoctorMsg::SetStatus {
+            update,
+            by,
+            reply,
+        })
+        .await
+    }
+
+    /// Why the slot of the doctor's current length at `at` is (un)available: the events of
+    /// the doctor's latest [`SLOT_HISTORY_SCAN_EVENTS`] journal rows that touched it (at most
+    /// the latest [`SLOT_HISTORY_MAX_EVENTS`], oldest first; `truncated` says when either
+    /// bound cut something off), and what it is now, once everything decided is durable.
+    /// `DoctorNotFound` for an unknown doctor. A diagnostic read: nothing is written.
+    pub async fn slot_history(
+        &self,
+        doctor_id: DoctorId,
+        at: DateTime<Utc>,
+    ) -> Result<SlotHistory, EngineError> {
+        let profile = self.doctor(doctor_id).await?;
+        let now = match self.read_quiet_view(doctor_id, |cal| {
+            cal.slot_state(at, self.now(), &self.ctx().rules)
+        }) {
+            Some(state) => state,
+            None => {
+                self.call(doctor_id, |reply| DoctorMsg::SlotState { at, reply })
+                    .await?
+            }
+        };
+        let store = &self.ctx().store;
+        let mut entries = store
+            .doctor_journal(doctor_id, SLOT_HISTORY_SCAN_EVENTS)
+            .await?;
+        // Newest first from the store; the oldest read is seq 1 unless the bound cut it.
+        let scan_cut = entries.last().is_some_and(|e| e.seq > 1);
+        entries.reverse();
+        // Where the consultations that may overlap the slot are now (a cancelled one where
+        // it was cancelled): locates cancellations whose booking was not read.
+        let minutes = profile.slot_minutes;
+        let from = at - chrono::Duration::minutes(i64::from(MAX_SLOT_MINUTES));
+        let to = at + chrono::Duration::minutes(i64::from(minutes));
+        let placements = store
+            .doctor_consultations(doctor_id, from, to, MAX_LIST_LIMIT)
+            .await?
+            .into_iter()
+            .map(|c| {
+                (
+                    c.id,
+                    Placement {
+                        start: c.scheduled_at,
+                        duration_minutes: c.duration_minutes,
+                        patient_id: c.patient_id,
+                    },
+                )
+            })
+            .collect();
+        let mut events = slot_events(&entries, at, minutes, &placements);
+        let answer_cut = events.len() > SLOT_HISTORY_MAX_EVENTS;
+        if answer_cut {
+            events.drain(..events.len() - SLOT_HISTORY_MAX_EVENTS);
+        }
+        Ok(SlotHistory {
+            doctor_id,
+            start: at,
+            slot_minutes: minutes,
+            events,
+            truncated: scan_cut || answer_cut,
+            now,
+        })
     }
 
     /// One consultation, from the store.

@@ -33,4 +33,4 @@ pub use error::{EngineError, InvalidField, Rejection, StoreError};
 pub use model::*;
 pub use settings::EngineSettings;
 pub use stats::{HistogramSnapshot, StatsSnapshot};
-pub use store::{DoctorHistory, Store, StoredSnapshot};
+pub use store::{DoctorHistory, JournalEntry, Store, StoredSnapshot};

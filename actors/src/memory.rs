@@ -18,12 +18,13 @@ use crate::outbox::{
     ConsultationSummary, InboxQuery, Notification, NotificationKind, Recipient, SessionOutcome,
     SessionRecord, SessionTask, WebhookUpdate,
 };
-use crate::store::{DoctorHistory, Store, StoredSnapshot};
+use crate::store::{DoctorHistory, JournalEntry, Store, StoredSnapshot};
 
 #[derive(Default)]
 struct Tables {
     doctors: BTreeMap<DoctorId, DoctorProfile>,
-    journal: BTreeMap<(DoctorId, u64), DoctorEvent>,
+    /// (doctor, seq) -> when it was recorded, and the event.
+    journal: BTreeMap<(DoctorId, u64), (DateTime<Utc>, DoctorEvent)>,
     consultations: BTreeMap<ConsultationId, Consultation>,
     /// (doctor, start) of every active consultation: the unique guard.
     active_slots: HashSet<(DoctorId, DateTime<Utc>)>,
@@ -290,6 +291,7 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) {
         DoctorEvent::Cancelled {
             consultation_id,
             at,
+            ..
         } => {
             if let Some(c) = t.consultations.get_mut(consultation_id) {
                 if c.status.is_active() {
@@ -352,7 +354,10 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) {
             );
         }
     }
-    t.journal.insert((r.doctor_id, r.seq), r.event.clone());
+    t.journal.insert(
+        (r.doctor_id, r.seq),
+        (micros(r.recorded_at), r.event.clone()),
+    );
 }
 
 #[async_trait]
@@ -410,9 +415,12 @@ impl Store for MemoryStore {
         t.doctors.insert(id, profile.clone());
         t.journal.insert(
             (id, 1),
-            DoctorEvent::Registered {
-                profile: profile.clone(),
-            },
+            (
+                micros(now),
+                DoctorEvent::Registered {
+                    profile: profile.clone(),
+                },
+            ),
         );
         Ok(profile)
     }
@@ -427,9 +435,28 @@ impl Store for MemoryStore {
         let events = t
             .journal
             .range((id, after + 1)..=(id, u64::MAX))
-            .map(|(&(_, seq), e)| (seq, e.clone()))
+            .map(|(&(_, seq), (_, e))| (seq, e.clone()))
             .collect();
         Ok(Some(DoctorHistory { snapshot, events }))
+    }
+
+    async fn doctor_journal(
+        &self,
+        doctor_id: DoctorId,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        Ok(self
+            .tables()
+            .journal
+            .range((doctor_id, 0)..=(doctor_id, u64::MAX))
+            .rev()
+            .take(limit as usize)
+            .map(|(&(_, seq), (recorded_at, event))| JournalEntry {
+                seq,
+                recorded_at: *recorded_at,
+                event: event.clone(),
+            })
+            .collect())
     }
 
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError> {

@@ -28,6 +28,14 @@ pub struct DoctorHistory {
     pub events: Vec<(u64, DoctorEvent)>,
 }
 
+/// One journal row as read back: its sequence number, when it was recorded, and its event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub seq: u64,
+    pub recorded_at: DateTime<Utc>,
+    pub event: DoctorEvent,
+}
+
 /// Durable storage for the engine.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -56,6 +64,15 @@ pub trait Store: Send + Sync + 'static {
     /// in the batch refuses the whole batch with `Constraint`. All or nothing: on error
     /// nothing of the batch is stored.
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError>;
+
+    /// The doctor's latest `limit` journal rows, newest first (none for an unknown doctor).
+    /// A bounded backwards read of the journal's primary key, for diagnostics such as a
+    /// slot's history; never on the booking path.
+    async fn doctor_journal(
+        &self,
+        doctor_id: DoctorId,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>, StoreError>;
 
     /// Stores (replaces) the doctor's snapshot covering the journal up to `seq`.
     async fn save_snapshot(

@@ -268,6 +268,7 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
             DoctorEvent::Cancelled {
                 consultation_id,
                 at,
+                ..
             } => {
                 let phase = phase_for(record.doctor_id, Step::Cancellation, &mut phases);
                 phases[phase].cancellations.push(Cancellation {
@@ -316,6 +317,7 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
             DoctorEvent::StatusChanged {
                 is_available,
                 is_approved,
+                ..
             } => doctor_updates.push(DoctorUpdate::Status {
                 doctor_id: record.doctor_id,
                 is_available: *is_available,
@@ -395,6 +397,7 @@ mod tests {
             event: DoctorEvent::Cancelled {
                 consultation_id: id,
                 at: at(1),
+                by: None,
             },
             medical: MedicalInfo::default(),
             idempotency: None,

@@ -17,8 +17,8 @@ use consult_actors::outbox::{
     InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
 };
 use consult_actors::{
-    Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, NewDoctor, PatientId,
-    Store, StoreError, StoredIdempotency, StoredSnapshot,
+    Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, JournalEntry, NewDoctor,
+    PatientId, Store, StoreError, StoredIdempotency, StoredSnapshot,
 };
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -542,6 +542,33 @@ impl Store for PgStore {
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some(DoctorHistory { snapshot, events }))
+    }
+
+    async fn doctor_journal(
+        &self,
+        doctor_id: DoctorId,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        // Backwards over the primary key (doctor_id, seq): reads `limit` rows, no more.
+        sqlx::query(
+            "SELECT seq, payload, recorded_at FROM journal WHERE doctor_id = $1 \
+             ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(doctor_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| {
+            let payload: &[u8] = row.try_get("payload").map_err(db_error)?;
+            Ok(JournalEntry {
+                seq: rows::seq_from_i64(row.try_get("seq").map_err(db_error)?)?,
+                recorded_at: row.try_get("recorded_at").map_err(db_error)?,
+                event: DoctorEvent::decode(payload)?,
+            })
+        })
+        .collect()
     }
 
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError> {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
-use consult_actors::calendar::{BookedSlot, DoctorEvent, JournalRecord, LocalTime, WeeklySchedule};
+use consult_actors::calendar::{
+    ActedBy, BookedSlot, DoctorEvent, JournalRecord, LocalTime, WeeklySchedule,
+};
 use consult_actors::outbox::{
     InboxQuery, NotificationKind, Recipient, SessionOutcome, WebhookUpdate,
 };
@@ -129,6 +131,7 @@ store_test_suite!(
     a_failing_batch_stores_neither_its_bookings_nor_their_idempotency_keys,
     a_batch_repeating_a_stored_idempotency_key_of_the_patient_fails_whole_with_constraint,
     purging_idempotency_keys_removes_only_expired_ones_in_bounded_batches,
+    the_doctor_journal_is_the_latest_rows_newest_first_with_their_times_and_only_that_doctors,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -205,6 +208,7 @@ fn cancellation(doctor_id: i64, seq: u64, consultation_id: i64) -> JournalRecord
         event: DoctorEvent::Cancelled {
             consultation_id,
             at: now() + Duration::minutes(5),
+            by: Some(ActedBy::Patient),
         },
         medical: MedicalInfo::default(),
         idempotency: None,
@@ -289,6 +293,80 @@ fn slot(slots: i64) -> DateTime<Utc> {
 // ---------------------------------------------------------------------------------------
 // The suite
 
+async fn the_doctor_journal_is_the_latest_rows_newest_first_with_their_times_and_only_that_doctors(
+    store: Arc<dyn Store>,
+) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let other = create(&*store, "Dr. Ben Lind").await;
+    let batch = vec![
+        booking(doctor.id, 2, 1, 100, slot(0), medical("chest pain")),
+        booking(other.id, 2, 2, 100, slot(0), MedicalInfo::default()),
+        reschedule(doctor.id, 3, 1, slot(0), slot(2)),
+        cancellation(doctor.id, 4, 1),
+        JournalRecord {
+            doctor_id: doctor.id,
+            seq: 5,
+            recorded_at: now() + Duration::minutes(9),
+            event: DoctorEvent::StatusChanged {
+                is_available: false,
+                is_approved: true,
+                by: Some(ActedBy::Admin),
+            },
+            medical: MedicalInfo::default(),
+            idempotency: None,
+            member: None,
+        },
+    ];
+    store.append(&batch).await.expect("append");
+
+    let latest = store.doctor_journal(doctor.id, 3).await.expect("journal");
+    let seen: Vec<(u64, DateTime<Utc>, DoctorEvent)> = latest
+        .into_iter()
+        .map(|e| (e.seq, e.recorded_at, e.event))
+        .collect();
+    let expected: Vec<(u64, DateTime<Utc>, DoctorEvent)> = batch[2..]
+        .iter()
+        .rev()
+        .map(|r| (r.seq, r.recorded_at, r.event.clone()))
+        .collect();
+    assert_eq!(seen, expected, "the latest three, newest first, `by` kept");
+
+    let all = store.doctor_journal(doctor.id, 100).await.expect("journal");
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![5, 4, 3, 2, 1]
+    );
+    let registered = all.last().expect("seq 1");
+    assert_eq!(registered.recorded_at, now());
+    assert_eq!(
+        registered.event,
+        DoctorEvent::Registered {
+            profile: doctor.clone()
+        }
+    );
+    assert_eq!(
+        store
+            .doctor_journal(other.id, 100)
+            .await
+            .expect("journal")
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        vec![2, 1],
+        "only that doctor's rows"
+    );
+    assert!(store
+        .doctor_journal(424_242, 100)
+        .await
+        .expect("journal")
+        .is_empty());
+    assert!(store
+        .doctor_journal(doctor.id, 0)
+        .await
+        .expect("journal")
+        .is_empty());
+}
+
 async fn create_doctor_then_load_doctor_returns_registered_at_seq_1_with_the_profile(
     store: Arc<dyn Store>,
 ) {
@@ -359,6 +437,7 @@ async fn an_appended_batch_is_reflected_in_the_journal_and_every_projection(stor
             event: DoctorEvent::StatusChanged {
                 is_available: false,
                 is_approved: true,
+                by: Some(ActedBy::Doctor),
             },
             medical: MedicalInfo::default(),
             idempotency: None,

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use consult_actors::calendar::{LocalTime, WeeklySchedule};
-use consult_actors::{NewDoctor, StatusUpdate, DEFAULT_SLOT_MINUTES};
+use consult_actors::{NewDoctor, Requester, StatusUpdate, DEFAULT_SLOT_MINUTES};
 
 use super::auth::AdminAuth;
 use super::dto::*;
@@ -57,12 +57,13 @@ pub async fn approve_doctor(
 ) -> Result<Json<DoctorAnswer>, ApiError> {
     let profile = state
         .engine
-        .set_status(
+        .set_status_by(
             doctor_id,
             StatusUpdate {
                 is_available: None,
                 is_approved: Some(true),
             },
+            Requester::Admin,
         )
         .await?;
     Ok(Json(DoctorAnswer {

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
-use consult_actors::{ScheduleUpdate, StatusUpdate};
+use consult_actors::{Requester, ScheduleUpdate, StatusUpdate};
 
 use super::auth::DoctorAuth;
 use super::dto::*;
@@ -84,12 +84,13 @@ pub async fn patch_status(
 ) -> Result<Json<DoctorAnswer>, ApiError> {
     let profile = state
         .engine
-        .set_status(
+        .set_status_by(
             doctor_id,
             StatusUpdate {
                 is_available: Some(req.is_available),
                 is_approved: None,
             },
+            Requester::Doctor(doctor_id),
         )
         .await?;
     Ok(Json(DoctorAnswer {

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod history;
 pub mod holds;
 pub mod idempotency;
 pub mod inbox;
@@ -187,10 +188,18 @@ pub fn router(state: AppState) -> Router {
         .route("/doctor/status", patch(doctor::patch_status))
         .route("/doctor/consultations", get(doctor::list_consultations))
         .route(
+            "/doctor/slots/{start}/history",
+            get(history::doctor_slot_history),
+        )
+        .route(
             "/admin/doctors",
             get(admin::list_doctors).post(admin::create_doctor),
         )
         .route("/admin/doctors/{id}/approve", post(admin::approve_doctor))
+        .route(
+            "/admin/doctors/{id}/slots/{start}/history",
+            get(history::admin_slot_history),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

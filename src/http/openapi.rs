@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, bookings, dev, doctor, holds, inbox, ops, patient, stream};
+use super::{admin, bookings, dev, doctor, history, holds, inbox, ops, patient, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,9 +34,11 @@ use super::{admin, bookings, dev, doctor, holds, inbox, ops, patient, stream};
         doctor::put_availability,
         doctor::patch_status,
         doctor::list_consultations,
+        history::doctor_slot_history,
         admin::create_doctor,
         admin::approve_doctor,
         admin::list_doctors,
+        history::admin_slot_history,
         dev::sign_in,
         dev::users,
         ops::healthz,

@@ -42,7 +42,19 @@ async fn each_role_reaches_only_its_own_endpoint_groups() {
             Some(json!({"is_available": true})),
         ),
         ("doctor", Method::GET, "/doctor/consultations".into(), None),
+        (
+            "doctor",
+            Method::GET,
+            format!("/doctor/slots/{}/history", at.to_rfc3339()),
+            None,
+        ),
         ("admin", Method::GET, "/admin/doctors".into(), None),
+        (
+            "admin",
+            Method::GET,
+            format!("/admin/doctors/{doctor}/slots/{}/history", at.to_rfc3339()),
+            None,
+        ),
         (
             "admin",
             Method::POST,

@@ -12,6 +12,7 @@ mod ops;
 mod patient;
 mod reschedule;
 mod sessions;
+mod slot_history;
 mod stream;
 mod ui_support;
 mod vonage;

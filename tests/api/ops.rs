@@ -106,6 +106,8 @@ async fn the_openapi_document_covers_every_endpoint_of_the_contract() {
         ("/patient/doctors/{id}/hold", "delete"),
         ("/dev/sign-in", "post"),
         ("/dev/users", "get"),
+        ("/doctor/slots/{start}/history", "get"),
+        ("/admin/doctors/{id}/slots/{start}/history", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
@@ -137,6 +139,10 @@ async fn the_openapi_document_covers_every_endpoint_of_the_contract() {
         "session_status",
     ] {
         assert!(consultation[field].is_object(), "ConsultationDto.{field}");
+    }
+    let history = &doc["components"]["schemas"]["SlotHistoryAnswer"]["properties"];
+    for field in ["doctor_id", "start", "events", "truncated", "now"] {
+        assert!(history[field].is_object(), "SlotHistoryAnswer.{field}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     app.stop().await;

@@ -142,6 +142,13 @@ impl Store for FaultyStore {
         }
         self.inner.append(batch).await
     }
+    async fn doctor_journal(
+        &self,
+        d: DoctorId,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        self.inner.doctor_journal(d, limit).await
+    }
     async fn save_snapshot(&self, d: DoctorId, seq: u64, blob: &[u8]) -> Result<(), StoreError> {
         self.inner.save_snapshot(d, seq, blob).await
     }

@@ -9,7 +9,7 @@ use super::schedule::WeeklySchedule;
 use crate::error::StoreError;
 use crate::model::{
     BookingMember, ConsultMode, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile,
-    IdempotencyClaim, MedicalInfo, PatientId,
+    IdempotencyClaim, MedicalInfo, PatientId, Requester,
 };
 
 /// An active consultation as the calendar holds it: what the conflict check needs.
@@ -43,6 +43,9 @@ pub enum DoctorEvent {
     Cancelled {
         consultation_id: ConsultationId,
         at: DateTime<Utc>,
+        /// Who cancelled; `None` in rows written before the journal kept it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<ActedBy>,
     },
     /// A consultation moved to another start of the same doctor: one fact, so the new slot
     /// is taken and the old one freed together (a crash can never leave both or neither).
@@ -65,12 +68,51 @@ pub enum DoctorEvent {
     StatusChanged {
         is_available: bool,
         is_approved: bool,
+        /// Who changed it; `None` in rows written before the journal kept it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<ActedBy>,
     },
+}
+
+/// Who decided a journal event, as far as the journal records it. Kept on the events whose
+/// author is not implied by their kind (a booking or a move is always its patient's, a
+/// schedule change always the doctor's); absent fields decode as `None`, so rows written
+/// before keep decoding unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActedBy {
+    Patient,
+    Doctor,
+    Admin,
+    /// The engine itself (no person asked).
+    System,
+}
+
+impl ActedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Patient => "patient",
+            Self::Doctor => "doctor",
+            Self::Admin => "admin",
+            Self::System => "system",
+        }
+    }
+}
+
+impl From<Requester> for ActedBy {
+    fn from(r: Requester) -> Self {
+        match r {
+            Requester::Patient(_) => Self::Patient,
+            Requester::Doctor(_) => Self::Doctor,
+            Requester::Admin => Self::Admin,
+        }
+    }
 }
 
 /// Version of the journal payload encoding (JSON of [`DoctorEvent`], tagged by `type`).
 /// Adding an event type is additive (every payload written before still decodes the same
-/// way), so it keeps the version; changing the shape of an existing one bumps it.
+/// way), so it keeps the version, and so is an optional field that decodes as absent when
+/// missing (`by`); changing the shape of an existing one bumps it.
 pub const EVENT_FORMAT_VERSION: u8 = 1;
 
 impl DoctorEvent {
@@ -101,6 +143,7 @@ impl DoctorEvent {
             Self::StatusChanged {
                 is_available,
                 is_approved,
+                ..
             } => {
                 profile.is_available = *is_available;
                 profile.is_approved = *is_approved;

@@ -13,7 +13,7 @@ use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, TimeZone, Utc
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use super::event::{BookedSlot, DoctorEvent};
+use super::event::{ActedBy, BookedSlot, DoctorEvent};
 use super::schedule::{DayWindow, LocalTime};
 use crate::error::{EngineError, InvalidField, Rejection, StoreError};
 use crate::model::{
@@ -93,6 +93,43 @@ pub struct Availability {
     /// Starts of active consultations whose local date lies in the range.
     pub booked_slots: Vec<DateTime<Utc>>,
     pub days: Vec<DayView>,
+}
+
+/// What a slot is now, for a slot's history: more than a patient's [`SlotStatus`], since
+/// any instant may be asked about, not only the schedule's slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotNow {
+    Available,
+    Booked,
+    Held,
+    Past,
+    /// Not bookable for a rule of the schedule or the doctor's status (see the rule).
+    Unavailable,
+}
+
+impl SlotNow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::Booked => "booked",
+            Self::Held => "held",
+            Self::Past => "past",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A slot as it stands now, and the first booking rule (in the seed's order) that refuses
+/// it to a patient, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotState {
+    pub status: SlotNow,
+    pub rule: Option<Rejection>,
+    /// When the live hold on the slot ends (whose it is is not said).
+    pub held_until: Option<DateTime<Utc>>,
+    /// The active consultation on the slot.
+    pub consultation_id: Option<ConsultationId>,
 }
 
 /// Encoding version of calendar snapshots (bincode 2 of [`CalendarSnapshot`]).
@@ -378,6 +415,36 @@ impl Calendar {
         Ok(())
     }
 
+    /// What the slot of the doctor's current length at `at` is now: past, booked, held (by
+    /// anyone), unavailable by a rule, or available; with the rule that refuses it to any
+    /// patient.
+    pub fn slot_state(&self, at: DateTime<Utc>, now: DateTime<Utc>, rules: &Rules) -> SlotState {
+        let minutes = self.profile.slot_minutes;
+        let rule = self.check_span(None, at, minutes, None, now, rules).err();
+        let booking = self.conflicting_booking(at, minutes);
+        let hold = self.conflicting_hold(None, at, minutes, now);
+        let notice_end = now + Duration::minutes(i64::from(rules.min_notice_minutes));
+        let status = if at <= notice_end {
+            SlotNow::Past
+        } else if booking.is_some() {
+            SlotNow::Booked
+        } else if hold.is_some() {
+            SlotNow::Held
+        } else if rule.is_some() {
+            SlotNow::Unavailable
+        } else {
+            SlotNow::Available
+        };
+        SlotState {
+            status,
+            rule,
+            held_until: hold
+                .filter(|_| status == SlotNow::Held)
+                .map(|h| h.expires_at),
+            consultation_id: booking.map(|b| b.id),
+        }
+    }
+
     /// The active consultation overlapping `[at, at + duration)`, if any. O(log n).
     pub fn conflicting_booking(&self, at: DateTime<Utc>, duration: u16) -> Option<&BookedSlot> {
         self.conflicting_booking_except(at, duration, None)
@@ -503,6 +570,7 @@ impl Calendar {
         Ok(DoctorEvent::Cancelled {
             consultation_id: id,
             at: now,
+            by: Some(by.into()),
         })
     }
 
@@ -563,14 +631,15 @@ impl Calendar {
         })
     }
 
-    /// Decides a status change; `None` when nothing would change.
-    pub fn decide_status(&self, update: StatusUpdate) -> Option<DoctorEvent> {
+    /// Decides a status change asked for by `by`; `None` when nothing would change.
+    pub fn decide_status(&self, update: StatusUpdate, by: ActedBy) -> Option<DoctorEvent> {
         let is_available = update.is_available.unwrap_or(self.profile.is_available);
         let is_approved = update.is_approved.unwrap_or(self.profile.is_approved);
         (is_available != self.profile.is_available || is_approved != self.profile.is_approved)
             .then_some(DoctorEvent::StatusChanged {
                 is_available,
                 is_approved,
+                by: Some(by),
             })
     }
 

@@ -12,7 +12,7 @@ use crate::model::{
     BookingRequest, ConsultMode, ConsultationId, DoctorId, DoctorProfile, MedicalInfo, PatientId,
     Requester, ScheduleUpdate, StatusUpdate,
 };
-use crate::store::{DoctorHistory, StoredSnapshot};
+use crate::store::{DoctorHistory, JournalEntry, StoredSnapshot};
 
 const DOCTOR: DoctorId = 7;
 const LONDON: Tz = Tz::Europe__London;
@@ -163,7 +163,10 @@ impl Harness {
     }
 
     fn set_status(&mut self, update: StatusUpdate) {
-        let event = self.cal.decide_status(update).expect("a change");
+        let event = self
+            .cal
+            .decide_status(update, ActedBy::Doctor)
+            .expect("a change");
         self.commit(event);
     }
 
@@ -711,7 +714,8 @@ fn a_patient_can_cancel_their_own_consultation() {
         event,
         DoctorEvent::Cancelled {
             consultation_id: id,
-            at: h.now
+            at: h.now,
+            by: Some(ActedBy::Patient),
         }
     );
     h.commit(event);
@@ -809,6 +813,7 @@ fn cancelling_an_unknown_id_in_replay_changes_nothing_but_the_sequence() {
     h.commit(DoctorEvent::Cancelled {
         consultation_id: 424_242,
         at: h.now,
+        by: None,
     });
     let after = durable(&h.cal);
     assert_eq!((before.0, before.2), (after.0, after.2));
@@ -1188,41 +1193,59 @@ fn a_schedule_update_keeps_unset_fields_and_changes_check_results() {
 #[test]
 fn decide_status_returns_none_when_nothing_changes() {
     let mut h = Harness::london();
-    assert_eq!(h.cal.decide_status(StatusUpdate::default()), None);
     assert_eq!(
-        h.cal.decide_status(StatusUpdate {
-            is_available: Some(true),
-            is_approved: Some(true),
-        }),
+        h.cal
+            .decide_status(StatusUpdate::default(), ActedBy::Doctor),
         None
     );
-    let off = h.cal.decide_status(StatusUpdate {
-        is_available: Some(false),
-        is_approved: None,
-    });
+    assert_eq!(
+        h.cal.decide_status(
+            StatusUpdate {
+                is_available: Some(true),
+                is_approved: Some(true),
+            },
+            ActedBy::Doctor
+        ),
+        None
+    );
+    let off = h.cal.decide_status(
+        StatusUpdate {
+            is_available: Some(false),
+            is_approved: None,
+        },
+        ActedBy::Doctor,
+    );
     assert_eq!(
         off,
         Some(DoctorEvent::StatusChanged {
             is_available: false,
             is_approved: true,
+            by: Some(ActedBy::Doctor),
         })
     );
     h.commit(off.unwrap());
     assert_eq!(
-        h.cal.decide_status(StatusUpdate {
-            is_available: Some(false),
-            is_approved: None,
-        }),
+        h.cal.decide_status(
+            StatusUpdate {
+                is_available: Some(false),
+                is_approved: None,
+            },
+            ActedBy::Doctor
+        ),
         None
     );
     assert_eq!(
-        h.cal.decide_status(StatusUpdate {
-            is_available: None,
-            is_approved: Some(false),
-        }),
+        h.cal.decide_status(
+            StatusUpdate {
+                is_available: None,
+                is_approved: Some(false),
+            },
+            ActedBy::Admin
+        ),
         Some(DoctorEvent::StatusChanged {
             is_available: false,
             is_approved: false,
+            by: Some(ActedBy::Admin),
         })
     );
 }
@@ -1544,6 +1567,156 @@ fn journal_payloads_round_trip_and_refuse_unknown_versions_and_garbage() {
             Err(StoreError::Corrupt(_))
         ));
     }
+}
+
+#[test]
+fn payloads_written_before_the_journal_kept_who_acted_still_decode() {
+    let old = |json: &str| {
+        let mut bytes = vec![EVENT_FORMAT_VERSION];
+        bytes.extend_from_slice(json.as_bytes());
+        DoctorEvent::decode(&bytes).expect("an old payload decodes")
+    };
+    assert_eq!(
+        old(r#"{"type":"cancelled","consultation_id":3,"at":"2026-06-01T00:00:00Z"}"#),
+        DoctorEvent::Cancelled {
+            consultation_id: 3,
+            at: fixed_now(),
+            by: None,
+        }
+    );
+    assert_eq!(
+        old(r#"{"type":"status_changed","is_available":false,"is_approved":true}"#),
+        DoctorEvent::StatusChanged {
+            is_available: false,
+            is_approved: true,
+            by: None,
+        }
+    );
+    // An event without `by` is written exactly as before.
+    let unknown = DoctorEvent::Cancelled {
+        consultation_id: 3,
+        at: fixed_now(),
+        by: None,
+    };
+    assert!(!String::from_utf8_lossy(&unknown.encode()).contains("by"));
+    let known = DoctorEvent::Cancelled {
+        consultation_id: 3,
+        at: fixed_now(),
+        by: Some(ActedBy::Doctor),
+    };
+    assert!(String::from_utf8_lossy(&known.encode()).contains(r#""by":"doctor""#));
+}
+
+#[test]
+fn a_slots_history_shows_the_events_that_touched_it_in_order_with_who_acted() {
+    let mut h = Harness::london();
+    let at = wed(10, 0);
+    let first = h.book(1, at).unwrap();
+    h.book(2, wed(11, 0)).unwrap();
+    h.cancel(first, Requester::Doctor(DOCTOR)).unwrap();
+    let second = h.book(3, at).unwrap();
+    h.reschedule(second, Requester::Patient(3), wed(12, 0))
+        .unwrap();
+    let moved_in = h.book(4, wed(13, 0)).unwrap();
+    h.reschedule(moved_in, Requester::Patient(4), at).unwrap();
+    h.set_status(StatusUpdate {
+        is_available: Some(false),
+        is_approved: None,
+    });
+    let entries: Vec<JournalEntry> = h
+        .journal
+        .iter()
+        .map(|(seq, event)| JournalEntry {
+            seq: *seq,
+            recorded_at: h.now,
+            event: event.clone(),
+        })
+        .collect();
+    let events = slot_events(&entries, at, 30, &Default::default());
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind, e.consultation_id, e.by))
+        .collect();
+    use SlotEventKind::*;
+    assert_eq!(
+        seen,
+        vec![
+            (Registered, None, Some(ActedBy::Admin)),
+            (Booked, Some(first), Some(ActedBy::Patient)),
+            (Cancelled, Some(first), Some(ActedBy::Doctor)),
+            (Booked, Some(second), Some(ActedBy::Patient)),
+            (RescheduledOut, Some(second), Some(ActedBy::Patient)),
+            (RescheduledIn, Some(moved_in), Some(ActedBy::Patient)),
+            (StatusChanged, None, Some(ActedBy::Doctor)),
+        ]
+    );
+    assert_eq!(events[4].to, Some(wed(12, 0)));
+    assert_eq!(events[5].patient_id, Some(4));
+
+    // A cancellation whose booking was not read is placed by where its consultation is.
+    let tail: Vec<JournalEntry> = entries
+        .iter()
+        .filter(|e| matches!(e.event, DoctorEvent::Cancelled { .. }))
+        .cloned()
+        .collect();
+    assert!(slot_events(&tail, at, 30, &Default::default()).is_empty());
+    let placements = [(
+        first,
+        Placement {
+            start: at,
+            duration_minutes: 30,
+            patient_id: 1,
+        },
+    )]
+    .into_iter()
+    .collect();
+    let placed = slot_events(&tail, at, 30, &placements);
+    assert_eq!(placed.len(), 1);
+    assert_eq!(placed[0].kind, Cancelled);
+}
+
+#[test]
+fn a_slots_state_names_the_first_rule_that_refuses_it() {
+    let mut h = Harness::london();
+    let state = |h: &Harness, at| h.cal.slot_state(at, h.now, &h.rules);
+    let free = state(&h, wed(10, 0));
+    assert_eq!((free.status, free.rule), (SlotNow::Available, None));
+    let past = state(&h, h.now - Duration::days(2));
+    assert_eq!(past.status, SlotNow::Past);
+    assert_eq!(
+        state(&h, wed(10, 0) - Duration::days(7)).rule,
+        Some(Rejection::InPast)
+    );
+    let saturday = local(LONDON, 2026, 6, 6, 10, 0);
+    assert_eq!(
+        (state(&h, saturday).status, state(&h, saturday).rule),
+        (SlotNow::Unavailable, Some(Rejection::DayUnavailable))
+    );
+    assert_eq!(
+        state(&h, wed(8, 0)).rule,
+        Some(Rejection::OutsideAvailability)
+    );
+    assert_eq!(state(&h, wed(10, 10)).rule, Some(Rejection::OffSlotGrid));
+    let id = h.book(1, wed(10, 0)).unwrap();
+    let booked = state(&h, wed(10, 0));
+    assert_eq!(
+        (booked.status, booked.rule, booked.consultation_id),
+        (SlotNow::Booked, Some(Rejection::Conflict), Some(id))
+    );
+    let until = h.hold(2, wed(11, 0)).unwrap();
+    let held = state(&h, wed(11, 0));
+    assert_eq!(
+        (held.status, held.rule, held.held_until),
+        (SlotNow::Held, Some(Rejection::Conflict), Some(until))
+    );
+    h.set_status(StatusUpdate {
+        is_available: Some(false),
+        is_approved: None,
+    });
+    assert_eq!(
+        state(&h, wed(14, 0)).rule,
+        Some(Rejection::DoctorUnavailable)
+    );
 }
 
 #[test]
@@ -2412,7 +2585,7 @@ mod properties {
                         is_available: Some(on),
                         is_approved: None,
                     };
-                    match self.h.cal.decide_status(update) {
+                    match self.h.cal.decide_status(update, ActedBy::Doctor) {
                         Some(event) => {
                             prop_assert_ne!(self.h.cal.profile().is_available, on);
                             self.h.commit(event);
