@@ -72,6 +72,76 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                declare_common_answers(op);
+            }
+        }
+    }
+}
+
+/// Declares the answers the middleware and extractors give on any operation, so a
+/// generated client knows every status it can meet: an operation behind a bearer token
+/// can answer 401 (no or bad token), 403 (wrong role), 429 (the caller's rate limit) and
+/// 503 (overload, request timeout, storage down); one with path, query or header
+/// parameters, or a body, 400 (malformed); one with a path parameter 404; one with a body
+/// 413 (over the size limit). Each with the error body. Operations declare their own
+/// answers beyond these (and their own descriptions win).
+fn declare_common_answers(op: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let params = op.parameters.as_deref().unwrap_or_default();
+    let has_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
+    let has_body = op.request_body.is_some();
+    let mut add = |status: &str, description: &str| {
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build()
+                    .into()
+            });
+    };
+    if secured {
+        add("401", "unauthorized: no, bad or expired bearer token");
+        add("403", "forbidden: wrong role, or another user's resource");
+        add(
+            "429",
+            "rate_limited: this user's rate limit; Retry-After set",
+        );
+    }
+    if secured || has_body {
+        add(
+            "503",
+            "unavailable: overloaded, timed out or storage down; Retry-After set",
+        );
+    }
+    if !params.is_empty() || has_body {
+        add("400", "validation_failed: a malformed parameter or body");
+    }
+    if has_path {
+        add("404", "not_found: no such resource");
+    }
+    if has_body {
+        add("413", "payload_too_large: body over the configured limit");
     }
 }
 

@@ -7,6 +7,7 @@ mod doctor_admin;
 mod errors;
 mod helpers;
 mod idempotency;
+mod matrix;
 mod notifications;
 mod ops;
 mod patient;
