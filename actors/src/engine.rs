@@ -32,8 +32,8 @@ use crate::journal::{self, DurableHook, JournalConfig, JournalHandle};
 use crate::model::{
     BookingItem, BookingMember, BookingRequest, Consultation, ConsultationId, ConsultationStatus,
     DoctorId, DoctorProfile, IdempotencyClaim, MultiBooking, MultiBookingRequest, NewDoctor,
-    PatientId, Requester, ScheduleUpdate, SessionStatus, StatusUpdate, StoredIdempotency,
-    MAX_BOOKING_ITEMS, MAX_PATIENT_NAME_CHARS, MAX_RELATION_CHARS, MAX_SLOT_MINUTES,
+    PatientId, Requester, ScheduleUpdate, StatusUpdate, StoredIdempotency, MAX_BOOKING_ITEMS,
+    MAX_PATIENT_NAME_CHARS, MAX_RELATION_CHARS, MAX_SLOT_MINUTES,
 };
 use crate::notifier::{NotifierHandle, WebhookSettings};
 use crate::outbox::{InboxQuery, Notification, Recipient};
@@ -675,26 +675,8 @@ impl Engine {
             return Err(e.into());
         }
         let consultations: Vec<Consultation> = records
-            .into_iter()
-            .filter_map(|r| match r.event {
-                DoctorEvent::Booked { slot } => Some(Consultation {
-                    id: slot.id,
-                    reference: slot.reference,
-                    doctor_id: r.doctor_id,
-                    patient_id: slot.patient_id,
-                    scheduled_at: slot.start,
-                    duration_minutes: slot.duration_minutes,
-                    status: slot.status,
-                    consultation_mode: slot.mode,
-                    consult_mode: slot.mode,
-                    session_status: SessionStatus::initial_for(slot.mode),
-                    medical: r.medical,
-                    created_at: slot.created_at,
-                    cancelled_at: None,
-                    member: r.member,
-                }),
-                _ => None,
-            })
+            .iter()
+            .filter_map(JournalRecord::booked_consultation)
             .collect();
         for c in &consultations {
             if c.consultation_mode.needs_session() {

@@ -245,25 +245,12 @@ fn apply_projection(t: &mut Tables, r: &JournalRecord) {
         }
         DoctorEvent::Booked { slot } => {
             t.active_slots.insert((r.doctor_id, micros(slot.start)));
-            t.consultations.insert(
-                slot.id,
-                Consultation {
-                    id: slot.id,
-                    reference: slot.reference.clone(),
-                    doctor_id: r.doctor_id,
-                    patient_id: slot.patient_id,
-                    scheduled_at: micros(slot.start),
-                    duration_minutes: slot.duration_minutes,
-                    status: slot.status,
-                    consultation_mode: slot.mode,
-                    consult_mode: slot.mode,
-                    session_status: SessionStatus::initial_for(slot.mode),
-                    medical: r.medical.clone(),
-                    created_at: micros(slot.created_at),
-                    cancelled_at: None,
-                    member: r.member.clone(),
-                },
-            );
+            if let Some(mut c) = r.booked_consultation() {
+                // As the SQL stores keep it: microsecond precision.
+                c.scheduled_at = micros(c.scheduled_at);
+                c.created_at = micros(c.created_at);
+                t.consultations.insert(slot.id, c);
+            }
             if slot.mode.needs_session() {
                 t.sessions.insert(
                     slot.id,

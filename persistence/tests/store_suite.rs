@@ -241,25 +241,7 @@ fn reschedule(
 
 /// The consultation a `booking` record should project to.
 fn projected(record: &JournalRecord) -> Consultation {
-    let DoctorEvent::Booked { slot } = &record.event else {
-        panic!("not a booking");
-    };
-    Consultation {
-        id: slot.id,
-        reference: slot.reference.clone(),
-        doctor_id: record.doctor_id,
-        patient_id: slot.patient_id,
-        scheduled_at: slot.start,
-        duration_minutes: slot.duration_minutes,
-        status: slot.status,
-        consultation_mode: slot.mode,
-        consult_mode: slot.mode,
-        session_status: SessionStatus::initial_for(slot.mode),
-        medical: record.medical.clone(),
-        created_at: slot.created_at,
-        cancelled_at: None,
-        member: record.member.clone(),
-    }
+    record.booked_consultation().expect("a booking")
 }
 
 async fn create(store: &dyn Store, name: &str) -> DoctorProfile {

@@ -34,17 +34,7 @@ async fn send_with_key(
     key: &str,
     body: &Value,
 ) -> (StatusCode, Value) {
-    let resp = app
-        .client
-        .post(app.url(BOOKINGS))
-        .bearer_auth(app.token(Patient, patient))
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .expect("request reaches the server");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    crate::idempotency::send(app, patient, BOOKINGS, key, body).await
 }
 
 async fn active_count(app: &TestApp) -> usize {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 /// Sends `POST path` as `patient` with `Idempotency-Key: key`.
-async fn send(
+pub async fn send(
     app: &TestApp,
     patient: i64,
     path: &str,

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::schedule::WeeklySchedule;
 use crate::error::StoreError;
 use crate::model::{
-    BookingMember, ConsultMode, ConsultationId, ConsultationStatus, DoctorId, DoctorProfile,
-    IdempotencyClaim, MedicalInfo, PatientId, Requester,
+    BookingMember, ConsultMode, Consultation, ConsultationId, ConsultationStatus, DoctorId,
+    DoctorProfile, IdempotencyClaim, MedicalInfo, PatientId, Requester, SessionStatus,
 };
 
 /// An active consultation as the calendar holds it: what the conflict check needs.
@@ -172,6 +172,32 @@ impl DoctorEvent {
             ))),
             None => Err(StoreError::Corrupt("empty journal event".into())),
         }
+    }
+}
+
+impl JournalRecord {
+    /// The consultation a `Booked` record makes, as the store projects it (medical text and
+    /// who it is for included); `None` for other events.
+    pub fn booked_consultation(&self) -> Option<Consultation> {
+        let DoctorEvent::Booked { slot } = &self.event else {
+            return None;
+        };
+        Some(Consultation {
+            id: slot.id,
+            reference: slot.reference.clone(),
+            doctor_id: self.doctor_id,
+            patient_id: slot.patient_id,
+            scheduled_at: slot.start,
+            duration_minutes: slot.duration_minutes,
+            status: slot.status,
+            consultation_mode: slot.mode,
+            consult_mode: slot.mode,
+            session_status: SessionStatus::initial_for(slot.mode),
+            medical: self.medical.clone(),
+            created_at: slot.created_at,
+            cancelled_at: None,
+            member: self.member.clone(),
+        })
     }
 }
 
