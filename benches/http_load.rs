@@ -2730,6 +2730,9 @@ fn print_details(workload: Workload, rows: &[&Row]) {
         );
     }
     println!("\nJournal (the engine's counters over the run): transactions, records per transaction, mean transaction time, journal writers busy (summed transaction time / run time, in writers; Postgres runs 4 at once), failed transactions, engine admission refusals.\n");
+    if workload == Workload::Family {
+        println!("A multi-patient booking commits in its own store transaction beside the journal writers (docs/DESIGN.md, \"Multi-patient bookings\"), which these counters do not count.\n");
+    }
     println!("| system | connections | transactions | records/transaction | mean transaction (ms) | writers busy | failed | engine overloaded |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows
