@@ -43,7 +43,9 @@
 //! of a connection has its 201 or 200 body checked field by field (`family`: the booking id
 //! and all 3 consultations); every 409 body must be exactly the API's conflict body
 //! (`family`: the seed's three fields exactly, plus `item` naming one of the 3 items and
-//! `errors` naming it), else it counts as a wrong body. The process exits non-zero if any
+//! `errors` naming it), else it counts as a wrong body. Answers kept under an
+//! `Idempotency-Key` come back with their JSON keys in alphabetical order, so bodies are
+//! compared as JSON values, not bytes, when the bytes differ. The process exits non-zero if any
 //! check fails (double bookings of the seed's literal design are reported, not failed).
 //!
 //! Besides the summary and ratio tables, each workload gets a details table (201 / 409
@@ -170,6 +172,24 @@ const PEER_POOL: u32 = 64;
 /// The exact 409 body of the API.
 const CONFLICT_BODY: &[u8] = br#"{"success":false,"message":"This time slot was just booked by another patient. Please select a different time.","error":"time_slot_conflict"}"#;
 const CREATED_PREFIX: &[u8] = br#"{"success":true"#;
+/// The end of a 201 answered under an `Idempotency-Key`: the kept answer is a JSON value
+/// whose keys come out in alphabetical order, so `success` comes last.
+const CREATED_SUFFIX: &[u8] = br#""success":true}"#;
+
+/// A 201 body's cheap check (every answer; a sample is checked in full).
+fn created_shape(body: &[u8]) -> bool {
+    body.starts_with(CREATED_PREFIX) || body.ends_with(CREATED_SUFFIX)
+}
+
+/// The API's conflict body: these bytes, or (answers kept under an `Idempotency-Key`, whose
+/// keys come out in alphabetical order) the same three fields and values in another order.
+fn is_conflict_body(body: &[u8]) -> bool {
+    body == CONFLICT_BODY
+        || serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| {
+            v == serde_json::from_slice::<serde_json::Value>(CONFLICT_BODY)
+                .expect("the conflict body is JSON")
+        })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -973,11 +993,11 @@ fn check_created(body: &[u8], want: Expected) -> Result<(), String> {
 /// Classifies a complete response; `check`: also verify a 201's body in full.
 fn classify(status: u16, body: &[u8], check: Option<Expected>) -> Outcome {
     match status {
-        201 if body.starts_with(CREATED_PREFIX) => match check.map(|e| check_created(body, e)) {
+        201 if created_shape(body) => match check.map(|e| check_created(body, e)) {
             Some(Err(e)) => Outcome::CreatedWrong(e),
             _ => Outcome::Created,
         },
-        409 if body == CONFLICT_BODY => Outcome::Conflict,
+        409 if is_conflict_body(body) => Outcome::Conflict,
         409 => Outcome::ConflictWrong(format!(
             "409 body is not the conflict body: {}",
             String::from_utf8_lossy(&body[..body.len().min(300)])
@@ -1120,12 +1140,10 @@ fn check_family_conflict(body: &[u8]) -> Result<(), String> {
 /// Every 409 body is checked.
 fn classify_family(status: u16, body: &[u8], check: Option<ExpectedFamily>) -> Outcome {
     match status {
-        201 if body.starts_with(CREATED_PREFIX) => {
-            match check.map(|e| check_family_created(body, e)) {
-                Some(Err(e)) => Outcome::CreatedWrong(e),
-                _ => Outcome::Created,
-            }
-        }
+        201 if created_shape(body) => match check.map(|e| check_family_created(body, e)) {
+            Some(Err(e)) => Outcome::CreatedWrong(e),
+            _ => Outcome::Created,
+        },
         409 => match check_family_conflict(body) {
             Ok(()) => Outcome::Conflict,
             Err(e) => Outcome::ConflictWrong(e),
