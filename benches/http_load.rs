@@ -25,15 +25,28 @@
 //!   (up to a year of slots from tomorrow).
 //! - `read-heavy`: as uniform, but 9 requests in 10 (at random) read one random day of a
 //!   random doctor's availability (`GET /patient/doctors/{id}/availability?from=..&days=1`).
+//! - `family` (engine only: the peers have no multi-patient endpoint and are skipped, with a
+//!   note in the output): as uniform, but every request is one 3-item multi-patient booking
+//!   (`POST /patient/bookings`) of 3 random distinct (doctor, slot) pairs of the same grid
+//!   (distinct pairs never overlap: slots are grid starts), for 3 named patients. Its table
+//!   counts durable bookings/s both in bookings (201s) and in consultations (3 per 201), and
+//!   when `uniform` ran at the same connection count a "family vs single" table follows.
 //!
 //! All connections are opened before the clock starts. Every run is time-bounded
 //! (`--seconds`) and request-bounded (`--requests`), and ends with checks, after a graceful
 //! stop of the server, on the `consultations` table read back with SQL: no two active
 //! (`pending`/`scheduled`) rows of one doctor overlap, and the active rows match the 201s one
-//! to one by (doctor, start, patient). Every 16th request of a connection has its 201 or 200
-//! body checked field by field; every 409 body must be exactly the API's conflict body. The
-//! process exits non-zero if any check fails (double bookings of the seed's literal design
-//! are reported, not failed).
+//! to one by (doctor, start, patient) (`family`: each of the 3 consultations of every 201).
+//! `family` also checks that no booking is stored in part: every `booking_id` of
+//! `booking_members` has exactly 3 active consultations, the store holds as many bookings as
+//! 201s were answered, and no active consultation is outside a booking. Every 16th request
+//! of a connection has its 201 or 200 body checked field by field (`family`: the booking id
+//! and all 3 consultations); every 409 body must be exactly the API's conflict body
+//! (`family`: the seed's three fields exactly, plus `item` naming one of the 3 items and
+//! `errors` naming it), else it counts as a wrong body. Answers kept under an
+//! `Idempotency-Key` come back with their JSON keys in alphabetical order, so bodies are
+//! compared as JSON values, not bytes, when the bytes differ. The process exits non-zero if any
+//! check fails (double bookings of the seed's literal design are reported, not failed).
 //!
 //! Besides the summary and ratio tables, each workload gets a details table (201 / 409
 //! latency, store reconciliation), a CPU table (generator threads, the rest of this process,
@@ -48,12 +61,17 @@
 //! ```text
 //! cargo bench --bench http_load -- [--system engine,pg-exclusion,pg-row-lock,pg-seed-literal|all]
 //!     [--backend postgres|sqlite|all] [--seconds N] [--clients 64,256] [--quick]
-//!     [--requests N] [--workload uniform|hot|read-heavy|all]
+//!     [--requests N] [--workload uniform,hot,read-heavy,family|all] [--idempotency]
 //!     [--client raw|reqwest|reqwest-shared] [--gen-threads N] [--server-threads N]
 //!     [--set CONSULT__ENGINE__KEY=VALUE]... [--rate R] [--keep-rate-limit] [--log LEVEL]
 //! ```
 //!
 //! - `--quick`: 1 s per run, every system, workload and connection count (CI).
+//! - `--workload`: comma-separated; `all` (default) is uniform, hot, read-heavy and family.
+//! - `--idempotency`: every booking request to the engine (single or multi-patient) carries
+//!   a fresh `Idempotency-Key` (unique per request, so never a repeat): the cost of durable
+//!   idempotency keys, measured as an A/B of the same workload with and without the flag.
+//!   The peers have no idempotency keys; they get none.
 //! - `--backend`: the engine's store (the peers are Postgres designs).
 //! - `--client raw` (default): a minimal HTTP/1.1 client on a `TcpStream` (pre-built request
 //!   head, body written into a reused buffer, response parsed by `Content-Length`);
@@ -133,6 +151,18 @@ const CHECK_EVERY: u64 = 16;
 /// Distinct error descriptions kept per run.
 const MAX_ERROR_SAMPLES: usize = 8;
 const PATH: &str = "/patient/doctors/book";
+/// The multi-patient booking endpoint (`family`).
+const FAMILY_PATH: &str = "/patient/bookings";
+/// Items of one `family` booking, and who each is for (`patient_name`, `relation`).
+const FAMILY_ITEMS: usize = 3;
+const FAMILY_MEMBERS: [(&str, &str); FAMILY_ITEMS] = [
+    ("Ada Bench", "self"),
+    ("Ben Bench", "child"),
+    ("Cy Bench", "partner"),
+];
+/// The seed's 409 message (the `family` 409 carries it, plus `item` and `errors`).
+const CONFLICT_MESSAGE: &str =
+    "This time slot was just booked by another patient. Please select a different time.";
 /// The longest the generator waits for one answer (then: an error, a new connection), so a
 /// run stays bounded in time whatever the server does.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -142,6 +172,24 @@ const PEER_POOL: u32 = 64;
 /// The exact 409 body of the API.
 const CONFLICT_BODY: &[u8] = br#"{"success":false,"message":"This time slot was just booked by another patient. Please select a different time.","error":"time_slot_conflict"}"#;
 const CREATED_PREFIX: &[u8] = br#"{"success":true"#;
+/// The end of a 201 answered under an `Idempotency-Key`: the kept answer is a JSON value
+/// whose keys come out in alphabetical order, so `success` comes last.
+const CREATED_SUFFIX: &[u8] = br#""success":true}"#;
+
+/// A 201 body's cheap check (every answer; a sample is checked in full).
+fn created_shape(body: &[u8]) -> bool {
+    body.starts_with(CREATED_PREFIX) || body.ends_with(CREATED_SUFFIX)
+}
+
+/// The API's conflict body: these bytes, or (answers kept under an `Idempotency-Key`, whose
+/// keys come out in alphabetical order) the same three fields and values in another order.
+fn is_conflict_body(body: &[u8]) -> bool {
+    body == CONFLICT_BODY
+        || serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| {
+            v == serde_json::from_slice::<serde_json::Value>(CONFLICT_BODY)
+                .expect("the conflict body is JSON")
+        })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -165,6 +213,8 @@ enum Workload {
     Uniform,
     Hot,
     ReadHeavy,
+    /// 3-item multi-patient bookings (engine only).
+    Family,
 }
 
 impl Workload {
@@ -173,6 +223,7 @@ impl Workload {
             Self::Uniform => "uniform",
             Self::Hot => "hot",
             Self::ReadHeavy => "read-heavy",
+            Self::Family => "family",
         }
     }
 }
@@ -201,8 +252,12 @@ struct Cli {
     /// Databases to run on (`memory` has no URL for the application and is skipped).
     #[arg(long, value_enum, default_value = "postgres")]
     backend: BackendChoice,
-    #[arg(long, value_enum, default_value = "all")]
-    workload: WorkloadChoice,
+    /// Workloads, comma-separated (default all: uniform, hot, read-heavy, family).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    workload: Vec<WorkloadChoice>,
+    /// Send a fresh `Idempotency-Key` with every booking to the engine.
+    #[arg(long)]
+    idempotency: bool,
     /// Systems to run, comma-separated (default all: the engine and the three Postgres peers).
     #[arg(long, value_enum, value_delimiter = ',')]
     system: Vec<SystemChoice>,
@@ -261,6 +316,7 @@ enum WorkloadChoice {
     Uniform,
     Hot,
     ReadHeavy,
+    Family,
 }
 
 /// What serves the requests: the engine (the real application) or one of the Postgres
@@ -321,6 +377,8 @@ struct Args {
     /// Leave the per-user rate limit at the application's default.
     keep_rate_limit: bool,
     log: Option<String>,
+    /// A fresh `Idempotency-Key` with every booking to the engine.
+    idempotency: bool,
 }
 
 impl Args {
@@ -332,12 +390,30 @@ impl Args {
             BackendChoice::Sqlite => vec![Backend::Sqlite],
             BackendChoice::Memory => vec![Backend::Memory],
         };
-        let workloads = match cli.workload {
-            WorkloadChoice::All => vec![Workload::Uniform, Workload::Hot, Workload::ReadHeavy],
-            WorkloadChoice::Uniform => vec![Workload::Uniform],
-            WorkloadChoice::Hot => vec![Workload::Hot],
-            WorkloadChoice::ReadHeavy => vec![Workload::ReadHeavy],
-        };
+        let all = [
+            Workload::Uniform,
+            Workload::Hot,
+            Workload::ReadHeavy,
+            Workload::Family,
+        ];
+        let mut workloads = Vec::new();
+        if cli.workload.is_empty() {
+            workloads.extend(all);
+        }
+        for choice in &cli.workload {
+            let chosen: &[Workload] = match choice {
+                WorkloadChoice::All => &all,
+                WorkloadChoice::Uniform => &[Workload::Uniform],
+                WorkloadChoice::Hot => &[Workload::Hot],
+                WorkloadChoice::ReadHeavy => &[Workload::ReadHeavy],
+                WorkloadChoice::Family => &[Workload::Family],
+            };
+            for &w in chosen {
+                if !workloads.contains(&w) {
+                    workloads.push(w);
+                }
+            }
+        }
         let choices = if cli.system.is_empty() || cli.system.contains(&SystemChoice::All) {
             vec![
                 SystemChoice::Engine,
@@ -389,6 +465,7 @@ impl Args {
             rate: cli.rate.map(|r| r as f64),
             keep_rate_limit: cli.keep_rate_limit,
             log: cli.log,
+            idempotency: cli.idempotency,
         })
     }
 }
@@ -511,6 +588,58 @@ impl Database {
         }
     }
 
+    /// The multi-patient bookings as stored (see [`BookingVerdict`]).
+    async fn bookings(&self) -> Result<BookingVerdict, String> {
+        // Per booking id, its member rows whose consultation is active.
+        let per_booking = format!(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN n = {FAMILY_ITEMS} THEN 0 ELSE 1 END), 0) \
+             FROM (SELECT m.booking_id, COUNT(c.id) AS n FROM booking_members m \
+                   LEFT JOIN consultations c ON c.id = m.consultation_id \
+                        AND c.status IN ('pending', 'scheduled') \
+                   GROUP BY m.booking_id) AS b"
+        );
+        const OUTSIDE: &str = "SELECT COUNT(*) FROM consultations c \
+             WHERE c.status IN ('pending', 'scheduled') AND NOT EXISTS \
+             (SELECT 1 FROM booking_members m WHERE m.consultation_id = c.id)";
+        let ((stored, partial), (outside,)): ((i64, i64), (i64,)) = match self {
+            Self::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let a = sqlx::query_as(&per_booking)
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let b = sqlx::query_as(OUTSIDE)
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = conn.close().await;
+                (a, b)
+            }
+            Self::Sqlite { url, .. } => {
+                let mut conn = sqlx::SqliteConnection::connect(url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let a = sqlx::query_as(&per_booking)
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let b = sqlx::query_as(OUTSIDE)
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = conn.close().await;
+                (a, b)
+            }
+        };
+        Ok(BookingVerdict {
+            stored: stored as u64,
+            partial: partial as u64,
+            outside: outside as u64,
+        })
+    }
+
     async fn remove(self) {
         match self {
             Self::Postgres { name, .. } => drop_postgres(&name).await,
@@ -534,7 +663,20 @@ struct Verdict {
     lost: u64,
     /// Active rows no 201 acknowledged.
     unacknowledged: u64,
+    /// `family`: the multi-patient bookings as stored.
+    bookings: Option<BookingVerdict>,
     error: Option<String>,
+}
+
+/// The multi-patient bookings in the store after a `family` run.
+#[derive(Debug, Default, Clone, Copy)]
+struct BookingVerdict {
+    /// Distinct booking ids of `booking_members`.
+    stored: u64,
+    /// Bookings without exactly `FAMILY_ITEMS` active consultations (stored in part).
+    partial: u64,
+    /// Active consultations with no `booking_members` row (not part of any booking).
+    outside: u64,
 }
 
 /// Reads the store back: overlaps among one doctor's active rows, and the active rows
@@ -594,6 +736,7 @@ async fn verify(db: &Database, acked: &[(i64, i64, i64)]) -> Verdict {
         double_bookings,
         lost,
         unacknowledged,
+        bookings: None,
         error: None,
     }
 }
@@ -742,6 +885,8 @@ enum Outcome {
     /// A 201 whose body does not describe the booking asked for (sampled check).
     CreatedWrong(String),
     Conflict,
+    /// A 409 whose body is not the API's conflict body.
+    ConflictWrong(String),
     /// A 200 availability answer.
     Read,
     /// A 200 availability answer that does not describe the day asked for (sampled check).
@@ -848,11 +993,15 @@ fn check_created(body: &[u8], want: Expected) -> Result<(), String> {
 /// Classifies a complete response; `check`: also verify a 201's body in full.
 fn classify(status: u16, body: &[u8], check: Option<Expected>) -> Outcome {
     match status {
-        201 if body.starts_with(CREATED_PREFIX) => match check.map(|e| check_created(body, e)) {
+        201 if created_shape(body) => match check.map(|e| check_created(body, e)) {
             Some(Err(e)) => Outcome::CreatedWrong(e),
             _ => Outcome::Created,
         },
-        409 if body == CONFLICT_BODY => Outcome::Conflict,
+        409 if is_conflict_body(body) => Outcome::Conflict,
+        409 => Outcome::ConflictWrong(format!(
+            "409 body is not the conflict body: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        )),
         503 => Outcome::Overloaded,
         _ => Outcome::Error(format!(
             "{status} {}",
@@ -870,9 +1019,162 @@ fn write_body(out: &mut Vec<u8>, doctor: &str, slot: &str) {
     out.extend_from_slice(br#"","consult_mode":"video"}"#);
 }
 
+/// `{"items":[{"doctor_id":D,"scheduled_at":"...","consult_mode":"video","patient_name":
+/// "...","relation":"..."},...]}` into `out`: item i is for `FAMILY_MEMBERS[i]`.
+fn write_family_body(out: &mut Vec<u8>, items: &[(&str, &str)]) {
+    out.extend_from_slice(br#"{"items":["#);
+    for (i, &(doctor, slot)) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"doctor_id":"#);
+        out.extend_from_slice(doctor.as_bytes());
+        out.extend_from_slice(br#","scheduled_at":""#);
+        out.extend_from_slice(slot.as_bytes());
+        out.extend_from_slice(br#"","consult_mode":"video","patient_name":""#);
+        let (name, relation) = FAMILY_MEMBERS[i % FAMILY_ITEMS];
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(br#"","relation":""#);
+        out.extend_from_slice(relation.as_bytes());
+        out.extend_from_slice(br#""}"#);
+    }
+    out.extend_from_slice(b"]}");
+}
+
+/// What a `family` 201 must say; checked in full on a sample of the answers.
+#[derive(Debug, Clone, Copy)]
+struct ExpectedFamily {
+    patient_id: i64,
+    /// Per item: the doctor and the slot start (epoch seconds).
+    items: [(i64, i64); FAMILY_ITEMS],
+}
+
+/// The full check of a `family` 201 body: the booking's id is its first consultation's,
+/// and each consultation, in item order, is the item asked for, of this booking, for its
+/// named patient.
+fn check_family_created(body: &[u8], want: ExpectedFamily) -> Result<(), String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("201 body is not JSON: {e}"))?;
+    let booking = &v["booking"];
+    let cs = booking["consultations"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    let id = booking["id"].as_i64();
+    if v["success"] != true
+        || cs.len() != FAMILY_ITEMS
+        || id.is_none()
+        || id != cs[0]["id"].as_i64()
+    {
+        return Err(format!(
+            "201 body: success {}, booking id {id:?}, {} consultations (first id {:?}), expected {FAMILY_ITEMS} with the booking's id first",
+            v["success"],
+            cs.len(),
+            cs.first().and_then(|c| c["id"].as_i64()),
+        ));
+    }
+    for (i, (c, &(doctor, at))) in cs.iter().zip(&want.items).enumerate() {
+        let start = c["scheduled_at"]
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.timestamp());
+        let got = (
+            c["doctor_id"].as_i64(),
+            c["patient_id"].as_i64(),
+            start,
+            c["duration_minutes"].as_i64(),
+            c["status"].as_str(),
+            c["consult_mode"].as_str(),
+            c["booking_id"].as_i64(),
+            c["patient_name"].as_str(),
+            c["relation"].as_str(),
+        );
+        let expected = (
+            Some(doctor),
+            Some(want.patient_id),
+            Some(at),
+            Some(i64::from(SLOT_MINUTES)),
+            Some("scheduled"),
+            Some("video"),
+            id,
+            Some(FAMILY_MEMBERS[i].0),
+            Some(FAMILY_MEMBERS[i].1),
+        );
+        if got != expected {
+            return Err(format!(
+                "201 consultation {i} says (doctor, patient, at, minutes, status, mode, booking, name, relation) = {got:?}, expected {expected:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `family` 409 must carry the seed's three fields exactly, plus `item` (one of the
+/// booking's items) and `errors` naming that item with the seed's message; nothing else.
+fn check_family_conflict(body: &[u8]) -> Result<(), String> {
+    let wrong = || {
+        format!(
+            "409 body is not the multi-patient conflict body: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        )
+    };
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| wrong())?;
+    let fields = v.as_object().ok_or_else(wrong)?;
+    let item = v["item"]
+        .as_u64()
+        .filter(|&i| (i as usize) < FAMILY_ITEMS)
+        .ok_or_else(wrong)?;
+    let errors = serde_json::json!({ format!("items[{item}]"): [CONFLICT_MESSAGE] });
+    let ok = fields.len() == 5
+        && v["success"] == false
+        && v["message"] == CONFLICT_MESSAGE
+        && v["error"] == "time_slot_conflict"
+        && v["errors"] == errors;
+    if ok {
+        Ok(())
+    } else {
+        Err(wrong())
+    }
+}
+
+/// Classifies a complete `family` response; `check`: also verify a 201's body in full.
+/// Every 409 body is checked.
+fn classify_family(status: u16, body: &[u8], check: Option<ExpectedFamily>) -> Outcome {
+    match status {
+        201 if created_shape(body) => match check.map(|e| check_family_created(body, e)) {
+            Some(Err(e)) => Outcome::CreatedWrong(e),
+            _ => Outcome::Created,
+        },
+        409 => match check_family_conflict(body) {
+            Ok(()) => Outcome::Conflict,
+            Err(e) => Outcome::ConflictWrong(e),
+        },
+        503 => Outcome::Overloaded,
+        _ => Outcome::Error(format!(
+            "{status} {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )),
+    }
+}
+
+/// `Idempotency-Key: b{connection}-{n}\r\n` into `out`: unique per request of a run
+/// (each connection numbers its requests), so never a repeat.
+fn push_idempotency_line(out: &mut Vec<u8>, (connection, n): (usize, u64)) {
+    out.extend_from_slice(b"Idempotency-Key: b");
+    push_decimal(out, connection);
+    out.push(b'-');
+    push_decimal(out, n as usize);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn idempotency_value((connection, n): (usize, u64)) -> reqwest::header::HeaderValue {
+    reqwest::header::HeaderValue::from_str(&format!("b{connection}-{n}"))
+        .expect("an ASCII header value")
+}
+
 /// A minimal HTTP/1.1 keep-alive client for one connection: one request in flight, the
-/// request head up to `Content-Length: ` pre-built per patient, the body written into a
-/// reused buffer, the response read by `Content-Length` (the server never chunks these).
+/// request head up to the optional `Idempotency-Key` and `Content-Length` pre-built per
+/// patient and endpoint, the body written into a reused buffer, the response read by
+/// `Content-Length` (the server never chunks these).
 struct RawConn {
     addr: SocketAddr,
     stream: Option<TcpStream>,
@@ -892,10 +1194,11 @@ impl RawConn {
         }
     }
 
-    /// The request head before the content length, for one patient's token.
-    fn head(addr: SocketAddr, token: &str) -> Vec<u8> {
+    /// The head of a POST to `path` before the idempotency key and the content length,
+    /// for one patient's token.
+    fn head(addr: SocketAddr, token: &str, path: &str) -> Vec<u8> {
         format!(
-            "POST {PATH} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: "
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
         )
         .into_bytes()
     }
@@ -933,14 +1236,47 @@ impl RawConn {
     async fn book(
         &mut self,
         head: &[u8],
+        key: Option<(usize, u64)>,
         doctor: &str,
         slot: &str,
         check: Option<Expected>,
     ) -> Outcome {
         self.body.clear();
         write_body(&mut self.body, doctor, slot);
+        match self.post(head, key).await {
+            Ok((status, body_start)) => classify(status, &self.input[body_start..], check),
+            Err(e) => Outcome::Error(e),
+        }
+    }
+
+    async fn book_family(
+        &mut self,
+        head: &[u8],
+        key: Option<(usize, u64)>,
+        items: &[(&str, &str)],
+        check: Option<ExpectedFamily>,
+    ) -> Outcome {
+        self.body.clear();
+        write_family_body(&mut self.body, items);
+        match self.post(head, key).await {
+            Ok((status, body_start)) => classify_family(status, &self.input[body_start..], check),
+            Err(e) => Outcome::Error(e),
+        }
+    }
+
+    /// Sends `head`, the idempotency key if any, the content length and `body`; answers
+    /// the status and the body's offset in `input`, or the transport failure.
+    async fn post(
+        &mut self,
+        head: &[u8],
+        key: Option<(usize, u64)>,
+    ) -> Result<(u16, usize), String> {
         self.out.clear();
         self.out.extend_from_slice(head);
+        if let Some(key) = key {
+            push_idempotency_line(&mut self.out, key);
+        }
+        self.out.extend_from_slice(b"Content-Length: ");
         push_decimal(&mut self.out, self.body.len());
         self.out.extend_from_slice(b"\r\n\r\n");
         self.out.extend_from_slice(&self.body);
@@ -949,15 +1285,14 @@ impl RawConn {
             .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 30 s")))
         {
             Ok((status, body_start, close)) => {
-                let outcome = classify(status, &self.input[body_start..], check);
                 if close {
                     self.stream = None;
                 }
-                outcome
+                Ok((status, body_start))
             }
             Err(e) => {
                 self.stream = None;
-                Outcome::Error(format!("transport: {e}"))
+                Err(format!("transport: {e}"))
             }
         }
     }
@@ -1049,6 +1384,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
 struct ReqwestConn {
     client: reqwest::Client,
     url: reqwest::Url,
+    family_url: reqwest::Url,
     body: Vec<u8>,
 }
 
@@ -1065,29 +1401,62 @@ impl ReqwestConn {
     async fn book(
         &mut self,
         auth: &reqwest::header::HeaderValue,
+        key: Option<(usize, u64)>,
         doctor: &str,
         slot: &str,
         check: Option<Expected>,
     ) -> Outcome {
         self.body.clear();
         write_body(&mut self.body, doctor, slot);
-        let sent = self
+        let url = self.url.clone();
+        match self.post(url, auth, key).await {
+            Ok((status, body)) => classify(status, &body, check),
+            Err(e) => Outcome::Error(e),
+        }
+    }
+
+    async fn book_family(
+        &mut self,
+        auth: &reqwest::header::HeaderValue,
+        key: Option<(usize, u64)>,
+        items: &[(&str, &str)],
+        check: Option<ExpectedFamily>,
+    ) -> Outcome {
+        self.body.clear();
+        write_family_body(&mut self.body, items);
+        let url = self.family_url.clone();
+        match self.post(url, auth, key).await {
+            Ok((status, body)) => classify_family(status, &body, check),
+            Err(e) => Outcome::Error(e),
+        }
+    }
+
+    /// Posts `body` to `url`: the status and the response body, or the transport failure.
+    async fn post(
+        &mut self,
+        url: reqwest::Url,
+        auth: &reqwest::header::HeaderValue,
+        key: Option<(usize, u64)>,
+    ) -> Result<(u16, axum::body::Bytes), String> {
+        let mut request = self
             .client
-            .post(self.url.clone())
+            .post(url)
             .header(reqwest::header::AUTHORIZATION, auth.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(key) = key {
+            request = request.header("idempotency-key", idempotency_value(key));
+        }
+        let response = request
             .body(self.body.clone())
             .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => return Outcome::Error(format!("transport: {e}")),
-        };
+            .await
+            .map_err(|e| format!("transport: {e}"))?;
         let status = response.status().as_u16();
-        match response.bytes().await {
-            Ok(body) => classify(status, &body, check),
-            Err(e) => Outcome::Error(format!("transport: {e}")),
-        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| format!("transport: {e}"))?;
+        Ok((status, body))
     }
 
     async fn read(
@@ -1118,17 +1487,25 @@ impl ReqwestConn {
     }
 }
 
-/// One connection of whichever client kind, with the per-patient credentials it needs.
-enum Conn {
+/// One connection of whichever client kind.
+enum Link {
     Raw(RawConn),
     Reqwest(ReqwestConn),
+}
+
+/// One connection, and its number when its bookings carry idempotency keys.
+struct Conn {
+    link: Link,
+    key: Option<usize>,
 }
 
 /// Pre-built per-patient request parts.
 struct Patient {
     id: i64,
-    /// Raw client: the booking request head up to the content length.
+    /// Raw client: the booking request head up to the idempotency key and content length.
     head: Vec<u8>,
+    /// Raw client: the same for a multi-patient booking.
+    family_head: Vec<u8>,
     /// Raw client: the host and authorization header lines.
     auth_lines: Vec<u8>,
     /// reqwest: the `Authorization` value.
@@ -1140,7 +1517,8 @@ impl Patient {
         let token = keys.mint(Role::Patient, id, now_s(), 3600);
         Self {
             id,
-            head: RawConn::head(addr, &token),
+            head: RawConn::head(addr, &token, PATH),
+            family_head: RawConn::head(addr, &token, FAMILY_PATH),
             auth_lines: RawConn::auth_lines(addr, &token),
             auth: reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
                 .expect("a JWT is a valid header value"),
@@ -1154,29 +1532,39 @@ struct Dialer {
     kind: ClientKind,
     addr: SocketAddr,
     shared: Option<reqwest::Client>,
+    /// Every booking carries a fresh `Idempotency-Key`.
+    idempotency: bool,
 }
 
 impl Dialer {
-    fn new(kind: ClientKind, addr: SocketAddr, connections: usize) -> Self {
+    fn new(kind: ClientKind, addr: SocketAddr, connections: usize, idempotency: bool) -> Self {
         Self {
             kind,
             addr,
             shared: (kind == ClientKind::ReqwestShared).then(|| ReqwestConn::client(connections)),
+            idempotency,
         }
     }
 
-    fn conn(&self) -> Conn {
-        match self.kind {
-            ClientKind::Raw => Conn::Raw(RawConn::new(self.addr)),
-            ClientKind::Reqwest | ClientKind::ReqwestShared => Conn::Reqwest(ReqwestConn {
+    /// Connection number `index` of the run.
+    fn conn(&self, index: usize) -> Conn {
+        let link = match self.kind {
+            ClientKind::Raw => Link::Raw(RawConn::new(self.addr)),
+            ClientKind::Reqwest | ClientKind::ReqwestShared => Link::Reqwest(ReqwestConn {
                 client: self
                     .shared
                     .clone()
                     .unwrap_or_else(|| ReqwestConn::client(1)),
                 url: reqwest::Url::parse(&format!("http://{}{PATH}", self.addr))
                     .expect("a valid URL"),
-                body: Vec::with_capacity(128),
+                family_url: reqwest::Url::parse(&format!("http://{}{FAMILY_PATH}", self.addr))
+                    .expect("a valid URL"),
+                body: Vec::with_capacity(512),
             }),
+        };
+        Conn {
+            link,
+            key: self.idempotency.then_some(index),
         }
     }
 }
@@ -1184,8 +1572,8 @@ impl Dialer {
 impl Conn {
     /// Opens the connection before the clock starts (reqwest: by a `GET /healthz`).
     async fn warm_up(&mut self) -> Result<(), String> {
-        match self {
-            Self::Raw(c) => {
+        match &mut self.link {
+            Link::Raw(c) => {
                 let stream = TcpStream::connect(c.addr)
                     .await
                     .map_err(|e| format!("connect: {e}"))?;
@@ -1193,7 +1581,7 @@ impl Conn {
                 c.stream = Some(stream);
                 Ok(())
             }
-            Self::Reqwest(c) => {
+            Link::Reqwest(c) => {
                 let mut url = c.url.clone();
                 url.set_path("/healthz");
                 let response = c
@@ -1228,9 +1616,33 @@ impl Conn {
             at: plan.slot_at[slot],
         });
         let (d, s) = (&plan.doctors[doctor], &plan.slots[slot]);
-        match self {
-            Self::Raw(c) => c.book(&p.head, d, s, check).await,
-            Self::Reqwest(c) => c.book(&p.auth, d, s, check).await,
+        let key = self.key.map(|c| (c, n));
+        match &mut self.link {
+            Link::Raw(c) => c.book(&p.head, key, d, s, check).await,
+            Link::Reqwest(c) => c.book(&p.auth, key, d, s, check).await,
+        }
+    }
+
+    /// Books the (doctor, slot) pairs `items` (indices into the plan) as one multi-patient
+    /// booking of `patient`; every `CHECK_EVERY`th request of a connection (`n`) has its
+    /// 201 body checked in full.
+    async fn book_family(
+        &mut self,
+        plan: &Plan,
+        patient: usize,
+        items: &[(usize, usize); FAMILY_ITEMS],
+        n: u64,
+    ) -> Outcome {
+        let p = &plan.patients[patient];
+        let check = (n & (CHECK_EVERY - 1) == 0).then(|| ExpectedFamily {
+            patient_id: p.id,
+            items: items.map(|(d, s)| (plan.doctor_ids[d], plan.slot_at[s])),
+        });
+        let texts = items.map(|(d, s)| (plan.doctors[d].as_str(), plan.slots[s].as_str()));
+        let key = self.key.map(|c| (c, n));
+        match &mut self.link {
+            Link::Raw(c) => c.book_family(&p.family_head, key, &texts, check).await,
+            Link::Reqwest(c) => c.book_family(&p.auth, key, &texts, check).await,
         }
     }
 
@@ -1251,9 +1663,9 @@ impl Conn {
             date,
         });
         let path = availability_path(&plan.doctors[doctor], date);
-        match self {
-            Self::Raw(c) => c.read(&p.auth_lines, &path, check).await,
-            Self::Reqwest(c) => c.read(&p.auth, &path, check).await,
+        match &mut self.link {
+            Link::Raw(c) => c.read(&p.auth_lines, &path, check).await,
+            Link::Reqwest(c) => c.read(&p.auth, &path, check).await,
         }
     }
 }
@@ -1274,18 +1686,28 @@ struct Tally {
     /// Time to open the connection.
     connect_us: u64,
     error_samples: BTreeMap<String, u64>,
-    /// Every acknowledged booking: (doctor, slot, patient) indices into the plan.
+    /// Every acknowledged consultation: (doctor, slot, patient) indices into the plan.
     booked: Vec<(u32, u32, u32)>,
 }
 
 impl Tally {
-    /// Records one answer to booking (doctor, slot) as patient (plan indices).
-    fn record(&mut self, outcome: Outcome, took: Duration, booking: (usize, usize, usize)) {
+    /// Records one answer to booking the (doctor, slot) pairs `items` (plan indices; one
+    /// for a single booking) as `patient`.
+    fn record(
+        &mut self,
+        outcome: Outcome,
+        took: Duration,
+        items: &[(usize, usize)],
+        patient: usize,
+    ) {
         let us = took.as_micros().min(u128::from(u32::MAX)) as u32;
         let created = |t: &mut Self| {
             t.created_us.push(us);
-            let (d, s, p) = booking;
-            t.booked.push((d as u32, s as u32, p as u32));
+            t.booked.extend(
+                items
+                    .iter()
+                    .map(|&(d, s)| (d as u32, s as u32, patient as u32)),
+            );
         };
         match outcome {
             Outcome::Created => created(self),
@@ -1295,6 +1717,11 @@ impl Tally {
                 self.sample(e);
             }
             Outcome::Conflict => self.conflict_us.push(us),
+            Outcome::ConflictWrong(e) => {
+                self.conflict_us.push(us);
+                self.wrong_bodies += 1;
+                self.sample(e);
+            }
             Outcome::Read => self.read_us.push(us),
             Outcome::ReadWrong(e) => {
                 self.read_us.push(us);
@@ -1342,7 +1769,8 @@ struct Summary {
     conflict_us: Histogram<u64>,
     read_us: Histogram<u64>,
     error_samples: BTreeMap<String, u64>,
-    /// Acknowledged bookings as (doctor id, start in epoch seconds, patient id), sorted.
+    /// Acknowledged consultations as (doctor id, start in epoch seconds, patient id), sorted
+    /// (`family`: 3 per 201).
     booked: Vec<(i64, i64, i64)>,
 }
 
@@ -1468,7 +1896,10 @@ struct Plan {
 
 /// `connections` tasks on `spawner`, each booking random (doctor, slot) pairs as its own
 /// patient until the limits say stop; with `reads_in_10` > 0, that many requests in ten
-/// (at random) read one random day of a random doctor's availability instead.
+/// (at random) read one random day of a random doctor's availability instead; with
+/// `family`, each request books `FAMILY_ITEMS` random distinct pairs in one multi-patient
+/// booking.
+#[allow(clippy::too_many_arguments)]
 async fn uniform(
     spawner: &Handle,
     dialer: &Dialer,
@@ -1477,6 +1908,7 @@ async fn uniform(
     limits: Arc<Limits>,
     rate: Option<f64>,
     reads_in_10: u32,
+    family: bool,
 ) -> (Vec<Tally>, Duration) {
     // Open loop: each connection sends every `connections / rate` seconds, staggered.
     let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
@@ -1484,7 +1916,7 @@ async fn uniform(
         .map(|c| {
             let plan = Arc::clone(&plan);
             let limits = Arc::clone(&limits);
-            let mut conn = dialer.conn();
+            let mut conn = dialer.conn(c);
             spawner.spawn(async move {
                 let mut rng = SmallRng::seed_from_u64(c as u64);
                 let mut tally = Tally::default();
@@ -1517,6 +1949,24 @@ async fn uniform(
                         }
                         _ => Instant::now(),
                     };
+                    if family {
+                        let mut items = [(doctor, slot); FAMILY_ITEMS];
+                        for i in 1..FAMILY_ITEMS {
+                            items[i] = loop {
+                                let pair = (
+                                    rng.random_range(0..plan.doctors.len()),
+                                    rng.random_range(0..plan.slots.len()),
+                                );
+                                if !items[..i].contains(&pair) {
+                                    break pair;
+                                }
+                            };
+                        }
+                        let outcome = conn.book_family(&plan, c, &items, sent).await;
+                        sent += 1;
+                        tally.record(outcome, t.elapsed(), &items, c);
+                        continue;
+                    }
                     let outcome = if read {
                         conn.read(&plan, c, doctor, slot / SLOTS_PER_DAY, sent)
                             .await
@@ -1524,7 +1974,7 @@ async fn uniform(
                         conn.book(&plan, c, doctor, slot, sent).await
                     };
                     sent += 1;
-                    tally.record(outcome, t.elapsed(), (doctor, slot, c));
+                    tally.record(outcome, t.elapsed(), &[(doctor, slot)], c);
                 }
                 tally
             })
@@ -1573,7 +2023,7 @@ async fn hot(
             let gate = Arc::clone(&gate);
             let go = Arc::clone(&go);
             let rounds = Arc::clone(&rounds);
-            let mut conn = dialer.conn();
+            let mut conn = dialer.conn(c);
             spawner.spawn(async move {
                 let mut tally = Tally::default();
                 let mut sent = 0u64;
@@ -1601,7 +2051,7 @@ async fn hot(
                         let t = Instant::now();
                         let outcome = conn.book(&plan, p, 0, index, sent).await;
                         sent += 1;
-                        tally.record(outcome, t.elapsed(), (0, index, p));
+                        tally.record(outcome, t.elapsed(), &[(0, index)], p);
                         n += connections;
                     }
                 }
@@ -1787,6 +2237,9 @@ impl Row {
             && v.active_rows == v.acknowledged
             && (v.double_bookings == 0 || doubles_allowed)
             && self.summary.wrong_bodies == 0
+            && v.bookings.is_none_or(|b| {
+                b.partial == 0 && b.outside == 0 && b.stored == self.summary.created
+            })
             && self
                 .rounds
                 .is_none_or(|(run, good)| run == good || doubles_allowed)
@@ -1882,7 +2335,7 @@ async fn run(
         }
     };
     let doctors = match workload {
-        Workload::Uniform | Workload::ReadHeavy => DOCTORS,
+        Workload::Uniform | Workload::ReadHeavy | Workload::Family => DOCTORS,
         Workload::Hot => 1,
     };
     let ids = match target.create_doctors(doctors).await {
@@ -1896,7 +2349,7 @@ async fn run(
     let addr = target.addr();
     let keys = JwtKeys::new(consult_scheduler::settings::DEV_JWT_SECRET.as_bytes(), 30);
     let patients = match workload {
-        Workload::Uniform | Workload::ReadHeavy => (0..connections)
+        Workload::Uniform | Workload::ReadHeavy | Workload::Family => (0..connections)
             .map(|c| Patient::new(addr, &keys, 100_000 + c as i64))
             .collect(),
         Workload::Hot => (0..HOT_PATIENTS)
@@ -1904,7 +2357,7 @@ async fn run(
             .collect(),
     };
     let days = match workload {
-        Workload::Uniform | Workload::ReadHeavy => HORIZON_DAYS,
+        Workload::Uniform | Workload::ReadHeavy | Workload::Family => HORIZON_DAYS,
         Workload::Hot => HOT_HORIZON_DAYS,
     };
     let (slot_at, slots) = slot_grid(target.now(), days * SLOTS_PER_DAY);
@@ -1926,12 +2379,14 @@ async fn run(
         "{label} {doctors} doctors ready in {setup:.2?} at http://{addr}; running for {:?}",
         args.run_for
     );
-    let dialer = Dialer::new(args.client, addr, connections);
+    // Idempotency keys go to the engine only (the peers have none).
+    let idempotency = args.idempotency && matches!(system, System::Engine(_));
+    let dialer = Dialer::new(args.client, addr, connections, idempotency);
     let limits = Arc::new(Limits::new(connections, args.run_for, args.max_requests));
     let cpu_before = CpuSample::now();
     let stats_before = target.stats();
     let (tallies, elapsed, rounds) = match workload {
-        Workload::Uniform | Workload::ReadHeavy => {
+        Workload::Uniform | Workload::ReadHeavy | Workload::Family => {
             let reads_in_10 = if workload == Workload::ReadHeavy {
                 9
             } else {
@@ -1945,6 +2400,7 @@ async fn run(
                 limits,
                 args.rate,
                 reads_in_10,
+                workload == Workload::Family,
             )
             .await;
             (t, e, None)
@@ -1967,10 +2423,16 @@ async fn run(
     drop(dialer);
     let summary = Summary::of(tallies, &plan);
     let shutdown = target.stop().await;
-    let verdict = verify(&db, &summary.booked).await;
+    let mut verdict = verify(&db, &summary.booked).await;
+    if workload == Workload::Family && verdict.error.is_none() {
+        match db.bookings().await {
+            Ok(b) => verdict.bookings = Some(b),
+            Err(e) => verdict.error = Some(format!("booking check: {e}")),
+        }
+    }
     db.remove().await;
     eprintln!(
-        "{label} slowest connect {:.1} ms; {} requests in {elapsed:.2?}: {} x 201, {} x 409, {} x 200, {} x 503, {} errors; store: {} active rows, {} double bookings, {} acknowledged but missing, {} not acknowledged",
+        "{label} slowest connect {:.1} ms; {} requests in {elapsed:.2?}: {} x 201, {} x 409, {} x 200, {} x 503, {} errors; store: {} active rows, {} double bookings, {} acknowledged but missing, {} not acknowledged{}",
         summary.connect_max_us as f64 / 1e3,
         summary.requests,
         summary.created,
@@ -1982,6 +2444,10 @@ async fn run(
         verdict.double_bookings,
         verdict.lost,
         verdict.unacknowledged,
+        verdict.bookings.map_or(String::new(), |b| format!(
+            "; {} bookings stored, {} stored in part, {} active rows outside a booking",
+            b.stored, b.partial, b.outside
+        )),
     );
     Ok(Some(Row {
         system,
@@ -2063,10 +2529,22 @@ fn print_ratios(rows: &[&Row]) {
     }
 }
 
-fn print_tables(rows: &[Row], workloads: &[Workload]) {
-    for &workload in workloads {
-        let rows: Vec<&Row> = rows.iter().filter(|r| r.workload == workload).collect();
+fn print_tables(all_rows: &[Row], args: &Args) {
+    for &workload in &args.workloads {
+        let rows: Vec<&Row> = all_rows.iter().filter(|r| r.workload == workload).collect();
+        let skipped: Vec<String> = args
+            .systems
+            .iter()
+            .filter(|s| workload == Workload::Family && matches!(s, System::Peer(_)))
+            .map(|s| s.name())
+            .collect();
         if rows.is_empty() {
+            if !skipped.is_empty() {
+                println!(
+                    "\n## family: skipped for {} (no multi-patient endpoint; engine only)",
+                    skipped.join(", ")
+                );
+            }
             continue;
         }
         match workload {
@@ -2079,130 +2557,240 @@ fn print_tables(rows: &[Row], workloads: &[Workload]) {
             Workload::ReadHeavy => println!(
                 "\n## read-heavy: 90% availability reads (one day of a random doctor), 10% random bookings, {DOCTORS} doctors x {HORIZON_DAYS} days\n"
             ),
+            Workload::Family => println!(
+                "\n## family: {FAMILY_ITEMS}-item multi-patient bookings (`POST {FAMILY_PATH}`) of random distinct (doctor, slot) pairs over {DOCTORS} doctors x {HORIZON_DAYS} days of {SLOT_MINUTES}-minute slots\n"
+            ),
         }
-        println!("Latency in ms over all answered requests (201, 409, 200; errors are not timed); errors include 503s; double bookings are counted in the store afterwards.\n");
-        println!("| system | connections | requests/s | durable bookings/s | p50 | p99 | p99.9 | 409s | errors | double bookings |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for r in &rows {
-            let s = &r.summary;
+        if !skipped.is_empty() {
             println!(
-                "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
-                r.system.name(),
-                r.connections,
-                per_s(s.requests, r.elapsed),
-                per_s(s.created, r.elapsed),
-                q_ms(&s.all_us, 0.5),
-                q_ms(&s.all_us, 0.99),
-                q_ms(&s.all_us, 0.999),
-                s.conflicts,
-                s.overloaded + s.errors,
-                r.verdict.double_bookings,
+                "> Skipped for {}: the peers have no multi-patient endpoint (engine only).\n",
+                skipped.join(", ")
             );
         }
-        print_ratios(&rows);
-        println!("\n### {} details\n", workload.name());
-        println!("| system | connections | secs | requests | 201s | 201 p50 | 201 p99 | 201 p99.9 | 201 max | 409 p50 | 409 p99 | 503s | other errors | bodies wrong | active rows | rows (any status) | 201s not in store | rows not acked | rounds ok | setup (s) | shutdown (ms) | check |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-        for r in &rows {
-            let s = &r.summary;
-            let max = if s.created_us.is_empty() {
-                "-".into()
+        if workload == Workload::Family {
+            print_family(&rows, all_rows);
+        } else {
+            print_summary(&rows);
+        }
+        print_details(workload, &rows);
+    }
+}
+
+/// The `family` summary: durable bookings/s in bookings (201s) and in consultations, and
+/// the "family vs single" table against `uniform` rows of the same run.
+fn print_family(rows: &[&Row], all_rows: &[Row]) {
+    println!("Latency in ms over all answered requests (201, 409; errors are not timed); errors include 503s; one booking = {FAMILY_ITEMS} consultations, all or none; double bookings and bookings stored in part are counted in the store afterwards.\n");
+    println!("| system | connections | requests/s | durable bookings/s | durable consultations/s | p50 | p99 | p99.9 | 409s | errors | double bookings | bookings stored in part |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let s = &r.summary;
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            r.system.name(),
+            r.connections,
+            per_s(s.requests, r.elapsed),
+            per_s(s.created, r.elapsed),
+            per_s(s.booked.len() as u64, r.elapsed),
+            q_ms(&s.all_us, 0.5),
+            q_ms(&s.all_us, 0.99),
+            q_ms(&s.all_us, 0.999),
+            s.conflicts,
+            s.overloaded + s.errors,
+            r.verdict.double_bookings,
+            r.verdict
+                .bookings
+                .map_or("-".to_owned(), |b| b.partial.to_string()),
+        );
+    }
+    let p99 = |r: &Row| {
+        if r.summary.all_us.is_empty() {
+            0.0
+        } else {
+            r.summary.all_us.value_at_quantile(0.99) as f64
+        }
+    };
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}", a / b)
+        } else {
+            "-".to_owned()
+        }
+    };
+    let pairs: Vec<(&Row, &Row)> = rows
+        .iter()
+        .filter_map(|f| {
+            all_rows
+                .iter()
+                .find(|u| {
+                    u.workload == Workload::Uniform
+                        && u.system == f.system
+                        && u.connections == f.connections
+                })
+                .map(|u| (*f, u))
+        })
+        .collect();
+    if pairs.is_empty() {
+        println!("\n(family vs single: run `uniform` in the same invocation for the comparison.)");
+        return;
+    }
+    println!("\n### family vs single\n");
+    println!("Against `uniform` (single bookings) of this run, same system and connections: family / single. Bookings/s counts requests answered 201 (a family booking is {FAMILY_ITEMS} consultations); consultations/s counts consultations made durable; p99 over all answered requests (above 1: family is slower).\n");
+    println!("| system | connections | single bookings/s | family bookings/s | family consultations/s | bookings/s ratio | consultations/s ratio | single p99 (ms) | family p99 (ms) | p99 ratio |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (f, u) in pairs {
+        let single = per_s(u.summary.created, u.elapsed);
+        let bookings = per_s(f.summary.created, f.elapsed);
+        let consultations = per_s(f.summary.booked.len() as u64, f.elapsed);
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+            f.system.name(),
+            f.connections,
+            single,
+            bookings,
+            consultations,
+            ratio(bookings, single),
+            ratio(
+                consultations,
+                per_s(u.summary.booked.len() as u64, u.elapsed)
+            ),
+            q_ms(&u.summary.all_us, 0.99),
+            q_ms(&f.summary.all_us, 0.99),
+            ratio(p99(f), p99(u)),
+        );
+    }
+}
+
+/// The summary table of a single-booking workload, and the engine beside each peer.
+fn print_summary(rows: &[&Row]) {
+    println!("Latency in ms over all answered requests (201, 409, 200; errors are not timed); errors include 503s; double bookings are counted in the store afterwards.\n");
+    println!("| system | connections | requests/s | durable bookings/s | p50 | p99 | p99.9 | 409s | errors | double bookings |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let s = &r.summary;
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            r.system.name(),
+            r.connections,
+            per_s(s.requests, r.elapsed),
+            per_s(s.created, r.elapsed),
+            q_ms(&s.all_us, 0.5),
+            q_ms(&s.all_us, 0.99),
+            q_ms(&s.all_us, 0.999),
+            s.conflicts,
+            s.overloaded + s.errors,
+            r.verdict.double_bookings,
+        );
+    }
+    print_ratios(rows);
+}
+
+/// The details, CPU and journal tables of one workload, and the error samples.
+fn print_details(workload: Workload, rows: &[&Row]) {
+    println!("\n### {} details\n", workload.name());
+    println!("| system | connections | secs | requests | 201s | 201 p50 | 201 p99 | 201 p99.9 | 201 max | 409 p50 | 409 p99 | 503s | other errors | bodies wrong | active rows | rows (any status) | 201s not in store | rows not acked | rounds ok | setup (s) | shutdown (ms) | check |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for r in rows {
+        let s = &r.summary;
+        let max = if s.created_us.is_empty() {
+            "-".into()
+        } else {
+            format!("{:.2}", s.created_us.max() as f64 / 1e3)
+        };
+        println!(
+            "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {} |",
+            r.system.name(),
+            r.connections,
+            r.elapsed.as_secs_f64(),
+            s.requests,
+            s.created,
+            q_ms(&s.created_us, 0.5),
+            q_ms(&s.created_us, 0.99),
+            q_ms(&s.created_us, 0.999),
+            max,
+            q_ms(&s.conflict_us, 0.5),
+            q_ms(&s.conflict_us, 0.99),
+            s.overloaded,
+            s.errors,
+            s.wrong_bodies,
+            r.verdict.active_rows,
+            r.verdict.all_rows,
+            r.verdict.lost,
+            r.verdict.unacknowledged,
+            r.rounds
+                .map_or("-".into(), |(run, good)| format!("{good}/{run}")),
+            r.setup.as_secs_f64(),
+            r.shutdown.as_secs_f64() * 1e3,
+            if r.ok() { "ok" } else { "FAILED" },
+        );
+    }
+    println!("\nCPU during the run, in cores (of {}): the generator's threads, the rest of this process (the application), all `postgres` processes, kernel softirq (loopback TCP), everything else on the machine (other users), idle.\n", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!("| system | connections | loadgen | app | postgres | softirq | rest | idle | loadgen us/request | app us/request | postgres us/request |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let c = &r.cpu;
+        let per_request = |cores: f64| {
+            let n = r.summary.requests.max(1) as f64;
+            cores * r.elapsed.as_secs_f64() * 1e6 / n
+        };
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
+            r.system.name(),
+            r.connections,
+            c.loadgen,
+            c.app,
+            c.postgres,
+            c.softirq,
+            c.rest,
+            c.idle,
+            per_request(c.loadgen),
+            per_request(c.app),
+            per_request(c.postgres),
+        );
+    }
+    println!("\nJournal (the engine's counters over the run): transactions, records per transaction, mean transaction time, journal writers busy (summed transaction time / run time, in writers; Postgres runs 4 at once), failed transactions, engine admission refusals.\n");
+    if workload == Workload::Family {
+        println!("A multi-patient booking commits in its own store transaction beside the journal writers (docs/DESIGN.md, \"Multi-patient bookings\"), which these counters do not count.\n");
+    }
+    println!("| system | connections | transactions | records/transaction | mean transaction (ms) | writers busy | failed | engine overloaded |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows
+        .iter()
+        .filter(|r| matches!(r.system, System::Engine(_)))
+    {
+        let j = &r.journal;
+        let per_batch = |x: f64| {
+            if j.batches == 0 {
+                0.0
             } else {
-                format!("{:.2}", s.created_us.max() as f64 / 1e3)
-            };
-            println!(
-                "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {} |",
-                r.system.name(),
-                r.connections,
-                r.elapsed.as_secs_f64(),
-                s.requests,
-                s.created,
-                q_ms(&s.created_us, 0.5),
-                q_ms(&s.created_us, 0.99),
-                q_ms(&s.created_us, 0.999),
-                max,
-                q_ms(&s.conflict_us, 0.5),
-                q_ms(&s.conflict_us, 0.99),
-                s.overloaded,
-                s.errors,
-                s.wrong_bodies,
-                r.verdict.active_rows,
-                r.verdict.all_rows,
-                r.verdict.lost,
-                r.verdict.unacknowledged,
-                r.rounds
-                    .map_or("-".into(), |(run, good)| format!("{good}/{run}")),
-                r.setup.as_secs_f64(),
-                r.shutdown.as_secs_f64() * 1e3,
-                if r.ok() { "ok" } else { "FAILED" },
-            );
-        }
-        println!("\nCPU during the run, in cores (of {}): the generator's threads, the rest of this process (the application), all `postgres` processes, kernel softirq (loopback TCP), everything else on the machine (other users), idle.\n", std::thread::available_parallelism().map_or(0, |n| n.get()));
-        println!("| system | connections | loadgen | app | postgres | softirq | rest | idle | loadgen us/request | app us/request | postgres us/request |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for r in &rows {
-            let c = &r.cpu;
-            let per_request = |cores: f64| {
-                let n = r.summary.requests.max(1) as f64;
-                cores * r.elapsed.as_secs_f64() * 1e6 / n
-            };
-            println!(
-                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
-                r.system.name(),
-                r.connections,
-                c.loadgen,
-                c.app,
-                c.postgres,
-                c.softirq,
-                c.rest,
-                c.idle,
-                per_request(c.loadgen),
-                per_request(c.app),
-                per_request(c.postgres),
-            );
-        }
-        println!("\nJournal (the engine's counters over the run): transactions, records per transaction, mean transaction time, journal writers busy (summed transaction time / run time, in writers; Postgres runs 4 at once), failed transactions, engine admission refusals.\n");
-        println!("| system | connections | transactions | records/transaction | mean transaction (ms) | writers busy | failed | engine overloaded |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-        for r in rows
-            .iter()
-            .filter(|r| matches!(r.system, System::Engine(_)))
-        {
-            let j = &r.journal;
-            let per_batch = |x: f64| {
-                if j.batches == 0 {
-                    0.0
-                } else {
-                    x / j.batches as f64
-                }
-            };
-            println!(
-                "| {} | {} | {} | {:.1} | {:.2} | {:.2} | {} | {} |",
-                r.system.name(),
-                r.connections,
-                j.batches,
-                per_batch(j.records as f64),
-                per_batch(j.flush_us as f64 / 1e3),
-                j.flush_us as f64 / 1e6 / r.elapsed.as_secs_f64(),
-                j.failed_batches,
-                j.overloaded,
-            );
-        }
-        for r in &rows {
-            if let Some(e) = &r.verdict.error {
-                println!(
-                    "- {} / {} connections: store check failed: {e}",
-                    r.system.name(),
-                    r.connections
-                );
+                x / j.batches as f64
             }
-            for (e, n) in &r.summary.error_samples {
-                println!(
-                    "- {} / {} connections: {n} x `{e}`",
-                    r.system.name(),
-                    r.connections
-                );
-            }
+        };
+        println!(
+            "| {} | {} | {} | {:.1} | {:.2} | {:.2} | {} | {} |",
+            r.system.name(),
+            r.connections,
+            j.batches,
+            per_batch(j.records as f64),
+            per_batch(j.flush_us as f64 / 1e3),
+            j.flush_us as f64 / 1e6 / r.elapsed.as_secs_f64(),
+            j.failed_batches,
+            j.overloaded,
+        );
+    }
+    for r in rows {
+        if let Some(e) = &r.verdict.error {
+            println!(
+                "- {} / {} connections: store check failed: {e}",
+                r.system.name(),
+                r.connections
+            );
+        }
+        for (e, n) in &r.summary.error_samples {
+            println!(
+                "- {} / {} connections: {n} x `{e}`",
+                r.system.name(),
+                r.connections
+            );
         }
     }
 }
@@ -2249,7 +2837,7 @@ fn main() {
             .join(", ")
     );
     println!(
-        "{} s per run (cap {} requests), {}, {} CPUs; client {}, generator threads {}, server threads {}; per-user rate limit {}; extra settings: {:?}",
+"{} s per run (cap {} requests), {}, {} CPUs; client {}, generator threads {}, server threads {}; per-user rate limit {}; Idempotency-Key: {}; extra settings: {:?}",
         args.run_for.as_secs(),
         args.max_requests,
         args.rate.map_or("closed loop".to_owned(), |r| format!(
@@ -2267,6 +2855,11 @@ fn main() {
             "as configured"
         } else {
             "raised to 1000000/s"
+        },
+        if args.idempotency {
+            "a fresh key with every booking (engine runs)"
+        } else {
+            "none"
         },
         args.extra_settings,
     );
@@ -2291,6 +2884,13 @@ fn main() {
         }
         'systems: for &system in &args.systems {
             for &workload in &args.workloads {
+                if workload == Workload::Family && matches!(system, System::Peer(_)) {
+                    eprintln!(
+                        "[{} family] skipped: the peer has no multi-patient endpoint",
+                        system.name()
+                    );
+                    continue;
+                }
                 for &connections in &args.clients {
                     match run(system, workload, connections, &args, &spawner).await {
                         Ok(Some(row)) => rows.push(row),
@@ -2308,7 +2908,7 @@ fn main() {
         }
         (rows, failures)
     });
-    print_tables(&rows, &args.workloads);
+    print_tables(&rows, &args);
     let bad: Vec<&Row> = rows.iter().filter(|r| !r.ok()).collect();
     println!(
         "\ndouble bookings: {} in engine runs, {} in peer runs; failed checks: {}; failed runs: {}",
