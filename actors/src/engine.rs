@@ -29,6 +29,7 @@ use crate::doctor::{
 use crate::error::{EngineError, InvalidField};
 use crate::feed::{Feeds, Position, Subscription};
 use crate::journal::{self, DurableHook, JournalConfig, JournalHandle};
+use crate::known_keys::KnownKeys;
 use crate::model::{
     BookingItem, BookingMember, BookingRequest, Consultation, ConsultationId, ConsultationStatus,
     DoctorId, DoctorProfile, IdempotencyClaim, MultiBooking, MultiBookingRequest, NewDoctor,
@@ -95,6 +96,8 @@ struct EngineInner {
     /// The idempotency-key purge loop; aborted at shutdown (a purge cut short loses
     /// nothing: the next round deletes what is left).
     purger: JoinHandle<()>,
+    /// Which idempotency keys the store may hold (the others need no look-up).
+    known_keys: Arc<KnownKeys>,
 }
 
 /// Dropping the last handle without [`Engine::shutdown`] stops the shards and their doctor
@@ -243,6 +246,7 @@ impl EngineBuilder {
             None
         };
         let next_id = self.store.max_consultation_id().await? + 1;
+        let known_keys = Arc::new(KnownKeys::load(self.store.as_ref(), self.clock.now()).await?);
         let stats = Arc::new(EngineStats::default());
         let writers = match settings.journal_writers {
             0 => self.store.preferred_append_concurrency().clamp(1, 64),
@@ -261,6 +265,7 @@ impl EngineBuilder {
         );
         let purger = tokio::spawn(purge_idempotency_keys(
             Arc::clone(&self.store),
+            Arc::clone(&known_keys),
             Arc::clone(&self.clock),
             Duration::from_millis(settings.idempotency_purge_interval_ms),
             settings.idempotency_purge_batch_rows,
@@ -308,6 +313,7 @@ impl EngineBuilder {
                 closing: AtomicBool::new(false),
                 tasks: Mutex::new(tasks),
                 purger,
+                known_keys,
             }),
         })
     }
@@ -322,6 +328,7 @@ const MAX_PURGE_STATEMENTS_PER_ROUND: u32 = 100;
 /// round: expired keys are already treated as unknown, purging only frees space.
 async fn purge_idempotency_keys(
     store: Arc<dyn Store>,
+    known: Arc<KnownKeys>,
     clock: Arc<dyn Clock>,
     interval: Duration,
     batch_rows: u32,
@@ -331,6 +338,7 @@ async fn purge_idempotency_keys(
     ticker.tick().await;
     loop {
         ticker.tick().await;
+        known.purge(clock.now());
         let mut purged = 0_u64;
         for _ in 0..MAX_PURGE_STATEMENTS_PER_ROUND {
             match store.purge_idempotency(clock.now(), batch_rows).await {
@@ -540,6 +548,9 @@ impl Engine {
         if let Some((field, reason)) = request.medical.over_limit().into_iter().next() {
             return Err(InvalidField::new(field, reason).into());
         }
+        if let Some(claim) = &idempotency {
+            self.inner.known_keys.record(claim);
+        }
         self.call(request.doctor_id, |reply| DoctorMsg::Book {
             request: request.clone(),
             idempotency: idempotency.clone(),
@@ -606,6 +617,9 @@ impl Engine {
                     relation: item.relation.clone(),
                 },
             });
+        }
+        if let Some(claim) = &idempotency {
+            self.inner.known_keys.record(claim);
         }
         let engine = self.clone();
         let patient_id = request.patient_id;
@@ -741,6 +755,11 @@ impl Engine {
         patient_id: PatientId,
         key: &str,
     ) -> Result<Option<StoredIdempotency>, EngineError> {
+        // Neither stored by an earlier process nor given to this engine: certainly not
+        // stored, no round trip.
+        if !self.inner.known_keys.may_be_stored(patient_id, key) {
+            return Ok(None);
+        }
         let store = &self.ctx().store;
         let now = self.now();
         match store.find_idempotency(patient_id, key).await? {
@@ -817,6 +836,9 @@ impl Engine {
         }
         if !c.status.is_active() {
             return Err(EngineError::NotReschedulable("consultation is not active"));
+        }
+        if let Some(claim) = &idempotency {
+            self.inner.known_keys.record(claim);
         }
         self.call(c.doctor_id, |reply| DoctorMsg::Reschedule {
             consultation_id,

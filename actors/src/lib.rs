@@ -14,6 +14,7 @@ mod engine;
 pub mod error;
 pub mod feed;
 mod journal;
+mod known_keys;
 pub mod memory;
 pub mod model;
 pub mod notifier;

@@ -361,6 +361,24 @@ impl Store for MemoryStore {
             .cloned())
     }
 
+    async fn unexpired_idempotency_keys(
+        &self,
+        now: DateTime<Utc>,
+        after: (PatientId, &str),
+        limit: u32,
+    ) -> Result<Vec<(PatientId, String, DateTime<Utc>)>, StoreError> {
+        let t = self.tables();
+        let mut keys: Vec<_> = t
+            .idempotency
+            .iter()
+            .filter(|((p, k), s)| s.expires_at > now && (*p, k.as_str()) > after)
+            .map(|((p, k), s)| (*p, k.clone(), s.expires_at))
+            .collect();
+        keys.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        keys.truncate(limit as usize);
+        Ok(keys)
+    }
+
     async fn forget_expired_idempotency(
         &self,
         patient_id: PatientId,

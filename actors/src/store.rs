@@ -197,6 +197,16 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
     ) -> Result<Option<StoredIdempotency>, StoreError>;
 
+    /// A page of the idempotency keys not expired at `now`, in `(patient, key)` order after
+    /// `after` (exclusive), at most `limit`: the engine reads them once at start, so that
+    /// a key it does not know needs no look-up in the store.
+    async fn unexpired_idempotency_keys(
+        &self,
+        now: DateTime<Utc>,
+        after: (PatientId, &str),
+        limit: u32,
+    ) -> Result<Vec<(PatientId, String, DateTime<Utc>)>, StoreError>;
+
     /// Deletes the key if it expired at or before `now`, so the patient may use it again
     /// (its unique index would refuse the new booking otherwise); answers whether it did.
     async fn forget_expired_idempotency(

@@ -652,6 +652,35 @@ impl Store for PgStore {
         .transpose()
     }
 
+    async fn unexpired_idempotency_keys(
+        &self,
+        now: DateTime<Utc>,
+        after: (PatientId, &str),
+        limit: u32,
+    ) -> Result<Vec<(PatientId, String, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT patient_id, key, expires_at FROM idempotency_keys \
+             WHERE expires_at > $1 AND (patient_id, key) > ($2, $3) \
+             ORDER BY patient_id, key LIMIT $4",
+        )
+        .bind(now)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.int8("patient_id")?,
+                    row.text("key")?,
+                    row.time("expires_at")?,
+                ))
+            })
+            .collect()
+    }
+
     async fn forget_expired_idempotency(
         &self,
         patient_id: PatientId,

@@ -131,6 +131,7 @@ store_test_suite!(
     a_failing_batch_stores_neither_its_bookings_nor_their_idempotency_keys,
     a_batch_repeating_a_stored_idempotency_key_of_the_patient_fails_whole_with_constraint,
     purging_idempotency_keys_removes_only_expired_ones_in_bounded_batches,
+    unexpired_idempotency_keys_are_read_in_key_order_page_by_page,
     the_doctor_journal_is_the_latest_rows_newest_first_with_their_times_and_only_that_doctors,
 );
 
@@ -1790,6 +1791,61 @@ async fn a_batch_repeating_a_stored_idempotency_key_of_the_patient_fails_whole_w
     assert_eq!(
         store.find_idempotency(101, "k").await.expect("find"),
         stored_key(101, "k", 2)
+    );
+}
+
+async fn unexpired_idempotency_keys_are_read_in_key_order_page_by_page(store: Arc<dyn Store>) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let mut expired = with_key(
+        booking(doctor.id, 5, 4, 101, slot(3), medical("x")),
+        101,
+        "a",
+    );
+    expired.idempotency.as_mut().unwrap().expires_at = now() - Duration::minutes(1);
+    store
+        .append(&[
+            with_key(
+                booking(doctor.id, 2, 1, 102, slot(0), medical("x")),
+                102,
+                "b",
+            ),
+            with_key(
+                booking(doctor.id, 3, 2, 100, slot(1), medical("x")),
+                100,
+                "z",
+            ),
+            with_key(
+                booking(doctor.id, 4, 3, 100, slot(2), medical("x")),
+                100,
+                "y",
+            ),
+            expired,
+        ])
+        .await
+        .expect("append");
+    let mut seen = Vec::new();
+    let mut after = (i64::MIN, String::new());
+    loop {
+        let page = store
+            .unexpired_idempotency_keys(now(), (after.0, &after.1), 2)
+            .await
+            .expect("page");
+        assert!(page.len() <= 2, "bounded by the limit");
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        after = (last.0, last.1.clone());
+        seen.extend(page.into_iter().map(|(p, k, at)| (p, k, at)));
+    }
+    let expires = now() + Duration::hours(24);
+    assert_eq!(
+        seen,
+        vec![
+            (100, "y".to_owned(), expires),
+            (100, "z".to_owned(), expires),
+            (102, "b".to_owned(), expires),
+        ],
+        "unexpired keys only, by patient then key"
     );
 }
 

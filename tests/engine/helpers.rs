@@ -185,6 +185,16 @@ impl Store for FaultyStore {
     ) -> Result<Option<Consultation>, StoreError> {
         self.inner.get_consultation(id).await
     }
+    async fn unexpired_idempotency_keys(
+        &self,
+        now: DateTime<Utc>,
+        after: (PatientId, &str),
+        limit: u32,
+    ) -> Result<Vec<(PatientId, String, DateTime<Utc>)>, StoreError> {
+        self.inner
+            .unexpired_idempotency_keys(now, after, limit)
+            .await
+    }
     async fn booking_consultations(&self, id: i64) -> Result<Vec<Consultation>, StoreError> {
         self.inner.booking_consultations(id).await
     }
