@@ -432,7 +432,7 @@ impl DoctorActor {
                 now,
             ),
             DoctorMsg::UpdateSchedule { update, reply } => {
-                let decision = state.read().calendar.decide_schedule(&update);
+                let decision = state.read().calendar.decide_schedule(&update, now);
                 match decision {
                     Ok(event) => self.journal_profile_change(myself, state, event, reply),
                     Err(e) => {

@@ -542,6 +542,7 @@ async fn book(
             cancelled_at: None,
             doctor_name: None,
             doctor_timezone: None,
+            outside_schedule: None,
             reason: new.reason,
             symptoms: None,
             medical_history: None,
@@ -743,6 +744,10 @@ fn availability_answer(
                     }
                 })
                 .collect(),
+            overridden: false,
+            breaks: Vec::new(),
+            booked: 0,
+            full: false,
         })
         .collect();
     let (lo, hi) = (
@@ -760,6 +765,7 @@ fn availability_answer(
         enabled: true,
         start: "00:00".into(),
         end: "24:00".into(),
+        breaks: Vec::new(),
     };
     AvailabilityAnswer {
         success: true,
@@ -776,6 +782,8 @@ fn availability_answer(
             saturday: open(),
             sunday: open(),
         },
+        date_overrides: Default::default(),
+        policy: Default::default(),
         booked_slots,
         days: day_list,
     }
