@@ -4,6 +4,8 @@
 
 mod event;
 mod legacy;
+#[cfg(test)]
+mod policy_tests;
 mod rules;
 mod schedule;
 #[cfg(test)]
