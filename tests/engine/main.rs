@@ -4,5 +4,6 @@ pub mod helpers;
 
 mod concurrency;
 mod durability;
+mod policy;
 mod reschedule;
 mod rules;
