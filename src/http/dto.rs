@@ -72,8 +72,9 @@ pub struct DayWindowDto {
     pub start: String,
     #[schema(example = "17:00")]
     pub end: String,
-    /// Breaks inside the window, at most 8, not overlapping; default none.
-    #[serde(default)]
+    /// Breaks inside the window, at most 8, not overlapping; default none. Left out of
+    /// answers when empty, so a day without breaks keeps the seed's exact shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breaks: Vec<BreakDto>,
 }
 

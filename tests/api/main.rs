@@ -9,6 +9,7 @@ mod idempotency;
 mod notifications;
 mod ops;
 mod patient;
+mod policy;
 mod reschedule;
 mod sessions;
 mod stream;
