@@ -434,6 +434,8 @@ export function openBooking({
       booked: [hidden('; '), h('span', { class: 'badge badge-booked' }, 'Booked')],
       held: [hidden('; '), h('span', { class: 'badge badge-held' }, 'Held', hidden(' by another patient'))],
       past: [hidden('; '), h('span', { class: 'badge badge-past' }, 'Past')],
+      full: [hidden('; '), h('span', { class: 'badge badge-past' }, 'Day full')],
+      outside_booking_window: [hidden('; '), h('span', { class: 'badge badge-past' }, 'Not open yet')],
       mine: [hidden('; selected, '), h('span', { class: 'badge badge-mine' }, h('span', { class: 'dot', 'aria-hidden': 'true' }), 'Held for you')],
       checking: [hidden('; selected, '), h('span', { class: 'badge badge-mine' }, 'Checking…')],
       chosen: [hidden('; '), h('span', { class: 'badge badge-chosen' }, 'Selected'), hidden(', not held: select again to hold it')],
