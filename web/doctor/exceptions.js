@@ -73,21 +73,24 @@ export function overridesEditor(overrides, today) {
           (rows[Math.min(i, rows.length - 1)]?.date ?? add).focus();
         },
       }, `Remove date ${n}`);
+      const startField = h('div', { class: 'time-field' }, h('label', { for: start.id }, `Date ${n} start`), start);
+      const endField = h('div', { class: 'time-field' }, h('label', { for: end.id }, `Date ${n} end`), end);
       const li = h('li', {},
         h('fieldset', { class: 'day-row override-row' },
           h('legend', {}, `Date ${n}`),
           h('div', { class: 'override-fields' },
             h('div', { class: 'time-field' }, h('label', { for: date.id }, `Date ${n}`), date),
             h('div', { class: 'time-field' }, h('label', { for: hours.id }, `Date ${n} hours`), hours),
-            h('div', { class: 'time-field' }, h('label', { for: start.id }, `Date ${n} start`), start),
-            h('div', { class: 'time-field' }, h('label', { for: end.id }, `Date ${n} end`), end),
+            startField,
+            endField,
             remove),
           error));
       function sync() {
         const open = hours.value === 'open';
         start.disabled = !open;
         end.disabled = !open;
-        li.firstChild.classList.toggle('day-closed', !open);
+        // Only the times are off on a closed date; the date and its choice stay editable.
+        for (const f of [startField, endField]) f.classList.toggle('time-off', !open);
       }
       sync();
       return { date, hours, start, end, error, li };
