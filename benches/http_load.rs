@@ -852,7 +852,8 @@ fn classify(status: u16, body: &[u8], check: Option<Expected>) -> Outcome {
             Some(Err(e)) => Outcome::CreatedWrong(e),
             _ => Outcome::Created,
         },
-        409 if body == CONFLICT_BODY => Outcome::Conflict,
+        // The seed's three fields byte for byte, then the additive `next_available`.
+        409 if body.starts_with(&CONFLICT_BODY[..CONFLICT_BODY.len() - 1]) => Outcome::Conflict,
         503 => Outcome::Overloaded,
         _ => Outcome::Error(format!(
             "{status} {}",

@@ -503,3 +503,91 @@ async fn the_openapi_document_describes_breaks_overrides_and_policy() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_conflict_keeps_the_seed_fields_byte_for_byte_and_offers_the_next_three_free_starts() {
+    let app = TestApp::spawn().await;
+    let doctor = app.doctor().await;
+    let me = app.token(Doctor, doctor);
+    let (status, body) = put(
+        &app,
+        &me,
+        json!({"availability_schedule": every_day_with_breaks("08:00", "18:00",
+            json!([{"start": "10:00", "end": "11:00"}]))}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.book(1, doctor, tomorrow_at(9, 0)).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.book(3, doctor, tomorrow_at(11, 0)).await.0,
+        StatusCode::CREATED
+    );
+    let expected = json!([tomorrow_at(9, 30), tomorrow_at(11, 30), tomorrow_at(12, 0)]);
+
+    // The raw body: the seed's three fields first, exactly, then next_available.
+    let resp = app
+        .client
+        .post(app.url("/patient/doctors/book"))
+        .bearer_auth(app.token(Patient, 2))
+        .json(&json!({"doctor_id": doctor, "scheduled_at": tomorrow_at(9, 0), "consult_mode": "video"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.starts_with(r#"{"success":false,"message":"This time slot was just booked by another patient. Please select a different time.","error":"time_slot_conflict","next_available":["#),
+        "{text}"
+    );
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(seed_fields(&body), conflict_body());
+    assert_eq!(
+        body["next_available"], expected,
+        "after 09:00, skipping the booked 11:00 and the break"
+    );
+
+    // The same on check-slot and on a reschedule onto a taken time.
+    let patient = app.token(Patient, 2);
+    let (status, body) = app
+        .post(
+            "/patient/doctors/check-slot",
+            &patient,
+            json!({"doctor_id": doctor, "scheduled_at": tomorrow_at(9, 0), "hold": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["next_available"], expected);
+    let (status, mine) = app.book(2, doctor, tomorrow_at(15, 0)).await;
+    assert_eq!(status, StatusCode::CREATED, "{mine}");
+    let id = mine["consultation"]["id"].as_i64().unwrap();
+    let (status, body) = app
+        .post(
+            &format!("/patient/consultations/{id}/reschedule"),
+            &patient,
+            json!({"scheduled_at": tomorrow_at(9, 0)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(seed_fields(&body), conflict_body());
+    assert_eq!(body["next_available"], expected);
+
+    // Every offered start is bookable.
+    for start in expected.as_array().unwrap() {
+        let at: DateTime<Utc> = serde_json::from_value(start.clone()).unwrap();
+        let (status, body) = app.book(4, doctor, at).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        app.post(
+            &format!(
+                "/patient/consultations/{}/cancel",
+                body["consultation"]["id"]
+            ),
+            &app.token(Patient, 4),
+            json!({}),
+        )
+        .await;
+    }
+    app.stop().await;
+}

@@ -14,7 +14,8 @@ mod tests;
 pub use event::{BookedSlot, DoctorEvent, JournalRecord, EVENT_FORMAT_VERSION};
 pub use rules::{
     day_window, local_slots, schedule_covers, validate_slot_minutes, Availability, Calendar,
-    DayView, Hold, Rules, SlotStatus, SlotView, PRUNE_AFTER_END_HOURS, SNAPSHOT_FORMAT_VERSION,
+    DayView, Hold, Rules, SlotStatus, SlotView, NEXT_FREE_HORIZON_DAYS, PRUNE_AFTER_END_HOURS,
+    SNAPSHOT_FORMAT_VERSION,
 };
 pub use schedule::{
     validate_overrides, weekday_name, BookingPolicy, Break, Breaks, DateOverride, DateOverrides,

@@ -904,3 +904,38 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn next_free_offers_only_bookable_starts_after_the_time_asked() {
+    let mut d = Doc::berlin();
+    d.update(|u| u.schedule.wednesday = u.schedule.wednesday.with_breaks(&[brk(10, 0, 11, 0)]))
+        .unwrap();
+    d.set_overrides(&[(date(2026, 6, 4), DateOverride::closed())]);
+    d.set_policy(BookingPolicy {
+        max_per_day: Some(3),
+        booking_window_days: Some(6),
+        ..BookingPolicy::default()
+    });
+    let at = |day, h, m| local(BERLIN, 2026, 6, day, h, m);
+    d.book(1, at(3, 9, 0)).unwrap();
+    d.book(2, at(3, 11, 0)).unwrap();
+    assert_eq!(
+        d.cal.next_free(Some(9), at(3, 9, 0), 3, d.now, &d.rules),
+        vec![at(3, 9, 30), at(3, 11, 30), at(3, 12, 0)]
+    );
+    // A third booking fills Wednesday; Thursday is closed; Friday comes next.
+    d.book(3, at(3, 16, 30)).unwrap();
+    assert_eq!(
+        d.cal.next_free(Some(9), at(3, 9, 0), 2, d.now, &d.rules),
+        vec![at(5, 9, 0), at(5, 9, 30)]
+    );
+    // Nothing past the booking window (2026-06-07 00:00 UTC): the weekend is closed anyway,
+    // and Monday the 8th is beyond it.
+    assert_eq!(
+        d.cal.next_free(Some(9), at(5, 16, 30), 3, d.now, &d.rules),
+        Vec::<DateTime<Utc>>::new()
+    );
+    for start in d.cal.next_free(Some(9), at(3, 9, 0), 3, d.now, &d.rules) {
+        assert_eq!(d.check(9, start), Ok(()));
+    }
+}

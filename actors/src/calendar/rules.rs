@@ -150,6 +150,9 @@ fn max_duration() -> Duration {
     minutes(MAX_SLOT_MINUTES)
 }
 
+/// How many local dates [`Calendar::next_free`] looks through, at most.
+pub const NEXT_FREE_HORIZON_DAYS: usize = 62;
+
 /// Consultations that ended this long ago are dropped from memory by [`Calendar::prune`].
 pub const PRUNE_AFTER_END_HOURS: i64 = 24;
 
@@ -743,6 +746,46 @@ impl Calendar {
             booked_slots,
             days: day_views,
         }
+    }
+
+    /// Up to `limit` starts after `after` that `patient` could book now, earliest first:
+    /// every rule holds for each (schedule, breaks, overrides, notice, window, cap, no
+    /// conflict). Looks at most [`NEXT_FREE_HORIZON_DAYS`] local dates ahead and stops at
+    /// the booking window.
+    pub fn next_free(
+        &self,
+        patient: Option<PatientId>,
+        after: DateTime<Utc>,
+        limit: usize,
+        now: DateTime<Utc>,
+        rules: &Rules,
+    ) -> Vec<DateTime<Utc>> {
+        let p = &self.profile;
+        let mut out = Vec::with_capacity(limit);
+        if limit == 0 || !(p.is_approved && p.is_available) {
+            return out;
+        }
+        let first = after.with_timezone(&p.timezone).date_naive();
+        for date in first.iter_days().take(NEXT_FREE_HORIZON_DAYS) {
+            let window = day_window(p, date);
+            for (start, _) in local_slots(date, &window, p.slot_minutes, p.timezone) {
+                if start <= after {
+                    continue;
+                }
+                match self.check_slot(patient, start, now, rules) {
+                    Ok(()) => {
+                        out.push(start);
+                        if out.len() == limit {
+                            return out;
+                        }
+                    }
+                    // Every later start is beyond the window too.
+                    Err(Rejection::OutsideBookingWindow) => return out,
+                    Err(_) => {}
+                }
+            }
+        }
+        out
     }
 
     /// Forgets what can no longer matter: expired holds, and consultations that ended more
