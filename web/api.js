@@ -5,13 +5,15 @@
 /** A failed API call: the HTTP status (0 = no answer), the API's error code, its human
  * message, field errors (`{field: [reason]}`) and Retry-After in seconds (or null). */
 export class ApiError extends Error {
-  constructor({ status, code, message, errors = {}, retryAfter = null }) {
+  constructor({ status, code, message, errors = {}, retryAfter = null, nextAvailable = [] }) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
     this.errors = errors;
     this.retryAfter = retryAfter;
+    /** With `time_slot_conflict`: the doctor's next free starts after the time asked. */
+    this.nextAvailable = nextAvailable;
   }
 
   /** 429 / 503 / no answer: the same request may be sent again. */
@@ -98,6 +100,7 @@ async function send(method, path, { body, headers = {}, signal, timeout = true, 
     message: payload.message ?? `The server answered ${response.status}.`,
     errors: payload.errors ?? {},
     retryAfter: retryAfterOf(response),
+    nextAvailable: Array.isArray(payload.next_available) ? payload.next_available : [],
   });
   if (response.status === 401) onUnauthorized(error);
   throw error;
