@@ -304,6 +304,8 @@ export function openBooking({
     if (!day.enabled) return { pickable: false, text: 'closed' };
     const open = day.slots.filter((s) => s.status !== 'past');
     if (open.length === 0) return { pickable: false, text: 'no times left' };
+    // Further ahead than the doctor's booking window: not bookable yet.
+    if (open.every((s) => s.status === 'outside_booking_window')) return { pickable: false, text: 'not open for booking yet' };
     const free = day.slots.filter((s) => s.status === 'available').length;
     return { pickable: true, free, text: free === 0 ? 'no free times' : `${free} free ${free === 1 ? 'time' : 'times'}` };
   }
