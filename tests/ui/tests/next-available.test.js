@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Api } from '../lib/api.js';
-import { launch, openPage, signInUI, waitUntil } from '../lib/browser.js';
+import { assertAccessible, launch, openPage, screenshots, signInUI, waitUntil } from '../lib/browser.js';
 import { startServer } from '../lib/server.js';
 import {
   CONFLICT, confirmAndWait, fillVisit, firstAvailable, nameOf, openBooking, slotAt,
@@ -30,7 +30,7 @@ describe('next free times on a conflict', () => {
   });
 
   test('the time taken as it is picked: the next three free times, one click holds one', async () => {
-    const p = await openPage(browser, server.url);
+    const p = await openPage(browser, server.url, { bypassCSP: true });
     const { page } = p;
     p.allow(/status of 409/);
     let failed = 'next-available';
@@ -65,6 +65,11 @@ describe('next free times on a conflict', () => {
         .map((s) => s.start);
       const firstName = await nameOf(buttons.first());
       assert.match(firstName, /^Choose \d{2}:\d{2} /);
+      await assertAccessible(page, 'booking dialog with next free times');
+      await screenshots(page, 'booking-next-free', {
+        fullPage: false,
+        prepare: () => choices.scrollIntoViewIfNeeded(),
+      });
 
       // One click (by keyboard) holds the first.
       await buttons.first().focus();
