@@ -875,6 +875,44 @@ mod properties {
             }
         }
 
+        /// next_free offers exactly the earliest available slots after the time asked (as
+        /// far as the listed range shows them), each of them bookable.
+        #[test]
+        fn next_free_is_the_earliest_available_slots_after_the_time_asked(
+            c in case(),
+            pick in 0usize..400,
+        ) {
+            let d = build(&c);
+            let tz = d.cal.profile().timezone;
+            let a = d.cal.availability(first_day(), DAYS, d.now, &d.rules);
+            let starts: Vec<_> = a.days.iter().flat_map(|x| x.slots.iter()).map(|s| s.start).collect();
+            let after = starts.get(pick % starts.len().max(1)).copied().unwrap_or(d.now);
+            let next = d.cal.next_free(Some(99), after, 3, d.now, &d.rules);
+            let last = first_day() + Duration::days(i64::from(DAYS));
+            let listed: Vec<_> = a
+                .days
+                .iter()
+                .flat_map(|x| x.slots.iter())
+                .filter(|s| s.status == SlotStatus::Available && s.start > after)
+                .map(|s| s.start)
+                .collect();
+            let in_range: Vec<_> = next
+                .iter()
+                .copied()
+                .filter(|s| s.with_timezone(&tz).date_naive() < last)
+                .collect();
+            // Those in the listed range are its earliest available ones after `after`...
+            prop_assert_eq!(&in_range[..], &listed[..in_range.len().min(listed.len())]);
+            // ...and none of the listed ones was skipped.
+            if in_range.len() < 3 {
+                prop_assert_eq!(in_range.len(), listed.len(), "{:?} vs {:?}", next, listed);
+            }
+            for s in &next {
+                prop_assert!(*s > after);
+                prop_assert_eq!(d.check(99, *s), Ok(()));
+            }
+        }
+
         /// Every instant on a 15-minute grid that check_slot accepts is a listed available
         /// slot: the checks accept nothing availability hides.
         #[test]
