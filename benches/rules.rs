@@ -39,6 +39,8 @@ fn profile(slot_minutes: u16) -> DoctorProfile {
         is_available: true,
         is_approved: true,
         created_at: now(),
+        date_overrides: Default::default(),
+        policy: Default::default(),
     }
 }
 

@@ -6,7 +6,9 @@
  * message, field errors (`{field: [reason]}`), Retry-After in seconds (or null), and for a
  * multi-patient booking the index of the refused item (or null). */
 export class ApiError extends Error {
-  constructor({ status, code, message, errors = {}, retryAfter = null, item = null }) {
+  constructor({
+    status, code, message, errors = {}, retryAfter = null, item = null, nextAvailable = [],
+  }) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
@@ -14,6 +16,8 @@ export class ApiError extends Error {
     this.errors = errors;
     this.retryAfter = retryAfter;
     this.item = item;
+    /** With `time_slot_conflict`: the doctor's next free starts after the time asked. */
+    this.nextAvailable = nextAvailable;
   }
 
   /** 429 / 503 / no answer: the same request may be sent again. */
@@ -101,6 +105,7 @@ async function send(method, path, { body, headers = {}, signal, timeout = true, 
     errors: payload.errors ?? {},
     retryAfter: retryAfterOf(response),
     item: Number.isInteger(payload.item) ? payload.item : null,
+    nextAvailable: Array.isArray(payload.next_available) ? payload.next_available : [],
   });
   if (response.status === 401) onUnauthorized(error);
   throw error;

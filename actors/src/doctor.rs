@@ -492,7 +492,7 @@ impl DoctorActor {
                 now,
             ),
             DoctorMsg::UpdateSchedule { update, reply } => {
-                let decision = state.read().calendar.decide_schedule(&update);
+                let decision = state.read().calendar.decide_schedule(&update, now);
                 match decision {
                     Ok(event) => self.journal_profile_change(myself, state, event, reply),
                     Err(e) => {
@@ -1157,15 +1157,24 @@ fn decide_items(
             }
         }
     }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            calendar
-                .decide_book(&item.request, item.id, now, rules)
-                .map_err(|r| (i, EngineError::from(r)))
-        })
-        .collect()
+    if let [item] = items {
+        return calendar
+            .decide_book(&item.request, item.id, now, rules)
+            .map(|event| vec![event])
+            .map_err(|r| (0, EngineError::from(r)));
+    }
+    // Each item is decided as if the earlier ones were booked, so rules that count
+    // (the doctor's daily cap) see the booking whole.
+    let mut scratch = calendar.clone();
+    let mut events = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let event = scratch
+            .decide_book(&item.request, item.id, now, rules)
+            .map_err(|r| (i, EngineError::from(r)))?;
+        scratch.apply(scratch.seq() + 1, &event);
+        events.push(event);
+    }
+    Ok(events)
 }
 
 /// Log form of an instant: RFC 3339 UTC, as the API answers.

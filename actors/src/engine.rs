@@ -19,7 +19,7 @@ use tracing::info;
 
 use crate::calendar::{
     slot_events, validate_slot_minutes, ActedBy, Availability, Calendar, DoctorEvent, Hold,
-    JournalRecord, Placement, Rules, SlotHistory, SLOT_HISTORY_MAX_EVENTS,
+    JournalRecord, Placement, Rules, SlotHistory, SlotStatus, SLOT_HISTORY_MAX_EVENTS,
     SLOT_HISTORY_SCAN_EVENTS,
 };
 use crate::clock::{Clock, SystemClock};
@@ -475,6 +475,43 @@ impl Engine {
             reply,
         })
         .await
+    }
+
+    /// Up to `limit` free starts of the doctor after `after` that `patient_id` could book
+    /// now, from the doctor's in-memory calendar (every booking rule applied); offered
+    /// with a 409. Empty when the doctor is unknown or has none within the horizon.
+    pub async fn next_available(
+        &self,
+        doctor_id: DoctorId,
+        patient_id: PatientId,
+        after: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DateTime<Utc>>, EngineError> {
+        self.ensure_open()?;
+        let next = |cal: &Calendar| {
+            cal.next_free(
+                Some(patient_id),
+                after,
+                limit,
+                self.now(),
+                &self.ctx().rules,
+            )
+        };
+        if let Some(found) = self.read_view(doctor_id, next) {
+            return Ok(found);
+        }
+        // Not active (passivated since the conflict): the actor's own availability view.
+        let tz = self.doctor(doctor_id).await?.timezone;
+        let from = after.with_timezone(&tz).date_naive();
+        let days = self.settings().max_availability_days;
+        let a = self.availability(doctor_id, from, days).await?;
+        Ok(a.days
+            .iter()
+            .flat_map(|d| d.slots.iter())
+            .filter(|s| s.start > after && s.status == SlotStatus::Available)
+            .map(|s| s.start)
+            .take(limit)
+            .collect())
     }
 
     /// Runs the booking checks for `at`; with `hold`, also reserves the slot for the patient.

@@ -22,6 +22,12 @@ pub enum Rejection {
     /// 400 `in_past`: not in the future, or inside the minimum notice.
     #[error("The requested time must be in the future")]
     InPast,
+    /// 400 `outside_booking_window`: further ahead than the doctor's booking window.
+    #[error("The requested time is beyond the doctor's booking window")]
+    OutsideBookingWindow,
+    /// 400 `day_full`: the doctor already has their maximum of consultations that day.
+    #[error("The doctor is fully booked on this day")]
+    DayFull,
     /// 409 `time_slot_conflict`: another active consultation or another patient's hold.
     #[error("This time slot was just booked by another patient. Please select a different time.")]
     Conflict,
@@ -36,6 +42,8 @@ impl Rejection {
             Self::OutsideAvailability => "outside_availability",
             Self::OffSlotGrid => "off_slot_grid",
             Self::InPast => "in_past",
+            Self::OutsideBookingWindow => "outside_booking_window",
+            Self::DayFull => "day_full",
             Self::Conflict => "time_slot_conflict",
         }
     }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::calendar::WeeklySchedule;
+use crate::calendar::{BookingPolicy, DateOverrides, WeeklySchedule};
 
 /// A doctor's numeric id (the JWT `sub` of a doctor).
 pub type DoctorId = i64;
@@ -36,6 +36,13 @@ pub struct DoctorProfile {
     /// Set by an admin; unapproved doctors cannot be booked.
     pub is_approved: bool,
     pub created_at: DateTime<Utc>,
+    /// Local dates whose window replaces the weekly one. Absent in data written before
+    /// overrides existed.
+    #[serde(default)]
+    pub date_overrides: DateOverrides,
+    /// The doctor's own booking bounds. Absent in data written before policies existed.
+    #[serde(default)]
+    pub policy: BookingPolicy,
 }
 
 /// What an admin gives to register a doctor.
@@ -63,6 +70,8 @@ impl NewDoctor {
             is_available: self.is_available,
             is_approved: self.is_approved,
             created_at,
+            date_overrides: DateOverrides::new(),
+            policy: BookingPolicy::default(),
         }
     }
 }
@@ -360,13 +369,17 @@ impl Requester {
     }
 }
 
-/// A doctor's change to their timezone, slot length and weekly windows. Existing
-/// consultations are kept even when the new schedule no longer covers them.
+/// A doctor's change to their timezone, slot length, weekly windows, date overrides and
+/// policy (`None`: unchanged). Existing consultations are kept even when the new schedule
+/// no longer covers them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleUpdate {
     pub timezone: Option<Tz>,
     pub slot_minutes: Option<u16>,
     pub schedule: WeeklySchedule,
+    /// Replaces every override when given.
+    pub date_overrides: Option<DateOverrides>,
+    pub policy: Option<BookingPolicy>,
 }
 
 /// A change of the doctor's own availability switch and/or the admin's approval.

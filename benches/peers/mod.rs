@@ -542,6 +542,7 @@ async fn book(
             cancelled_at: None,
             doctor_name: None,
             doctor_timezone: None,
+            outside_schedule: None,
             reason: new.reason,
             symptoms: None,
             medical_history: None,
@@ -746,6 +747,10 @@ fn availability_answer(
                     }
                 })
                 .collect(),
+            overridden: false,
+            breaks: Vec::new(),
+            booked: 0,
+            full: false,
         })
         .collect();
     let (lo, hi) = (
@@ -763,6 +768,7 @@ fn availability_answer(
         enabled: true,
         start: "00:00".into(),
         end: "24:00".into(),
+        breaks: Vec::new(),
     };
     AvailabilityAnswer {
         success: true,
@@ -779,6 +785,8 @@ fn availability_answer(
             saturday: open(),
             sunday: open(),
         },
+        date_overrides: Default::default(),
+        policy: Default::default(),
         booked_slots,
         days: day_list,
     }

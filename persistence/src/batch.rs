@@ -114,6 +114,9 @@ pub(crate) enum DoctorUpdate {
         timezone: &'static str,
         slot_minutes: i32,
         schedule_json: String,
+        /// The `date_overrides` and `booking_policy` columns.
+        overrides_json: String,
+        policy_json: String,
         at: DateTime<Utc>,
     },
     Status {
@@ -307,11 +310,15 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
                 timezone,
                 slot_minutes,
                 schedule,
+                date_overrides,
+                policy,
             } => doctor_updates.push(DoctorUpdate::Schedule {
                 doctor_id: record.doctor_id,
                 timezone: timezone.name(),
                 slot_minutes: i32::from(*slot_minutes),
                 schedule_json: schedule_json(schedule)?,
+                overrides_json: overrides_json(date_overrides)?,
+                policy_json: policy_json(policy)?,
                 at: record.recorded_at,
             }),
             DoctorEvent::StatusChanged {
@@ -341,6 +348,20 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
 pub(crate) fn seq_to_i64(seq: u64) -> Result<i64, StoreError> {
     i64::try_from(seq)
         .map_err(|_| StoreError::Constraint(format!("journal seq {seq} exceeds BIGINT")))
+}
+
+/// The `date_overrides` column: JSON object by local date.
+fn overrides_json(
+    overrides: &consult_actors::calendar::DateOverrides,
+) -> Result<String, StoreError> {
+    serde_json::to_string(overrides)
+        .map_err(|e| StoreError::Corrupt(format!("date overrides do not serialize: {e}")))
+}
+
+/// The `booking_policy` column.
+fn policy_json(policy: &consult_actors::calendar::BookingPolicy) -> Result<String, StoreError> {
+    serde_json::to_string(policy)
+        .map_err(|e| StoreError::Corrupt(format!("booking policy does not serialize: {e}")))
 }
 
 /// The `availability_schedule` column: the seed's JSON shape of the weekly schedule.

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use consult_actors::calendar::WeeklySchedule;
+use consult_actors::calendar::{BookingPolicy, DateOverrides, WeeklySchedule};
 use consult_actors::outbox::{
     ConsultationSummary, Notification, NotificationKind, Recipient, RecipientRole, SessionRecord,
     SessionTask,
@@ -28,7 +28,7 @@ pub(crate) const CONSULTATIONS_FROM: &str =
 
 /// The `doctors` columns [`doctor`] reads.
 pub(crate) const DOCTOR_COLUMNS: &str = "id, name, specialty, timezone, slot_minutes, \
-    availability_schedule, is_available, is_approved, created_at";
+    availability_schedule, is_available, is_approved, created_at, date_overrides, booking_policy";
 
 /// Typed column access over one backend's row type.
 pub(crate) trait ReadRow {
@@ -193,6 +193,10 @@ pub(crate) fn doctor(row: &impl ReadRow) -> Result<DoctorProfile, StoreError> {
         .map_err(|e| {
             StoreError::Corrupt(format!("doctors.availability_schedule does not parse: {e}"))
         })?;
+    let date_overrides: DateOverrides = serde_json::from_str(&row.text("date_overrides")?)
+        .map_err(|e| StoreError::Corrupt(format!("doctors.date_overrides does not parse: {e}")))?;
+    let policy: BookingPolicy = serde_json::from_str(&row.text("booking_policy")?)
+        .map_err(|e| StoreError::Corrupt(format!("doctors.booking_policy does not parse: {e}")))?;
     Ok(DoctorProfile {
         id: row.int8("id")?,
         name: row.text("name")?,
@@ -207,6 +211,8 @@ pub(crate) fn doctor(row: &impl ReadRow) -> Result<DoctorProfile, StoreError> {
         is_available: row.boolean("is_available")?,
         is_approved: row.boolean("is_approved")?,
         created_at: row.time("created_at")?,
+        date_overrides,
+        policy,
     })
 }
 

@@ -406,16 +406,20 @@ async fn update_doctor(
             timezone,
             slot_minutes,
             schedule_json,
+            overrides_json,
+            policy_json,
             at,
         } => sqlx::query(
             "UPDATE doctors SET timezone = ?1, slot_minutes = ?2, availability_schedule = ?3, \
-             updated_at = ?4 WHERE id = ?5",
+             updated_at = ?4, date_overrides = ?6, booking_policy = ?7 WHERE id = ?5",
         )
         .bind(*timezone)
         .bind(*slot_minutes)
         .bind(schedule_json.as_str())
         .bind(ts(*at))
-        .bind(*doctor_id),
+        .bind(*doctor_id)
+        .bind(overrides_json.as_str())
+        .bind(policy_json.as_str()),
         DoctorUpdate::Status {
             doctor_id,
             is_available,

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
 use consult_actors::calendar::{
-    ActedBy, BookedSlot, DoctorEvent, JournalRecord, LocalTime, WeeklySchedule,
+    ActedBy, BookedSlot, BookingPolicy, Break, DateOverride, DateOverrides, DoctorEvent,
+    JournalRecord, LocalTime, WeeklySchedule,
 };
 use consult_actors::outbox::{
     InboxQuery, NotificationKind, Recipient, SessionOutcome, WebhookUpdate,
@@ -390,7 +391,27 @@ async fn load_doctor_of_an_unknown_doctor_is_none(store: Arc<dyn Store>) {
 async fn an_appended_batch_is_reflected_in_the_journal_and_every_projection(store: Arc<dyn Store>) {
     let doctor = create(&*store, "Dr. Ada Okafor").await;
     let other = create(&*store, "Dr. Ben Lind").await;
-    let new_schedule = WeeklySchedule::weekdays(LocalTime::hm(8, 0), LocalTime::hm(12, 0));
+    let mut new_schedule = WeeklySchedule::weekdays(LocalTime::hm(8, 0), LocalTime::hm(12, 0));
+    new_schedule.monday = new_schedule
+        .monday
+        .with_breaks(&[Break::new(LocalTime::hm(10, 0), LocalTime::hm(10, 30))]);
+    let new_overrides: DateOverrides = [
+        (
+            now().date_naive() + Duration::days(3),
+            DateOverride::closed(),
+        ),
+        (
+            now().date_naive() + Duration::days(4),
+            DateOverride::open(LocalTime::hm(13, 0), LocalTime::hm(15, 0), &[]),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let new_policy = BookingPolicy {
+        min_notice_minutes: 120,
+        booking_window_days: Some(30),
+        max_per_day: Some(4),
+    };
     let new_tz = "America/New_York".parse::<Tz>().expect("known timezone");
     let b1 = booking(doctor.id, 2, 1, 100, slot(0), medical("chest pain"));
     let b2 = booking(doctor.id, 3, 2, 101, slot(1), MedicalInfo::default());
@@ -408,6 +429,8 @@ async fn an_appended_batch_is_reflected_in_the_journal_and_every_projection(stor
                 timezone: new_tz,
                 slot_minutes: 20,
                 schedule: new_schedule,
+                date_overrides: new_overrides.clone(),
+                policy: new_policy,
             },
             medical: MedicalInfo::default(),
             idempotency: None,
@@ -452,6 +475,8 @@ async fn an_appended_batch_is_reflected_in_the_journal_and_every_projection(stor
         slot_minutes: 20,
         schedule: new_schedule,
         is_available: false,
+        date_overrides: new_overrides,
+        policy: new_policy,
         ..doctor.clone()
     };
     assert_eq!(doctors, vec![updated, other.clone()]);

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
+use consult_actors::calendar::schedule_covers;
 use consult_actors::{Requester, ScheduleUpdate, StatusUpdate};
 
 use super::auth::DoctorAuth;
@@ -46,8 +47,9 @@ pub async fn get_availability(
     ))
 }
 
-/// Replaces the weekly windows; optionally the timezone and slot length. Existing
-/// consultations are kept.
+/// Replaces the weekly windows (with their breaks); optionally the timezone, slot length,
+/// date overrides and booking policy. Existing consultations are kept, even those the new
+/// schedule leaves outside (the consultation list flags them `outside_schedule`).
 #[utoipa::path(put, path = "/doctor/availability", tag = "doctor", security(("bearer" = [])),
     request_body = ScheduleRequest,
     responses((status = 200, body = DoctorAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -65,6 +67,12 @@ pub async fn put_availability(
         timezone,
         slot_minutes: req.slot_minutes,
         schedule: req.availability_schedule.parse()?,
+        date_overrides: req
+            .date_overrides
+            .as_ref()
+            .map(parse_overrides)
+            .transpose()?,
+        policy: req.policy.as_ref().map(Into::into),
     };
     let profile = state.engine.update_schedule(doctor_id, update).await?;
     Ok(Json(DoctorAnswer {
@@ -109,7 +117,8 @@ pub async fn list_consultations(
     ApiQuery(query): ApiQuery<DoctorConsultationsQuery>,
 ) -> Result<Json<ConsultationsAnswer>, ApiError> {
     let limit = list_limit(query.limit)?;
-    let tz = state.engine.doctor(doctor_id).await?.timezone;
+    let profile = state.engine.doctor(doctor_id).await?;
+    let tz = profile.timezone;
     let from = match query.from.as_deref() {
         Some(s) => parse_instant("from", s, tz)?,
         None => local_midnight(state.engine.now().with_timezone(&tz).date_naive(), tz),
@@ -131,9 +140,20 @@ pub async fn list_consultations(
         .engine
         .doctor_consultations(doctor_id, from, to, limit)
         .await?;
+    let consultations = list
+        .into_iter()
+        .map(|c| {
+            let outside = c.status.is_active()
+                && !schedule_covers(&profile, c.scheduled_at, c.duration_minutes);
+            ConsultationDto {
+                outside_schedule: Some(outside),
+                ..c.into()
+            }
+        })
+        .collect();
     Ok(Json(ConsultationsAnswer {
         success: true,
-        consultations: list.into_iter().map(Into::into).collect(),
+        consultations,
     }))
 }
 

@@ -1,13 +1,67 @@
 //! The API's JSON shapes (requests and answers), with their OpenAPI schemas, and the
 //! conversions from the engine's types. Field names are the seed's, exactly.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
-use consult_actors::calendar::{Availability, DayWindow, LocalTime, SlotStatus, WeeklySchedule};
+use consult_actors::calendar::{
+    Availability, BookingPolicy, Break, Breaks, DateOverride, DateOverrides, DayWindow, LocalTime,
+    SlotStatus, WeeklySchedule, MAX_BREAKS_PER_DAY,
+};
 use consult_actors::{Consultation, DoctorProfile};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
+
+/// A pause inside a day's window, `[start, end)` in local `HH:MM`; no slot overlapping it
+/// is offered or bookable.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakDto {
+    #[schema(example = "12:00")]
+    pub start: String,
+    #[schema(example = "13:00")]
+    pub end: String,
+}
+
+impl BreakDto {
+    fn list(breaks: &Breaks) -> Vec<Self> {
+        breaks
+            .as_slice()
+            .iter()
+            .map(|b| BreakDto {
+                start: b.start.to_string(),
+                end: b.end.to_string(),
+            })
+            .collect()
+    }
+}
+
+/// A local `HH:MM` from a request, or a validation error on `field`.
+fn parse_time(field: &str, s: &str) -> Result<LocalTime, ApiError> {
+    LocalTime::parse(s).ok_or_else(|| ApiError::field(field, format!("`{s}` is not a time HH:MM")))
+}
+
+/// Breaks from a request (at most [`MAX_BREAKS_PER_DAY`]); `field` is the list's path.
+fn parse_breaks(field: &str, list: &[BreakDto]) -> Result<Breaks, ApiError> {
+    let parsed = list
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            Ok(Break::new(
+                parse_time(&format!("{field}[{i}].start"), &b.start)?,
+                parse_time(&format!("{field}[{i}].end"), &b.end)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Breaks::from_slice(&parsed).ok_or_else(|| {
+        ApiError::field(
+            field,
+            format!("at most {MAX_BREAKS_PER_DAY} breaks per day"),
+        )
+    })
+}
 
 /// One weekday's window, `HH:MM` local times.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -18,6 +72,102 @@ pub struct DayWindowDto {
     pub start: String,
     #[schema(example = "17:00")]
     pub end: String,
+    /// Breaks inside the window, at most 8, not overlapping; default none. Left out of
+    /// answers when empty, so a day without breaks keeps the seed's exact shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breaks: Vec<BreakDto>,
+}
+
+/// Replaces the weekly window on one local date: `enabled: false` closes it (a vacation is
+/// a run of them); `enabled: true` needs `start` and `end` and may carry breaks.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DateOverrideDto {
+    pub enabled: bool,
+    #[schema(example = "10:00")]
+    pub start: Option<String>,
+    #[schema(example = "14:00")]
+    pub end: Option<String>,
+    #[serde(default)]
+    pub breaks: Vec<BreakDto>,
+}
+
+impl From<&DateOverride> for DateOverrideDto {
+    fn from(o: &DateOverride) -> Self {
+        Self {
+            enabled: o.enabled,
+            start: o.start.map(|t| t.to_string()),
+            end: o.end.map(|t| t.to_string()),
+            breaks: BreakDto::list(&o.breaks),
+        }
+    }
+}
+
+/// A doctor's booking bounds, on top of the service's own minimum notice (which stays a
+/// floor). Replaced as a whole; an absent field is its default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyDto {
+    /// A booking must start more than this many minutes from now, 0..=43200; default 0.
+    pub min_notice_minutes: u32,
+    /// A booking must start within this many days (of 24 h) from now, 1..=730; null: no
+    /// bound (default).
+    pub booking_window_days: Option<u16>,
+    /// At most this many active consultations per local date, 1..=200; null: no cap
+    /// (default).
+    pub max_per_day: Option<u16>,
+}
+
+impl From<&BookingPolicy> for PolicyDto {
+    fn from(p: &BookingPolicy) -> Self {
+        Self {
+            min_notice_minutes: p.min_notice_minutes,
+            booking_window_days: p.booking_window_days,
+            max_per_day: p.max_per_day,
+        }
+    }
+}
+
+impl From<&PolicyDto> for BookingPolicy {
+    fn from(p: &PolicyDto) -> Self {
+        Self {
+            min_notice_minutes: p.min_notice_minutes,
+            booking_window_days: p.booking_window_days,
+            max_per_day: p.max_per_day,
+        }
+    }
+}
+
+/// Date overrides by local date, as answered.
+fn overrides_dto(o: &DateOverrides) -> BTreeMap<NaiveDate, DateOverrideDto> {
+    o.iter().map(|(d, o)| (*d, o.into())).collect()
+}
+
+/// Date overrides from a request; engine rules (range, windows, breaks) come after.
+pub fn parse_overrides(
+    list: &BTreeMap<String, DateOverrideDto>,
+) -> Result<DateOverrides, ApiError> {
+    list.iter()
+        .map(|(key, o)| {
+            let field = format!("date_overrides.{key}");
+            let date = NaiveDate::parse_from_str(key, "%Y-%m-%d")
+                .map_err(|_| ApiError::field(&field, "must be a date YYYY-MM-DD"))?;
+            let time = |which: &str, v: &Option<String>| {
+                v.as_deref()
+                    .map(|t| parse_time(&format!("{field}.{which}"), t))
+                    .transpose()
+            };
+            Ok((
+                date,
+                DateOverride {
+                    enabled: o.enabled,
+                    start: time("start", &o.start)?,
+                    end: time("end", &o.end)?,
+                    breaks: parse_breaks(&format!("{field}.breaks"), &o.breaks)?,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// The seed's `availability_schedule`: all seven days by name.
@@ -39,6 +189,7 @@ impl From<&WeeklySchedule> for ScheduleDto {
             enabled: w.enabled,
             start: w.start.to_string(),
             end: w.end.to_string(),
+            breaks: BreakDto::list(&w.breaks),
         };
         Self {
             monday: d(&s.monday),
@@ -56,18 +207,12 @@ impl ScheduleDto {
     /// The engine's schedule; times must be `HH:MM`. Window rules are the engine's.
     pub fn parse(&self) -> Result<WeeklySchedule, ApiError> {
         let w = |name: &str, d: &DayWindowDto| -> Result<DayWindow, ApiError> {
-            let time = |which: &str, s: &str| {
-                LocalTime::parse(s).ok_or_else(|| {
-                    ApiError::field(
-                        format!("availability_schedule.{name}.{which}"),
-                        format!("`{s}` is not a time HH:MM"),
-                    )
-                })
-            };
+            let field = format!("availability_schedule.{name}");
             Ok(DayWindow {
                 enabled: d.enabled,
-                start: time("start", &d.start)?,
-                end: time("end", &d.end)?,
+                start: parse_time(&format!("{field}.start"), &d.start)?,
+                end: parse_time(&format!("{field}.end"), &d.end)?,
+                breaks: parse_breaks(&format!("{field}.breaks"), &d.breaks)?,
             })
         };
         Ok(WeeklySchedule {
@@ -100,6 +245,10 @@ pub struct DoctorDto {
     pub slot_minutes: u16,
     pub availability_schedule: ScheduleDto,
     pub created_at: DateTime<Utc>,
+    /// Local dates whose window replaces the weekly one (today and later).
+    #[schema(value_type = BTreeMap<String, DateOverrideDto>)]
+    pub date_overrides: BTreeMap<NaiveDate, DateOverrideDto>,
+    pub policy: PolicyDto,
 }
 
 impl From<&DoctorProfile> for DoctorDto {
@@ -114,6 +263,8 @@ impl From<&DoctorProfile> for DoctorDto {
             slot_minutes: p.slot_minutes,
             availability_schedule: (&p.schedule).into(),
             created_at: p.created_at,
+            date_overrides: overrides_dto(&p.date_overrides),
+            policy: (&p.policy).into(),
         }
     }
 }
@@ -145,7 +296,8 @@ pub struct SlotDto {
     pub start: DateTime<Utc>,
     #[schema(example = "09:30")]
     pub local_time: String,
-    /// `available` | `booked` | `held` | `past`
+    /// `available` | `booked` | `held` | `past` | `outside_booking_window` (further ahead
+    /// than the doctor's booking window) | `full` (the doctor's daily cap is reached)
     #[schema(example = "available")]
     pub status: String,
 }
@@ -153,8 +305,17 @@ pub struct SlotDto {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DayDto {
     pub date: NaiveDate,
+    /// False on a closed weekday or a closed date override.
     pub enabled: bool,
     pub slots: Vec<SlotDto>,
+    /// Whether a date override replaces the weekly window on this date.
+    pub overridden: bool,
+    /// The breaks that apply on this date (no slot overlaps them).
+    pub breaks: Vec<BreakDto>,
+    /// Active consultations on this date.
+    pub booked: u32,
+    /// Whether the doctor's `max_per_day` is reached on this date.
+    pub full: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -164,6 +325,10 @@ pub struct AvailabilityAnswer {
     pub timezone: String,
     pub slot_minutes: u16,
     pub availability_schedule: ScheduleDto,
+    /// The date overrides that fall in the requested range.
+    #[schema(value_type = BTreeMap<String, DateOverrideDto>)]
+    pub date_overrides: BTreeMap<NaiveDate, DateOverrideDto>,
+    pub policy: PolicyDto,
     pub booked_slots: Vec<DateTime<Utc>>,
     pub days: Vec<DayDto>,
     /// The asking patient's own live hold on this doctor (its slot shows as `held`).
@@ -179,6 +344,8 @@ impl From<Availability> for AvailabilityAnswer {
             timezone: a.timezone.name().to_owned(),
             slot_minutes: a.slot_minutes,
             availability_schedule: (&a.schedule).into(),
+            date_overrides: overrides_dto(&a.date_overrides),
+            policy: (&a.policy).into(),
             booked_slots: a.booked_slots,
             your_hold: None,
             days: a
@@ -187,6 +354,10 @@ impl From<Availability> for AvailabilityAnswer {
                 .map(|d| DayDto {
                     date: d.date,
                     enabled: d.enabled,
+                    overridden: d.overridden,
+                    breaks: BreakDto::list(&d.breaks),
+                    booked: d.booked,
+                    full: d.full,
                     slots: d
                         .slots
                         .into_iter()
@@ -198,6 +369,8 @@ impl From<Availability> for AvailabilityAnswer {
                                 SlotStatus::Booked => "booked",
                                 SlotStatus::Held => "held",
                                 SlotStatus::Past => "past",
+                                SlotStatus::OutsideBookingWindow => "outside_booking_window",
+                                SlotStatus::Full => "full",
                             }
                             .to_owned(),
                         })
@@ -275,6 +448,10 @@ pub struct ConsultationDto {
     /// The doctor's IANA timezone, in the patient's consultation answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub doctor_timezone: Option<String>,
+    /// In the doctor's consultation list: whether this active consultation now lies
+    /// outside the doctor's schedule (a later schedule change left it there; it is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outside_schedule: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -322,6 +499,7 @@ impl From<Consultation> for ConsultationDto {
             cancelled_at: c.cancelled_at,
             doctor_name: None,
             doctor_timezone: None,
+            outside_schedule: None,
             reason: c.medical.reason,
             symptoms: c.medical.symptoms,
             medical_history: c.medical.medical_history,
@@ -375,6 +553,12 @@ pub struct ScheduleRequest {
     /// Slot length in minutes, 5..=240; unchanged if absent.
     pub slot_minutes: Option<u16>,
     pub availability_schedule: ScheduleDto,
+    /// Replaces every date override when given (at most 366, from today to 731 days
+    /// ahead; earlier dates are dropped); unchanged if absent.
+    #[schema(value_type = Option<BTreeMap<String, DateOverrideDto>>)]
+    pub date_overrides: Option<BTreeMap<String, DateOverrideDto>>,
+    /// Replaces the booking policy when given; unchanged if absent.
+    pub policy: Option<PolicyDto>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

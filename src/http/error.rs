@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use consult_actors::{EngineError, Rejection};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -25,6 +26,10 @@ pub enum ApiError {
     /// 400 (rule violations, seed messages) or 409 `time_slot_conflict`.
     #[error(transparent)]
     Rejected(Rejection),
+    /// 409 `time_slot_conflict` with the seed's three fields, plus up to three next free
+    /// starts of the doctor after the requested time (`next_available`).
+    #[error("This time slot was just booked by another patient. Please select a different time.")]
+    SlotTaken { next_available: Vec<DateTime<Utc>> },
     /// 401 `unauthorized`: no, bad or expired token.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -81,6 +86,10 @@ pub struct ErrorBody {
     /// The 0-based index of the refused item of a multi-patient booking.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<usize>,
+    /// With `time_slot_conflict`: up to three next free slot starts (UTC) of that doctor
+    /// after the requested time, each bookable by the asking patient when answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_available: Option<Vec<DateTime<Utc>>>,
 }
 
 impl ApiError {
@@ -112,7 +121,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation { .. } => StatusCode::BAD_REQUEST,
-            Self::Rejected(Rejection::Conflict) => StatusCode::CONFLICT,
+            Self::Rejected(Rejection::Conflict) | Self::SlotTaken { .. } => StatusCode::CONFLICT,
             Self::Rejected(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -132,6 +141,7 @@ impl ApiError {
         match self {
             Self::Validation { .. } => "validation_failed",
             Self::Rejected(r) => r.code(),
+            Self::SlotTaken { .. } => Rejection::Conflict.code(),
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
@@ -208,12 +218,17 @@ impl ApiError {
             Self::Validation { message, errors } => (message.clone(), Some(errors.clone())),
             other => (other.to_string(), None),
         };
+        let next_available = match self {
+            Self::SlotTaken { next_available } => Some(next_available.clone()),
+            _ => None,
+        };
         ErrorBody {
             success: false,
             message,
             error: self.code().to_owned(),
             errors,
             item: None,
+            next_available,
         }
     }
 }

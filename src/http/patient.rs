@@ -91,10 +91,16 @@ pub async fn check_slot(
     ApiJson(req): ApiJson<CheckSlotRequest>,
 ) -> Result<Json<CheckSlotAnswer>, ApiError> {
     let at = req.scheduled_at.with_timezone(&Utc);
-    let check = state
+    let check = match state
         .engine
         .check_slot(req.doctor_id, patient_id, at, req.hold)
-        .await?;
+        .await
+    {
+        Ok(check) => check,
+        Err(e) => {
+            return Err(with_next_available(&state, req.doctor_id, patient_id, at, e.into()).await)
+        }
+    };
     Ok(Json(CheckSlotAnswer {
         success: true,
         available: true,
@@ -221,6 +227,32 @@ async fn replay(
     })
 }
 
+/// How many next free starts a 409 offers.
+pub const NEXT_AVAILABLE_LIMIT: usize = 3;
+
+/// A `time_slot_conflict` turned into the same 409 with `next_available`: up to three free
+/// starts of the doctor after `at`, from the doctor actor's calendar. Any other error, or a
+/// failure to find them (the 409 then goes out as the seed's), is returned as it is.
+async fn with_next_available(
+    state: &AppState,
+    doctor_id: i64,
+    patient_id: i64,
+    at: chrono::DateTime<Utc>,
+    error: ApiError,
+) -> ApiError {
+    if !matches!(error, ApiError::Rejected(Rejection::Conflict)) {
+        return error;
+    }
+    match state
+        .engine
+        .next_available(doctor_id, patient_id, at, NEXT_AVAILABLE_LIMIT)
+        .await
+    {
+        Ok(next_available) => ApiError::SlotTaken { next_available },
+        Err(_) => error,
+    }
+}
+
 /// One booking attempt, counted in the metrics by outcome.
 async fn book_once(
     state: &AppState,
@@ -251,6 +283,7 @@ async fn book_once(
             Err(ApiError::fields(over))
         }
     });
+    let at = req.scheduled_at.with_timezone(&Utc);
     let result = match mode {
         Ok(mode) => state
             .engine
@@ -268,9 +301,13 @@ async fn book_once(
             .map_err(ApiError::from),
         Err(e) => Err(e),
     };
+    let result = match result {
+        Err(e) => Err(with_next_available(state, req.doctor_id, patient_id, at, e).await),
+        ok => ok,
+    };
     let outcome = match &result {
         Ok(_) => "booked",
-        Err(ApiError::Rejected(Rejection::Conflict)) => "conflict",
+        Err(ApiError::Rejected(Rejection::Conflict) | ApiError::SlotTaken { .. }) => "conflict",
         Err(ApiError::Rejected(_)) => "rejected",
         Err(ApiError::Unavailable(_)) => "unavailable",
         Err(ApiError::NotFound(_)) | Err(ApiError::Validation { .. }) => "invalid",
@@ -387,7 +424,10 @@ pub async fn reschedule_consultation(
     let to = req.scheduled_at.with_timezone(&Utc);
     let by = Requester::Patient(patient_id);
     let Some(key) = idempotency::key_of(&headers)? else {
-        let c = state.engine.reschedule(id, by, to).await?;
+        let c = match state.engine.reschedule(id, by, to).await {
+            Ok(c) => c,
+            Err(e) => return Err(reschedule_error(&state, id, patient_id, to, e).await),
+        };
         return Ok(Json(ConsultationAnswer {
             success: true,
             consultation: c.into(),
@@ -402,15 +442,32 @@ pub async fn reschedule_consultation(
                 return replay(&state, patient_id, stored, StatusCode::OK).await;
             }
             let claim = state.engine.idempotency_claim(patient_id, &key, fp.clone());
-            let result = state
-                .engine
-                .reschedule_with(id, by, to, Some(claim))
-                .await
-                .map_err(ApiError::from);
+            let result = match state.engine.reschedule_with(id, by, to, Some(claim)).await {
+                Ok(c) => Ok(c),
+                Err(e) => Err(reschedule_error(&state, id, patient_id, to, e).await),
+            };
             settle(&state, &fp, StatusCode::OK, result)
         })
         .await?;
     Ok((answer.status, Json(answer.body.clone())).into_response())
+}
+
+/// A reschedule's error; a conflict offers the doctor's next free starts after `to`.
+async fn reschedule_error(
+    state: &AppState,
+    id: i64,
+    patient_id: i64,
+    to: chrono::DateTime<Utc>,
+    error: EngineError,
+) -> ApiError {
+    let error = ApiError::from(error);
+    if !matches!(error, ApiError::Rejected(Rejection::Conflict)) {
+        return error;
+    }
+    match state.engine.consultation(id).await {
+        Ok(c) => with_next_available(state, c.doctor_id, patient_id, to, error).await,
+        Err(_) => error,
+    }
 }
 
 /// One of the patient's consultations as an RFC 5545 calendar file: the time in UTC, the

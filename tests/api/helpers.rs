@@ -28,6 +28,30 @@ pub fn conflict_body() -> Value {
     })
 }
 
+/// The seed's three fields of a 409 (`success`, `message`, `error`), after checking that
+/// anything else is the additive `next_available` (at most three UTC starts).
+pub fn seed_fields(body: &Value) -> Value {
+    let mut seed = serde_json::Map::new();
+    for (k, v) in body.as_object().expect("a JSON object") {
+        match k.as_str() {
+            "success" | "message" | "error" => {
+                seed.insert(k.clone(), v.clone());
+            }
+            "next_available" => {
+                let list = v.as_array().expect("next_available is a list");
+                assert!(list.len() <= 3, "{body}");
+                assert!(
+                    list.iter()
+                        .all(|s| s.as_str().is_some_and(|s| s.ends_with('Z'))),
+                    "{body}"
+                );
+            }
+            other => panic!("unexpected field {other} in {body}"),
+        }
+    }
+    Value::Object(seed)
+}
+
 pub enum Db {
     Sqlite(PathBuf),
     Postgres(String),

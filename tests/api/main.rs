@@ -11,6 +11,7 @@ mod matrix;
 mod notifications;
 mod ops;
 mod patient;
+mod policy;
 mod reschedule;
 mod sessions;
 mod slot_history;

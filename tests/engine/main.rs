@@ -5,5 +5,6 @@ pub mod helpers;
 mod concurrency;
 mod durability;
 mod multi;
+mod policy;
 mod reschedule;
 mod rules;

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 
+use chrono::DurationRound;
 use consult_actors::*;
 use futures::future::join_all;
 use rand::seq::SliceRandom;
@@ -384,7 +385,81 @@ async fn doctor_actors_panicking_during_multi_bookings_leave_no_partial_booking(
     engine.shutdown().await;
 }
 
+async fn twenty_four_racing_two_item_bookings_on_a_day_capped_at_five_store_two_whole_bookings(
+    b: &Backend,
+) {
+    let engine = start(b.store.clone()).await;
+    let doctor = engine
+        .create_doctor(open_doctor("Dr. Cap", chrono_tz::UTC))
+        .await
+        .unwrap();
+    engine
+        .update_schedule(
+            doctor.id,
+            ScheduleUpdate {
+                timezone: None,
+                slot_minutes: None,
+                schedule: doctor.schedule,
+                date_overrides: None,
+                policy: Some(calendar::BookingPolicy {
+                    max_per_day: Some(5),
+                    ..Default::default()
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    // The 48 half-hour slots of one UTC day two days ahead, two per booking.
+    let day = (chrono::Utc::now() + chrono::Duration::days(2))
+        .duration_trunc(chrono::Duration::days(1))
+        .unwrap();
+    let at = move |k: i64| day + chrono::Duration::minutes(30 * k);
+    let tasks = (0..24_i64).map(|i| {
+        let engine = engine.clone();
+        let items = [2 * i, 2 * i + 1]
+            .iter()
+            .map(|k| BookingItem {
+                scheduled_at: at(*k),
+                ..item(doctor.id, 0, "Kin")
+            })
+            .collect();
+        tokio::spawn(async move { engine.book_many(request(100 + i, items), None).await })
+    });
+    let results: Vec<_> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(
+        wins, 2,
+        "a third two-item booking would pass the cap of five"
+    );
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, EngineError::ItemRejected { error, .. }
+                    if **error == EngineError::Rejected(Rejection::DayFull)),
+                "{e:?}"
+            );
+        }
+    }
+    let bookings = assert_complete(b.store.as_ref(), 2).await;
+    assert_eq!(bookings.len(), wins);
+    let mut per_day = BTreeMap::new();
+    for c in b.store.active_consultations(Some(doctor.id)).await.unwrap() {
+        *per_day.entry(c.scheduled_at.date_naive()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_day.into_values().collect::<Vec<_>>(),
+        vec![4],
+        "two whole bookings, one day"
+    );
+    engine.shutdown().await;
+}
+
 crate::on_every_backend!(
+    twenty_four_racing_two_item_bookings_on_a_day_capped_at_five_store_two_whole_bookings,
     a_multi_booking_books_every_item_with_its_member_in_one_go,
     a_conflicting_item_books_nothing_and_names_the_item,
     two_hundred_multi_bookings_racing_eight_hundred_single_bookings_are_all_or_nothing,

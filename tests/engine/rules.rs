@@ -150,6 +150,8 @@ async fn a_schedule_change_applies_to_new_bookings_and_keeps_existing_ones(b: &B
         .update_schedule(
             doctor.id,
             ScheduleUpdate {
+                date_overrides: None,
+                policy: None,
                 timezone: None,
                 slot_minutes: Some(3),
                 schedule: closed,
@@ -162,6 +164,8 @@ async fn a_schedule_change_applies_to_new_bookings_and_keeps_existing_ones(b: &B
         .update_schedule(
             doctor.id,
             ScheduleUpdate {
+                date_overrides: None,
+                policy: None,
                 timezone: Some(chrono_tz::Australia::Sydney),
                 slot_minutes: Some(60),
                 schedule: closed,

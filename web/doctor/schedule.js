@@ -1,6 +1,7 @@
 // The doctor's screen (`#/doctor`): taking bookings on or off, the weekly schedule
-// editor (timezone, slot length, seven days), and their consultations over a date range
-// with join details.
+// editor (timezone, slot length, seven days with breaks), date overrides and booking rules,
+// and their consultations over a date range with join details (flagged when a schedule
+// change left them outside the schedule).
 
 import { ApiError } from '../api.js';
 import { h, loading, message, replace, uid } from '../dom.js';
@@ -9,6 +10,7 @@ import { joinDetails, sessionText } from '../join.js';
 import { scheduleEditor, slotSelect, timezoneSelect } from '../schedule-editor.js';
 import { addDays, browserZone, dateTimeIn, todayIn } from '../time.js';
 import { statusText } from '../patient/confirmation.js';
+import { overridesEditor, policyEditor } from './exceptions.js';
 
 export function mount(root, ctx) {
   ctx.setTitle('My schedule');
@@ -82,20 +84,23 @@ export function mount(root, ctx) {
     const tzError = h('p', { class: 'field-error', id: uid('tz-error') });
     tz.setAttribute('aria-describedby', tzError.id);
     const editor = scheduleEditor(profile.availability_schedule);
+    const overrides = overridesEditor(profile.date_overrides, todayIn(profile.timezone));
+    const policy = policyEditor(profile.policy);
+    const parts = [editor, overrides, policy];
     const save = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Save schedule');
     const form = h('form', {
       class: 'stack',
       novalidate: true,
       onsubmit: async (event) => {
         event.preventDefault();
-        editor.clearErrors();
+        for (const part of parts) part.clearErrors();
         tzError.textContent = '';
         replace(notice);
         const slotMinutes = Number(slot.value);
-        const errors = editor.validate(slotMinutes);
+        const errors = [...editor.validate(slotMinutes), ...overrides.validate(slotMinutes), ...policy.validate()];
         if (errors.length) {
-          const { first } = editor.showErrors(errors);
-          replace(notice, message('error', 'Please correct the marked days.'));
+          const first = showAll(errors);
+          replace(notice, message('error', 'Please correct the marked fields.'));
           first?.focus();
           return;
         }
@@ -105,12 +110,13 @@ export function mount(root, ctx) {
             timezone: tz.value,
             slot_minutes: slotMinutes,
             availability_schedule: editor.value(),
+            date_overrides: overrides.value(),
+            policy: policy.value(),
           })).doctor;
           replace(notice, message('success', 'Schedule saved. Patients see the new times at once; booked consultations are kept.'));
         } catch (error) {
           if (error instanceof ApiError && Object.keys(error.errors).length) {
-            const { rest, first } = editor.showErrors(Object.entries(error.errors).map(([f, r]) => [f, r.join(' ')]));
-            for (const [f, text] of rest) if (f === 'timezone') tzError.textContent = text;
+            const first = showAll(Object.entries(error.errors).map(([f, r]) => [f, r.join(' ')]));
             replace(notice, message('error', error.message));
             (first ?? (tzError.textContent ? tz : null))?.focus();
           } else {
@@ -126,8 +132,28 @@ export function mount(root, ctx) {
       h('div', { class: 'field' }, h('label', { for: slotId }, 'Consultation length'), slot)),
     h('p', { class: 'muted' }, 'Start and end are local times in the timezone above.'),
     editor.element,
+    h('fieldset', { class: 'group' },
+      h('legend', {}, 'Date overrides'),
+      h('p', { class: 'muted' }, 'A closed date (a day off, a holiday) or other hours on one date; it replaces the weekly hours on that date.'),
+      overrides.element),
+    h('fieldset', { class: 'group' },
+      h('legend', {}, 'Booking rules'),
+      policy.element),
     notice,
     h('div', { class: 'button-row' }, save));
+    /** Shows each error next to its field; answers the first input to focus. */
+    function showAll(pairs) {
+      let rest = pairs;
+      let first = null;
+      for (const part of parts) {
+        const shown = part.showErrors(rest);
+        rest = shown.rest;
+        first ??= shown.first;
+      }
+      for (const [f, text] of rest) if (f === 'timezone') tzError.textContent = text;
+      return first;
+    }
+
     return h('section', { class: 'card stack', 'aria-labelledby': 'week-title' },
       h('h2', { id: 'week-title' }, 'Weekly schedule'),
       form);
@@ -219,7 +245,8 @@ export function mount(root, ctx) {
           h('div', {}, h('dt', {}, 'Patient'), h('dd', {}, `Patient ${c.patient_id}`)),
           h('div', {}, h('dt', {}, 'Reference'), h('dd', {}, c.reference)),
           h('div', {}, h('dt', {}, 'Mode'), h('dd', { class: 'mode-inline' }, icon(c.consult_mode), modeLabel(c.consult_mode))),
-          h('div', {}, h('dt', {}, 'Status'), h('dd', {}, statusText(c.status))),
+          h('div', {}, h('dt', {}, 'Status'), h('dd', {}, statusText(c.status),
+            c.outside_schedule ? [' ', h('span', { class: 'badge badge-wait' }, 'Outside your schedule')] : null)),
           active ? h('div', {}, h('dt', {}, 'Session'), h('dd', {}, sessionText(c.session_status))) : null),
         medical.length
           ? h('details', {},

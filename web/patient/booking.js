@@ -341,6 +341,8 @@ export function openBooking({
     if (!day.enabled) return { pickable: false, text: 'closed' };
     const open = day.slots.filter((s) => s.status !== 'past');
     if (open.length === 0) return { pickable: false, text: 'no times left' };
+    // Further ahead than the doctor's booking window: not bookable yet.
+    if (open.every((s) => s.status === 'outside_booking_window')) return { pickable: false, text: 'not open for booking yet' };
     const free = day.slots.filter((s) => s.status === 'available').length;
     return { pickable: true, free, text: free === 0 ? 'no free times' : `${free} free ${free === 1 ? 'time' : 'times'}` };
   }
@@ -471,6 +473,8 @@ export function openBooking({
       booked: [hidden('; '), h('span', { class: 'badge badge-booked' }, 'Booked')],
       held: [hidden('; '), h('span', { class: 'badge badge-held' }, 'Held', hidden(' by another patient'))],
       past: [hidden('; '), h('span', { class: 'badge badge-past' }, 'Past')],
+      full: [hidden('; '), h('span', { class: 'badge badge-past' }, 'Day full')],
+      outside_booking_window: [hidden('; '), h('span', { class: 'badge badge-past' }, 'Not open yet')],
       mine: [hidden('; selected, '), h('span', { class: 'badge badge-mine' }, h('span', { class: 'dot', 'aria-hidden': 'true' }), 'Held for you')],
       checking: [hidden('; selected, '), h('span', { class: 'badge badge-mine' }, 'Checking…')],
       chosen: [hidden('; '), h('span', { class: 'badge badge-chosen' }, 'Selected'), hidden(', not held: select again to hold it')],
@@ -541,10 +545,15 @@ export function openBooking({
     try {
       answer = await ctx.api.patient.checkSlot(doctor.id, slot.start, true);
     } catch (error) {
-      if (state.closed || state.selected?.start !== slot.start) return;
+      if (state.closed) return;
+      if (state.selected?.start !== slot.start) {
+        // The live feed told of the conflict first; the server's next times still help.
+        if (!state.selected && error instanceof ApiError && error.status === 409) offerNext(error.nextAvailable);
+        return;
+      }
       state.selected = null;
       if (error instanceof ApiError && error.status === 409) {
-        conflict(error.message || CONFLICT_MESSAGE);
+        conflict(error.message || CONFLICT_MESSAGE, { next: error.nextAvailable });
       } else if (error instanceof ApiError && error.retryable) {
         replace(slotNotice, message('warning', `This time could not be held just now. Please try again${afterText(error.retryAfter)}.`));
         renderSlots();
@@ -647,14 +656,57 @@ export function openBooking({
   }
 
   /** The seed's 409: say so, refresh at once, clear the selection, keep the form. */
-  function conflict(text, { reloadNow = true } = {}) {
+  function conflict(text, { reloadNow = true, next = [] } = {}) {
     clearHold();
     replace(slotNotice,
       message('error', h('strong', {}, text || CONFLICT_MESSAGE), ' ',
         h('span', {}, 'Please pick another time below; what you typed is kept.')));
+    offerNext(next);
     renderSlots();
     timesHeading.focus();
     if (reloadNow) reload();
+  }
+
+  /** Shows the next free times under the conflict message (replacing earlier ones). */
+  function offerNext(next) {
+    if (!next?.length) return;
+    slotNotice.querySelector('.next-free')?.remove();
+    slotNotice.append(nextChoices(next));
+  }
+
+  // The server's next free times after the one that was taken (`next_available` of the
+  // 409): one click selects and holds one, like picking it in the list.
+  function nextChoices(starts) {
+    const titleId = uid('next-title');
+    return h('div', { class: 'next-free', role: 'group', 'aria-labelledby': titleId },
+      h('p', { id: titleId, class: 'next-free-title' }, 'Next free times'),
+      h('ul', { class: 'slots', role: 'list' }, starts.map((start) => h('li', {},
+        h('button', {
+          type: 'button',
+          class: 'slot slot-available',
+          onclick: () => chooseNext(start),
+        },
+        hidden('Choose '),
+        h('span', { class: 'slot-time' }, timeIn(start, zone)),
+        hidden(' '),
+        h('span', { class: 'slot-zone' }, zone),
+        hidden(', '),
+        h('span', { class: 'slot-date' }, shortDateIn(start, zone)))))));
+  }
+
+  async function chooseNext(start) {
+    let found = findSlot(start);
+    if (!found) {
+      await reload();
+      if (state.closed) return;
+      found = findSlot(start);
+    }
+    if (!found) {
+      replace(slotNotice, message('error', 'That time is no longer listed. Please choose another time.'));
+      return;
+    }
+    selectDate(found.day.date, { focus: false });
+    await selectSlot(found.slot);
   }
 
   // ---- live updates ----
@@ -992,7 +1044,7 @@ export function openBooking({
       return;
     }
     if (error.status === 409 && error.code === 'time_slot_conflict') {
-      conflict(error.message || CONFLICT_MESSAGE);
+      conflict(error.message || CONFLICT_MESSAGE, { next: error.nextAvailable });
       replace(formNotice, message('warning', 'That time was taken. Pick another time above, then confirm again.'));
       return;
     }

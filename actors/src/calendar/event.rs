@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use super::schedule::WeeklySchedule;
+use super::schedule::{BookingPolicy, DateOverrides, WeeklySchedule};
 use crate::error::StoreError;
 use crate::model::{
     BookingMember, ConsultMode, Consultation, ConsultationId, ConsultationStatus, DoctorId,
@@ -58,11 +58,17 @@ pub enum DoctorEvent {
         to: DateTime<Utc>,
         at: DateTime<Utc>,
     },
-    /// The doctor changed timezone, slot length or weekly windows.
+    /// The doctor changed timezone, slot length, weekly windows, overrides or policy. It
+    /// carries the whole result, so replay needs no earlier state.
     ScheduleUpdated {
         timezone: Tz,
         slot_minutes: u16,
         schedule: WeeklySchedule,
+        /// Absent in events written before overrides existed (there were none then).
+        #[serde(default)]
+        date_overrides: DateOverrides,
+        #[serde(default)]
+        policy: BookingPolicy,
     },
     /// The doctor's availability switch or the admin's approval changed.
     StatusChanged {
@@ -135,10 +141,14 @@ impl DoctorEvent {
                 timezone,
                 slot_minutes,
                 schedule,
+                date_overrides,
+                policy,
             } => {
                 profile.timezone = *timezone;
                 profile.slot_minutes = *slot_minutes;
                 profile.schedule = *schedule;
+                profile.date_overrides = date_overrides.clone();
+                profile.policy = *policy;
             }
             Self::StatusChanged {
                 is_available,

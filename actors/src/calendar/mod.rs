@@ -4,6 +4,9 @@
 
 mod event;
 mod history;
+mod legacy;
+#[cfg(test)]
+mod policy_tests;
 mod rules;
 mod schedule;
 #[cfg(test)]
@@ -15,7 +18,13 @@ pub use history::{
     SLOT_HISTORY_SCAN_EVENTS,
 };
 pub use rules::{
-    local_slots, validate_slot_minutes, Availability, Calendar, DayView, Hold, Rules, SlotNow,
-    SlotState, SlotStatus, SlotView, PRUNE_AFTER_END_HOURS, SNAPSHOT_FORMAT_VERSION,
+    day_window, local_slots, schedule_covers, validate_slot_minutes, Availability, Calendar,
+    DayView, Hold, Rules, SlotNow, SlotState, SlotStatus, SlotView, NEXT_FREE_HORIZON_DAYS,
+    PRUNE_AFTER_END_HOURS, SNAPSHOT_FORMAT_VERSION,
 };
-pub use schedule::{weekday_name, DayWindow, LocalTime, WeeklySchedule, ALL_WEEKDAYS};
+pub use schedule::{
+    validate_overrides, weekday_name, BookingPolicy, Break, Breaks, DateOverride, DateOverrides,
+    DayWindow, LocalTime, WeeklySchedule, ALL_WEEKDAYS, MAX_BOOKING_WINDOW_DAYS,
+    MAX_BREAKS_PER_DAY, MAX_DATE_OVERRIDES, MAX_MAX_PER_DAY, MAX_MIN_NOTICE_MINUTES,
+    MAX_OVERRIDE_AHEAD_DAYS, MIN_BOOKING_WINDOW_DAYS, MIN_MAX_PER_DAY,
+};

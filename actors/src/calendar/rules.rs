@@ -1,9 +1,12 @@
 //! One doctor's calendar and the rules that decide against it. Everything here is a pure
 //! function of the calendar, the command and `now`: no clock, no I/O, no randomness.
 //!
-//! Checks run in the seed's order: doctor approved and available -> day enabled -> inside
-//! the day's window -> on the slot grid -> in the future (past the minimum notice) -> no
-//! overlapping active consultation and no other patient's live hold. A reschedule runs the
+//! Checks run in the seed's order: doctor approved and available -> day enabled (the date's
+//! override, else its weekday) -> inside the day's window and outside its breaks -> on the
+//! slot grid -> in the future (past the minimum notice, the engine's or the doctor's,
+//! whichever is longer) -> within the doctor's booking window -> the day not yet at the
+//! doctor's daily cap -> no overlapping active consultation and no other patient's live
+//! hold. A reschedule runs the
 //! same checks for the consultation's new start, with its own duration, and its own
 //! current slot does not count as a conflict (it is freed by the same event).
 
@@ -14,7 +17,10 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::event::{ActedBy, BookedSlot, DoctorEvent};
-use super::schedule::{DayWindow, LocalTime};
+use super::legacy::CalendarSnapshotV1;
+use super::schedule::{
+    validate_overrides, BookingPolicy, Breaks, DateOverrides, DayWindow, LocalTime,
+};
 use crate::error::{EngineError, InvalidField, Rejection, StoreError};
 use crate::model::{
     reference_for, BookingRequest, ConsultationId, ConsultationStatus, DoctorProfile, PatientId,
@@ -63,6 +69,10 @@ pub enum SlotStatus {
     Booked,
     Held,
     Past,
+    /// Further ahead than the doctor's booking window.
+    OutsideBookingWindow,
+    /// Free, but the doctor's daily cap is reached on its date.
+    Full,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +89,14 @@ pub struct DayView {
     pub date: NaiveDate,
     pub enabled: bool,
     pub slots: Vec<SlotView>,
+    /// Whether a date override replaces the weekly window on this date.
+    pub overridden: bool,
+    /// The breaks that apply on this date.
+    pub breaks: Breaks,
+    /// Active consultations on this local date.
+    pub booked: u32,
+    /// Whether the doctor's daily cap is reached on this date.
+    pub full: bool,
 }
 
 /// A doctor's slots over a range of local dates.
@@ -88,6 +106,9 @@ pub struct Availability {
     pub timezone: Tz,
     pub slot_minutes: u16,
     pub schedule: super::WeeklySchedule,
+    /// The date overrides that fall in the range.
+    pub date_overrides: DateOverrides,
+    pub policy: BookingPolicy,
     /// Whether patients may book this doctor at all (approved and switched on).
     pub bookable: bool,
     /// Starts of active consultations whose local date lies in the range.
@@ -132,8 +153,10 @@ pub struct SlotState {
     pub consultation_id: Option<ConsultationId>,
 }
 
-/// Encoding version of calendar snapshots (bincode 2 of [`CalendarSnapshot`]).
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+/// Encoding version of calendar snapshots (bincode 2 of [`CalendarSnapshot`]). Version 2
+/// added breaks, date overrides and the policy to the profile; version 1 snapshots still
+/// load (see [`super::legacy`]).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
 
 /// The durable part of a calendar; holds are deliberately left out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +186,9 @@ fn minutes(m: u16) -> Duration {
 fn max_duration() -> Duration {
     minutes(MAX_SLOT_MINUTES)
 }
+
+/// How many local dates [`Calendar::next_free`] looks through, at most.
+pub const NEXT_FREE_HORIZON_DAYS: usize = 62;
 
 /// Consultations that ended this long ago are dropped from memory by [`Calendar::prune`].
 pub const PRUNE_AFTER_END_HOURS: i64 = 24;
@@ -281,8 +307,16 @@ impl Calendar {
     }
 
     pub fn decode_snapshot(blob: &[u8]) -> Result<Self, StoreError> {
-        let body = match blob.split_first() {
-            Some((&SNAPSHOT_FORMAT_VERSION, body)) => body,
+        let snap = match blob.split_first() {
+            Some((&SNAPSHOT_FORMAT_VERSION, body)) => decode_exact::<CalendarSnapshot>(body)?,
+            Some((1, body)) => {
+                let v1 = decode_exact::<CalendarSnapshotV1>(body)?;
+                CalendarSnapshot {
+                    profile: v1.profile(),
+                    seq: v1.seq,
+                    active: v1.active,
+                }
+            }
             Some((v, _)) => {
                 return Err(StoreError::Corrupt(format!(
                     "snapshot format version {v} is unknown"
@@ -290,15 +324,6 @@ impl Calendar {
             }
             None => return Err(StoreError::Corrupt("empty snapshot".into())),
         };
-        let (snap, read): (CalendarSnapshot, usize) =
-            bincode::serde::decode_from_slice(body, bincode::config::standard())
-                .map_err(|e| StoreError::Corrupt(format!("snapshot: {e}")))?;
-        if read != body.len() {
-            return Err(StoreError::Corrupt(format!(
-                "snapshot has {} trailing bytes",
-                body.len() - read
-            )));
-        }
         let mut cal = Self::new(snap.profile);
         cal.seq = snap.seq;
         for slot in snap.active {
@@ -361,6 +386,36 @@ impl Calendar {
         }
     }
 
+    /// Active consultations whose start lies on local `date`, except `except`.
+    pub fn booked_on(&self, date: NaiveDate, except: Option<ConsultationId>) -> u32 {
+        let tz = self.profile.timezone;
+        let midnight = date.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+        // Local dates are within a day of UTC dates; filter precisely below.
+        let n = self
+            .active
+            .range(midnight - Duration::days(1)..midnight + Duration::days(2))
+            .filter(|(s, slot)| {
+                Some(slot.id) != except && s.with_timezone(&tz).date_naive() == date
+            })
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Whether the doctor's daily cap is reached on `date` (not counting `except`).
+    fn day_full(&self, date: NaiveDate, except: Option<ConsultationId>) -> bool {
+        self.profile
+            .policy
+            .max_per_day
+            .is_some_and(|max| self.booked_on(date, except) >= u32::from(max))
+    }
+
+    /// Whether a consultation at `start` of `duration` minutes lies inside the doctor's
+    /// current schedule (day enabled, window, breaks, grid). Schedule changes never cancel
+    /// consultations; this says which ones they left outside.
+    pub fn covers(&self, start: DateTime<Utc>, duration: u16) -> bool {
+        schedule_covers(&self.profile, start, duration)
+    }
+
     /// Runs every booking check for `at`, in the seed's order. `patient` is the asker: their
     /// own hold does not conflict with them.
     pub fn check_slot(
@@ -391,19 +446,27 @@ impl Calendar {
             return Err(Rejection::DoctorUnavailable);
         }
         let local = at.with_timezone(&p.timezone);
-        let window = p.schedule.day(local.weekday());
+        let date = local.date_naive();
+        let window = day_window(p, date);
         if !window.enabled {
             return Err(Rejection::DayUnavailable);
         }
         let (t, on_minute) = LocalTime::of(local.time());
-        if t < window.start || t.minutes() + duration > window.end.minutes() {
+        // A time between whole minutes counts as its minute here, then fails the grid.
+        if !window.covers(t.minutes(), t.minutes() + duration) {
             return Err(Rejection::OutsideAvailability);
         }
         if !on_minute || !(t.minutes() - window.start.minutes()).is_multiple_of(p.slot_minutes) {
             return Err(Rejection::OffSlotGrid);
         }
-        if at <= now + Duration::minutes(i64::from(rules.min_notice_minutes)) {
+        if at <= notice_end(p, now, rules) {
             return Err(Rejection::InPast);
+        }
+        if beyond_window(p, at, now) {
+            return Err(Rejection::OutsideBookingWindow);
+        }
+        if self.day_full(date, moving) {
+            return Err(Rejection::DayFull);
         }
         if self
             .conflicting_booking_except(at, duration, moving)
@@ -619,15 +682,32 @@ impl Calendar {
         })
     }
 
-    /// Validates a schedule change and decides its event.
-    pub fn decide_schedule(&self, update: &ScheduleUpdate) -> Result<DoctorEvent, InvalidField> {
+    /// Validates a schedule change and decides its event, which carries the whole new
+    /// schedule (unset parts as they are). Overrides for dates before today (in the new
+    /// timezone) are dropped.
+    pub fn decide_schedule(
+        &self,
+        update: &ScheduleUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<DoctorEvent, InvalidField> {
         let slot_minutes = update.slot_minutes.unwrap_or(self.profile.slot_minutes);
         validate_slot_minutes(slot_minutes)?;
         update.schedule.validate(slot_minutes)?;
+        let timezone = update.timezone.unwrap_or(self.profile.timezone);
+        let today = now.with_timezone(&timezone).date_naive();
+        let overrides = update
+            .date_overrides
+            .as_ref()
+            .unwrap_or(&self.profile.date_overrides);
+        let date_overrides = validate_overrides(overrides, today, slot_minutes)?;
+        let policy = update.policy.unwrap_or(self.profile.policy);
+        policy.validate()?;
         Ok(DoctorEvent::ScheduleUpdated {
-            timezone: update.timezone.unwrap_or(self.profile.timezone),
+            timezone,
             slot_minutes,
             schedule: update.schedule,
+            date_overrides,
+            policy,
         })
     }
 
@@ -652,23 +732,32 @@ impl Calendar {
         rules: &Rules,
     ) -> Availability {
         let p = &self.profile;
-        let notice_end = now + Duration::minutes(i64::from(rules.min_notice_minutes));
+        let notice_end = notice_end(p, now, rules);
         let mut day_views = Vec::with_capacity(usize::from(days));
         for date in from.iter_days().take(usize::from(days)) {
-            let window = p.schedule.day(date.weekday());
+            let window = day_window(p, date);
+            let overridden = p.date_overrides.contains_key(&date);
+            let booked = self.booked_on(date, None);
+            let full = p.policy.max_per_day.is_some_and(|m| booked >= u32::from(m));
             if !window.enabled {
                 day_views.push(DayView {
                     date,
                     enabled: false,
                     slots: Vec::new(),
+                    overridden,
+                    breaks: Breaks::default(),
+                    booked,
+                    full,
                 });
                 continue;
             }
-            let slots = local_slots(date, window, p.slot_minutes, p.timezone)
+            let slots = local_slots(date, &window, p.slot_minutes, p.timezone)
                 .into_iter()
                 .map(|(start, t)| {
                     let status = if start <= notice_end {
                         SlotStatus::Past
+                    } else if beyond_window(p, start, now) {
+                        SlotStatus::OutsideBookingWindow
                     } else if self.conflicting_booking(start, p.slot_minutes).is_some() {
                         SlotStatus::Booked
                     } else if self
@@ -676,6 +765,8 @@ impl Calendar {
                         .is_some()
                     {
                         SlotStatus::Held
+                    } else if full {
+                        SlotStatus::Full
                     } else {
                         SlotStatus::Available
                     };
@@ -690,6 +781,10 @@ impl Calendar {
                 date,
                 enabled: true,
                 slots,
+                overridden,
+                breaks: window.breaks,
+                booked,
+                full,
             });
         }
         let last = from + Duration::days(i64::from(days));
@@ -710,10 +805,56 @@ impl Calendar {
             timezone: p.timezone,
             slot_minutes: p.slot_minutes,
             schedule: p.schedule,
+            date_overrides: p
+                .date_overrides
+                .range(from..last)
+                .map(|(d, o)| (*d, *o))
+                .collect(),
+            policy: p.policy,
             bookable: p.is_approved && p.is_available,
             booked_slots,
             days: day_views,
         }
+    }
+
+    /// Up to `limit` starts after `after` that `patient` could book now, earliest first:
+    /// every rule holds for each (schedule, breaks, overrides, notice, window, cap, no
+    /// conflict). Looks at most [`NEXT_FREE_HORIZON_DAYS`] local dates ahead and stops at
+    /// the booking window.
+    pub fn next_free(
+        &self,
+        patient: Option<PatientId>,
+        after: DateTime<Utc>,
+        limit: usize,
+        now: DateTime<Utc>,
+        rules: &Rules,
+    ) -> Vec<DateTime<Utc>> {
+        let p = &self.profile;
+        let mut out = Vec::with_capacity(limit);
+        if limit == 0 || !(p.is_approved && p.is_available) {
+            return out;
+        }
+        let first = after.with_timezone(&p.timezone).date_naive();
+        for date in first.iter_days().take(NEXT_FREE_HORIZON_DAYS) {
+            let window = day_window(p, date);
+            for (start, _) in local_slots(date, &window, p.slot_minutes, p.timezone) {
+                if start <= after {
+                    continue;
+                }
+                match self.check_slot(patient, start, now, rules) {
+                    Ok(()) => {
+                        out.push(start);
+                        if out.len() == limit {
+                            return out;
+                        }
+                    }
+                    // Every later start is beyond the window too.
+                    Err(Rejection::OutsideBookingWindow) => return out,
+                    Err(_) => {}
+                }
+            }
+        }
+        out
     }
 
     /// Forgets what can no longer matter: expired holds, and consultations that ended more
@@ -746,6 +887,56 @@ impl Calendar {
     }
 }
 
+/// Decodes one bincode value that must fill `body` exactly.
+fn decode_exact<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
+    let (value, read): (T, usize) =
+        bincode::serde::decode_from_slice(body, bincode::config::standard())
+            .map_err(|e| StoreError::Corrupt(format!("snapshot: {e}")))?;
+    if read != body.len() {
+        return Err(StoreError::Corrupt(format!(
+            "snapshot has {} trailing bytes",
+            body.len() - read
+        )));
+    }
+    Ok(value)
+}
+
+/// Whether a consultation at `start` of `duration` minutes lies inside `profile`'s schedule:
+/// its date open, inside the window and outside the breaks, on the slot grid.
+pub fn schedule_covers(profile: &DoctorProfile, start: DateTime<Utc>, duration: u16) -> bool {
+    let local = start.with_timezone(&profile.timezone);
+    let window = day_window(profile, local.date_naive());
+    let (t, on_minute) = LocalTime::of(local.time());
+    on_minute
+        && window.covers(t.minutes(), t.minutes() + duration)
+        && (t.minutes() - window.start.minutes()).is_multiple_of(profile.slot_minutes)
+}
+
+/// The window that applies on local `date`: the date's override, else its weekday's.
+pub fn day_window(profile: &DoctorProfile, date: NaiveDate) -> DayWindow {
+    match profile.date_overrides.get(&date) {
+        Some(o) => o.window(),
+        None => *profile.schedule.day(date.weekday()),
+    }
+}
+
+/// A booking must start after this instant: the engine's minimum notice or the doctor's,
+/// whichever is longer.
+fn notice_end(profile: &DoctorProfile, now: DateTime<Utc>, rules: &Rules) -> DateTime<Utc> {
+    let minutes = rules
+        .min_notice_minutes
+        .max(profile.policy.min_notice_minutes);
+    now + Duration::minutes(i64::from(minutes))
+}
+
+/// Whether `at` lies further ahead than the doctor's booking window (days of 24 h).
+fn beyond_window(profile: &DoctorProfile, at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    profile
+        .policy
+        .booking_window_days
+        .is_some_and(|days| at > now + Duration::days(i64::from(days)))
+}
+
 /// Slot lengths a doctor may choose.
 pub fn validate_slot_minutes(slot_minutes: u16) -> Result<(), InvalidField> {
     if (MIN_SLOT_MINUTES..=MAX_SLOT_MINUTES).contains(&slot_minutes) {
@@ -758,7 +949,8 @@ pub fn validate_slot_minutes(slot_minutes: u16) -> Result<(), InvalidField> {
     }
 }
 
-/// The UTC starts of a local date's slots with their wall-clock time, in time order. A local
+/// The UTC starts of a local date's slots with their wall-clock time, in time order; slots
+/// that overlap a break are left out. A local
 /// time that does not exist (DST gap) gives no slot; a repeated one (DST overlap) gives one
 /// slot for each instant.
 pub fn local_slots(
@@ -773,6 +965,10 @@ pub fn local_slots(
     }
     let mut m = window.start.minutes();
     while m + slot_minutes <= window.end.minutes() {
+        if window.breaks.overlap(m, m + slot_minutes) {
+            m += slot_minutes;
+            continue;
+        }
         let t = LocalTime::from_minutes(m).expect("within a day");
         if let Some(naive) = t.to_naive().map(|nt| date.and_time(nt)) {
             match tz.from_local_datetime(&naive) {

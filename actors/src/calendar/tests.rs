@@ -62,6 +62,8 @@ fn doctor(tz: Tz) -> DoctorProfile {
         is_available: true,
         is_approved: true,
         created_at: utc(2026, 1, 1, 0, 0),
+        date_overrides: DateOverrides::new(),
+        policy: BookingPolicy::default(),
     }
 }
 
@@ -158,7 +160,10 @@ impl Harness {
     }
 
     fn set_schedule(&mut self, update: ScheduleUpdate) {
-        let event = self.cal.decide_schedule(&update).expect("valid schedule");
+        let event = self
+            .cal
+            .decide_schedule(&update, self.now)
+            .expect("valid schedule");
         self.commit(event);
     }
 
@@ -283,6 +288,8 @@ fn a_booking_whose_end_would_pass_the_window_end_is_rejected_as_outside_availabi
     assert_eq!(h.check(1, wed(16, 59)), Err(Rejection::OutsideAvailability));
     // A ragged window end: 16:30 is on the grid but would end at 17:00, after 16:50.
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: None,
         schedule: WeeklySchedule::weekdays(hm(9, 0), hm(16, 50)),
@@ -297,6 +304,8 @@ fn the_last_slot_that_ends_exactly_at_the_window_end_is_accepted() {
     assert_eq!(h.book(1, wed(16, 30)).map(|_| ()), Ok(()));
     // A window to midnight ("24:00") offers its last slot at 23:30.
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: None,
         schedule: WeeklySchedule::weekdays(hm(22, 0), LocalTime::END_OF_DAY),
@@ -348,6 +357,8 @@ fn a_booking_with_seconds_or_sub_seconds_is_rejected_as_off_slot_grid() {
 fn the_grid_starts_at_the_window_start_not_at_the_hour() {
     let mut h = Harness::london();
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: Some(20),
         schedule: WeeklySchedule::weekdays(hm(9, 10), hm(17, 0)),
@@ -439,6 +450,8 @@ fn a_booking_29_minutes_either_side_of_a_consultation_on_an_older_grid_is_a_conf
     assert_eq!(h.check(2, wed(10, 30)), Ok(()));
 
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: None,
         schedule: WeeklySchedule::weekdays(hm(9, 29), hm(17, 0)),
@@ -449,6 +462,8 @@ fn a_booking_29_minutes_either_side_of_a_consultation_on_an_older_grid_is_a_conf
     assert_eq!(h.check(2, wed(10, 59)), Ok(()));
 
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: None,
         schedule: WeeklySchedule::weekdays(hm(9, 31), hm(17, 0)),
@@ -471,12 +486,16 @@ fn a_booking_30_minutes_away_from_a_consultation_is_accepted() {
 fn a_longer_consultation_blocks_every_shorter_slot_it_covers() {
     let mut h = Harness::london();
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: Some(60),
         schedule: WeeklySchedule::weekdays(hm(9, 0), hm(17, 0)),
     });
     h.book(1, wed(10, 0)).unwrap();
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: Some(15),
         schedule: WeeklySchedule::weekdays(hm(9, 0), hm(17, 0)),
@@ -862,12 +881,16 @@ fn a_patient_can_move_their_consultation_in_one_event_that_frees_the_old_slot() 
 fn a_consultation_moved_by_part_of_its_own_length_does_not_conflict_with_itself() {
     let mut h = Harness::london();
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: Some(60),
         schedule: WeeklySchedule::weekdays(hm(9, 0), hm(17, 0)),
     });
     let id = h.book(1, wed(10, 0)).unwrap();
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: Some(30),
         schedule: WeeklySchedule::weekdays(hm(9, 0), hm(17, 0)),
@@ -1086,16 +1109,21 @@ fn two_consultations_can_swap_through_a_free_slot() {
 fn slot_minutes_outside_the_bounds_are_invalid() {
     let h = Harness::london();
     let update = |slot_minutes| ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: Some(slot_minutes),
         schedule: WeeklySchedule::weekdays(hm(8, 0), hm(18, 0)),
     };
     for bad in [0, 1, 4, 241, 1440] {
-        let err = h.cal.decide_schedule(&update(bad)).unwrap_err();
+        let err = h.cal.decide_schedule(&update(bad), h.now).unwrap_err();
         assert_eq!(err.field, "slot_minutes", "{bad}");
     }
     for good in [5, 15, 30, 240] {
-        assert!(h.cal.decide_schedule(&update(good)).is_ok(), "{good}");
+        assert!(
+            h.cal.decide_schedule(&update(good), h.now).is_ok(),
+            "{good}"
+        );
     }
     assert!(validate_slot_minutes(crate::model::MIN_SLOT_MINUTES).is_ok());
     assert!(validate_slot_minutes(crate::model::MAX_SLOT_MINUTES).is_ok());
@@ -1108,31 +1136,46 @@ fn a_window_whose_start_is_not_before_its_end_is_invalid() {
     schedule.tuesday = DayWindow::open(hm(12, 0), hm(12, 0));
     let err = h
         .cal
-        .decide_schedule(&ScheduleUpdate {
-            timezone: None,
-            slot_minutes: None,
-            schedule,
-        })
+        .decide_schedule(
+            &ScheduleUpdate {
+                date_overrides: None,
+                policy: None,
+                timezone: None,
+                slot_minutes: None,
+                schedule,
+            },
+            h.now,
+        )
         .unwrap_err();
     assert_eq!(err.field, "availability_schedule.tuesday");
     schedule.tuesday = DayWindow::open(hm(13, 0), hm(12, 0));
     assert!(h
         .cal
-        .decide_schedule(&ScheduleUpdate {
-            timezone: None,
-            slot_minutes: None,
-            schedule,
-        })
+        .decide_schedule(
+            &ScheduleUpdate {
+                date_overrides: None,
+                policy: None,
+                timezone: None,
+                slot_minutes: None,
+                schedule,
+            },
+            h.now
+        )
         .is_err());
     // A disabled day's times are not checked.
     schedule.tuesday.enabled = false;
     assert!(h
         .cal
-        .decide_schedule(&ScheduleUpdate {
-            timezone: None,
-            slot_minutes: None,
-            schedule,
-        })
+        .decide_schedule(
+            &ScheduleUpdate {
+                date_overrides: None,
+                policy: None,
+                timezone: None,
+                slot_minutes: None,
+                schedule,
+            },
+            h.now
+        )
         .is_ok());
 }
 
@@ -1141,13 +1184,15 @@ fn a_window_shorter_than_the_slot_is_invalid_with_the_current_or_new_slot_length
     let h = Harness::london();
     let schedule = WeeklySchedule::weekdays(hm(9, 0), hm(9, 45));
     let with = |slot_minutes| ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes,
         schedule,
     };
-    assert!(h.cal.decide_schedule(&with(None)).is_ok()); // 30 fits in 45
-    assert!(h.cal.decide_schedule(&with(Some(45))).is_ok());
-    assert!(h.cal.decide_schedule(&with(Some(60))).is_err());
+    assert!(h.cal.decide_schedule(&with(None), h.now).is_ok()); // 30 fits in 45
+    assert!(h.cal.decide_schedule(&with(Some(45)), h.now).is_ok());
+    assert!(h.cal.decide_schedule(&with(Some(60)), h.now).is_err());
 }
 
 #[test]
@@ -1156,11 +1201,16 @@ fn a_schedule_update_keeps_unset_fields_and_changes_check_results() {
     let id = h.book(1, wed(10, 0)).unwrap();
     let event = h
         .cal
-        .decide_schedule(&ScheduleUpdate {
-            timezone: Some(NEW_YORK),
-            slot_minutes: Some(60),
-            schedule: WeeklySchedule::every_day(DayWindow::open(hm(8, 0), hm(12, 0))),
-        })
+        .decide_schedule(
+            &ScheduleUpdate {
+                date_overrides: None,
+                policy: None,
+                timezone: Some(NEW_YORK),
+                slot_minutes: Some(60),
+                schedule: WeeklySchedule::every_day(DayWindow::open(hm(8, 0), hm(12, 0))),
+            },
+            h.now,
+        )
         .unwrap();
     assert_eq!(
         event,
@@ -1168,6 +1218,8 @@ fn a_schedule_update_keeps_unset_fields_and_changes_check_results() {
             timezone: NEW_YORK,
             slot_minutes: 60,
             schedule: WeeklySchedule::every_day(DayWindow::open(hm(8, 0), hm(12, 0))),
+            date_overrides: DateOverrides::new(),
+            policy: BookingPolicy::default(),
         }
     );
     h.commit(event);
@@ -1182,6 +1234,8 @@ fn a_schedule_update_keeps_unset_fields_and_changes_check_results() {
     assert_eq!((slot.start, slot.duration_minutes), (wed(10, 0), 30));
     // Only the schedule changes when the timezone and slot length are left out.
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: None,
         schedule: WeeklySchedule::weekdays(hm(9, 0), hm(17, 0)),
@@ -1396,6 +1450,8 @@ fn a_45_minute_grid_across_the_spring_gap_can_list_overlapping_slots_but_never_d
     // 01:15 UTC: both are listed as available, and booking one makes the other a conflict.
     let mut h = night_doctor(LONDON, utc(2026, 3, 1, 0, 0));
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: Some(45),
         schedule: WeeklySchedule::every_day(DayWindow::open(hm(0, 0), hm(4, 0))),
@@ -1438,6 +1494,8 @@ fn busy_harness() -> Harness {
     h.cancel(a, Requester::Patient(1)).unwrap();
     h.reschedule(b, Requester::Patient(2), wed(9, 0)).unwrap();
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: None,
         slot_minutes: Some(20),
         schedule: WeeklySchedule::every_day(DayWindow::open(hm(8, 0), hm(20, 0))),
@@ -1740,6 +1798,8 @@ fn rebuilding_from_a_snapshot_and_later_events_gives_the_live_durable_state() {
     h.cancel(a, Requester::Admin).unwrap();
     h.book(3, wed(11, 0)).unwrap();
     h.set_schedule(ScheduleUpdate {
+        date_overrides: None,
+        policy: None,
         timezone: Some(KOLKATA),
         slot_minutes: None,
         schedule: WeeklySchedule::weekdays(hm(9, 0), hm(17, 0)),
@@ -2128,6 +2188,7 @@ mod properties {
                     enabled,
                     start: LocalTime::from_minutes(start).unwrap(),
                     end: LocalTime::from_minutes(end).unwrap(),
+                    breaks: Breaks::default(),
                 }
             })
     }
@@ -2575,6 +2636,8 @@ mod properties {
                     let p = self.h.cal.profile();
                     self.alternate = (p.slot_minutes, p.schedule);
                     self.h.set_schedule(ScheduleUpdate {
+                        date_overrides: None,
+                        policy: None,
                         timezone: None,
                         slot_minutes: Some(slot),
                         schedule,
@@ -2679,6 +2742,8 @@ mod properties {
                         SlotStatus::Available => Ok(()),
                         SlotStatus::Booked | SlotStatus::Held => Err(Rejection::Conflict),
                         SlotStatus::Past => Err(Rejection::InPast),
+                        SlotStatus::OutsideBookingWindow => Err(Rejection::OutsideBookingWindow),
+                        SlotStatus::Full => Err(Rejection::DayFull),
                     };
                     prop_assert_eq!(check, expected, "slot {} listed {:?}", s.start, s.status);
                 }
