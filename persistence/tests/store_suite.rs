@@ -1860,7 +1860,7 @@ async fn unexpired_idempotency_keys_are_read_in_key_order_page_by_page(store: Ar
             break;
         };
         after = (last.0, last.1.clone());
-        seen.extend(page.into_iter().map(|(p, k, at)| (p, k, at)));
+        seen.extend(page);
     }
     let expires = now() + Duration::hours(24);
     assert_eq!(
