@@ -418,3 +418,52 @@ async fn on_postgres_a_session_is_made_and_its_status_shows_on_the_consultation(
     app.stop().await;
     fake.stop().await;
 }
+
+#[tokio::test]
+async fn each_in_app_item_of_a_multi_patient_booking_gets_its_own_session() {
+    let (app, fake) = spawn_with_fake(&[]).await;
+    let (d1, d2) = (app.doctor().await, app.doctor().await);
+    let item = |doctor: i64, hour: u32, mode: &str, name: &str| {
+        json!({"doctor_id": doctor, "scheduled_at": tomorrow_at(hour, 0), "consult_mode": mode,
+            "patient_name": name})
+    };
+    let (status, body) = app
+        .post(
+            "/patient/bookings",
+            &app.token(Patient, 7),
+            json!({"items": [item(d1, 9, "video", "Ada"), item(d2, 9, "video", "Ben"),
+                item(d1, 10, "chat", "Cy"), item(d2, 10, "whatsapp", "Dee")]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let ids: Vec<i64> = body["booking"]["consultations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    let video: Vec<String> = {
+        let mut sessions = Vec::new();
+        for id in &ids[..2] {
+            let s = settled_session(&app, 7, *id).await;
+            assert_eq!(s["session_status"], "ready", "{s}");
+            sessions.push(s["session"]["session_id"].as_str().unwrap().to_owned());
+        }
+        sessions
+    };
+    assert_ne!(video[0], video[1], "one session per consultation");
+    let made = fake.video_sessions();
+    assert_eq!(made.len(), 2, "the fake made exactly two video sessions");
+    assert!(video.iter().all(|s| made.contains(s)));
+    let chat = settled_session(&app, 7, ids[2]).await;
+    assert_eq!(chat["session_status"], "ready", "{chat}");
+    assert_eq!(fake.conversations().len(), 1, "one conversation for the chat item");
+    let (_, whatsapp) = app
+        .get(
+            &format!("/patient/consultations/{}", ids[3]),
+            &app.token(Patient, 7),
+        )
+        .await;
+    assert_eq!(whatsapp["consultation"]["session_status"], "not_required");
+    app.stop().await;
+}

@@ -407,7 +407,8 @@ export function openBooking({
     state.date = date;
     renderDays();
     renderSlots();
-    if (date) onDateChange(date);
+    // A load still running when the dialog closed must not put the date back in the hash.
+    if (date && !state.closed) onDateChange(date);
     if (focus && date) {
       const button = dayGrid.querySelector(`[data-date="${date}"]`);
       if (button && (document.activeElement === closeButton || !dialog.contains(document.activeElement))) {

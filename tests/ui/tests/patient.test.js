@@ -122,7 +122,7 @@ describe('patient', () => {
 
       await page.keyboard.press('Escape');
       await again.waitFor({ state: 'detached' });
-      assert.equal(await page.evaluate(() => location.hash), '#/doctors');
+      await waitUntil(async () => (await page.evaluate(() => location.hash)) === '#/doctors', 'the hash to drop the doctor');
       const opened = await openBooking(page, 'Dr. Kenji Watanabe');
       await opened.getByRole('button', { name: 'Close' }).click();
       await opened.waitFor({ state: 'detached' });
