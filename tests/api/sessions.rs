@@ -457,7 +457,11 @@ async fn each_in_app_item_of_a_multi_patient_booking_gets_its_own_session() {
     assert!(video.iter().all(|s| made.contains(s)));
     let chat = settled_session(&app, 7, ids[2]).await;
     assert_eq!(chat["session_status"], "ready", "{chat}");
-    assert_eq!(fake.conversations().len(), 1, "one conversation for the chat item");
+    assert_eq!(
+        fake.conversations().len(),
+        1,
+        "one conversation for the chat item"
+    );
     let (_, whatsapp) = app
         .get(
             &format!("/patient/consultations/{}", ids[3]),
