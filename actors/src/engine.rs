@@ -19,7 +19,7 @@ use tracing::info;
 
 use crate::calendar::{
     slot_events, validate_slot_minutes, ActedBy, Availability, Calendar, DoctorEvent, Hold,
-    JournalRecord, Placement, Rules, SlotHistory, SlotStatus, SLOT_HISTORY_MAX_EVENTS,
+    JournalRecord, Placement, Rules, SlotHistory, SLOT_HISTORY_MAX_EVENTS,
     SLOT_HISTORY_SCAN_EVENTS,
 };
 use crate::clock::{Clock, SystemClock};
@@ -500,18 +500,9 @@ impl Engine {
         if let Some(found) = self.read_view(doctor_id, next) {
             return Ok(found);
         }
-        // Not active (passivated since the conflict): the actor's own availability view.
-        let tz = self.doctor(doctor_id).await?.timezone;
-        let from = after.with_timezone(&tz).date_naive();
-        let days = self.settings().max_availability_days;
-        let a = self.availability(doctor_id, from, days).await?;
-        Ok(a.days
-            .iter()
-            .flat_map(|d| d.slots.iter())
-            .filter(|s| s.start > after && s.status == SlotStatus::Available)
-            .map(|s| s.start)
-            .take(limit)
-            .collect())
+        // Not active (passivated since the conflict): activate it, then read the same way.
+        self.doctor(doctor_id).await?;
+        Ok(self.read_view(doctor_id, next).unwrap_or_default())
     }
 
     /// Runs the booking checks for `at`; with `hold`, also reserves the slot for the patient.
