@@ -133,6 +133,10 @@ pub enum StoreError {
     /// A uniqueness guard fired (e.g. two active consultations at one start).
     #[error("store constraint violated: {0}")]
     Constraint(String),
+    /// A fence no longer held: another instance took the shard over. Nothing was written;
+    /// the caller's shard must stop serving (retryable elsewhere).
+    #[error("shard {shard} was taken over by another instance (epoch {epoch} is stale)")]
+    Fenced { shard: u32, epoch: u64 },
     /// Stored data could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

@@ -9,6 +9,7 @@
 
 pub mod calendar;
 pub mod clock;
+pub mod cluster;
 mod doctor;
 mod engine;
 pub mod error;

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::calendar::{DoctorEvent, JournalRecord};
+use crate::cluster::{ClusterStore, Fence};
 use crate::error::StoreError;
 use crate::model::{
     Consultation, ConsultationId, DoctorId, DoctorProfile, NewDoctor, PatientId, StoredIdempotency,
@@ -65,6 +66,21 @@ pub trait Store: Send + Sync + 'static {
     /// nothing of the batch is stored.
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError>;
 
+    /// [`Store::append`], in a transaction that first checks every fence: each shard's
+    /// lease must still carry the fence's epoch (the lease rows are read `FOR SHARE`, so a
+    /// takeover waits for this commit or this commit sees the takeover). A fence that no
+    /// longer holds refuses the whole batch with [`StoreError::Fenced`], nothing written.
+    /// Stores without a cluster (see [`Store::cluster`]) have no leases: the default
+    /// ignores the fences.
+    async fn append_fenced(
+        &self,
+        batch: &[JournalRecord],
+        fences: &[Fence],
+    ) -> Result<(), StoreError> {
+        let _ = fences;
+        self.append(batch).await
+    }
+
     /// The doctor's latest `limit` journal rows, newest first (none for an unknown doctor).
     /// A bounded backwards read of the journal's primary key, for diagnostics such as a
     /// slot's history; never on the booking path.
@@ -81,6 +97,18 @@ pub trait Store: Send + Sync + 'static {
         seq: u64,
         blob: &[u8],
     ) -> Result<(), StoreError>;
+
+    /// [`Store::save_snapshot`] only while `fence` holds (see [`Store::append_fenced`]).
+    async fn save_snapshot_fenced(
+        &self,
+        doctor_id: DoctorId,
+        seq: u64,
+        blob: &[u8],
+        fence: Option<Fence>,
+    ) -> Result<(), StoreError> {
+        let _ = fence;
+        self.save_snapshot(doctor_id, seq, blob).await
+    }
 
     /// Deletes every snapshot; returns how many there were. Snapshots only speed up
     /// activation, so this loses nothing.
@@ -232,5 +260,11 @@ pub trait Store: Send + Sync + 'static {
     /// otherwise. A single-writer database (SQLite) says 1.
     fn preferred_append_concurrency(&self) -> usize {
         1
+    }
+
+    /// The membership and lease tables, when this store can be shared by several engine
+    /// instances (Postgres). `None` (the default): one instance owns every doctor.
+    fn cluster(&self) -> Option<std::sync::Arc<dyn ClusterStore>> {
+        None
     }
 }

@@ -1,0 +1,22 @@
+//! Several engine instances on one Postgres database: membership, shard leases with epoch
+//! fencing, and where a doctor's requests go.
+//!
+//! Doctors are split into a fixed number of lease shards (`hash(doctor_id) % shard_count`,
+//! default 256). An instance serves a doctor only while it holds the lease of the doctor's
+//! shard; every journal and snapshot transaction checks the lease's epoch inside the
+//! transaction, so an instance that lost its lease (paused, partitioned) can never commit
+//! after another took over.
+
+mod store;
+
+pub use store::{ClusterStore, ClusterView, Fence, LeaseRow, NodeIdentity, ShardNo};
+
+use crate::model::DoctorId;
+
+/// The default number of lease shards.
+pub const DEFAULT_SHARD_COUNT: u32 = 256;
+
+/// The lease shard of a doctor.
+pub fn lease_shard(doctor_id: DoctorId, shard_count: u32) -> ShardNo {
+    crate::engine::shard_index(doctor_id, shard_count as usize) as ShardNo
+}
