@@ -41,6 +41,58 @@ pub struct Settings {
     pub notifications: WebhookSettings,
     #[serde(default)]
     pub engine: EngineSettings,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// Several instances on one Postgres database (ignored on SQLite, which serves one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The URL other instances reach this one at; empty: `http://<server.bind>` (with
+    /// `127.0.0.1` for an unspecified bind address, which only reaches instances on
+    /// this host).
+    pub advertise_url: String,
+    /// Lease shards; every instance of one database must use the same count.
+    pub shard_count: u32,
+    /// How long a shard lease lasts without renewal (renewed every third of it). An
+    /// instance that dies is replaced within about this long.
+    pub lease_ttl_ms: u64,
+    /// Consultation ids each instance reserves from the database at a time.
+    pub id_block: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        let d = consult_actors::cluster::ClusterSettings::default();
+        Self {
+            advertise_url: String::new(),
+            shard_count: d.shard_count,
+            lease_ttl_ms: d.lease_ttl.as_millis() as u64,
+            id_block: d.id_block,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The engine's cluster settings for an instance listening on `bound`.
+    pub fn settings(&self, bound: SocketAddr) -> consult_actors::cluster::ClusterSettings {
+        let advertise_url = if self.advertise_url.is_empty() {
+            let mut addr = bound;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        } else {
+            self.advertise_url.trim_end_matches('/').to_owned()
+        };
+        consult_actors::cluster::ClusterSettings {
+            advertise_url,
+            shard_count: self.shard_count,
+            lease_ttl: std::time::Duration::from_millis(self.lease_ttl_ms),
+            id_block: self.id_block,
+        }
+    }
 }
 
 /// Who makes in-app sessions.

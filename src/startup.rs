@@ -61,9 +61,17 @@ impl Application {
                 url: redact_url(&url),
                 source,
             })?;
+        let addr = settings.server.bind;
+        let listener = listen(addr).map_err(|source| StartupError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?;
         let mut builder = Engine::builder(store)
             .settings(settings.engine.clone())
             .webhooks(settings.notifications.clone());
+        if url.starts_with("postgres") {
+            builder = builder.cluster(settings.cluster.settings(bound));
+        }
         let (sessions, fake_vonage) = session_config(&settings).await?;
         if let Some(sessions) = sessions {
             builder = builder.sessions(sessions);
@@ -75,8 +83,6 @@ impl Application {
                 tracing::info!(doctors = added, "seeded demo doctors on an empty store");
             }
         }
-        let addr = settings.server.bind;
-        let listener = listen(addr).map_err(|source| StartupError::Bind { addr, source })?;
         let jwt = JwtKeys::new(settings.auth.jwt_secret.as_bytes(), settings.auth.leeway_s);
         let state = AppState::new(
             engine,
@@ -147,10 +153,14 @@ impl Application {
         let draining = state.draining.clone();
         let streams = state.clone();
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let leaving = engine.clone();
         let signal = async move {
             shutdown.await;
             draining.store(true, Ordering::Relaxed);
             streams.stop_streams();
+            // Hand this instance's shards to the others while still answering: requests
+            // for them are forwarded from here on, so a rolling restart answers no 5xx.
+            leaving.leave_cluster().await;
             tracing::info!("shutdown requested: finishing requests in flight");
             let _ = stopping_tx.send(true);
         };

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::calendar::{
     ActedBy, Availability, BookedSlot, Calendar, DoctorEvent, Hold, JournalRecord, SlotState,
 };
+use crate::cluster::Fence;
 use crate::engine::EngineContext;
 use crate::error::{EngineError, Rejection};
 use crate::feed::ChangeKind;
@@ -140,7 +141,7 @@ pub enum DoctorMsg {
     Prepare {
         items: Vec<PrepareItem>,
         verdict: watch::Receiver<Option<Verdict>>,
-        reply: Reply<Vec<JournalRecord>>,
+        reply: Reply<(Vec<JournalRecord>, Option<Fence>)>,
     },
     /// Fault injection for tests: the handler panics.
     #[cfg(feature = "fault-injection")]
@@ -181,7 +182,7 @@ enum Next {
 struct PrepareWork {
     items: Vec<PrepareItem>,
     verdict: watch::Receiver<Option<Verdict>>,
-    reply: Reply<Vec<JournalRecord>>,
+    reply: Reply<(Vec<JournalRecord>, Option<Fence>)>,
 }
 
 /// Loads a doctor for activation or reload: fence the doctor's journal writer (every record
@@ -269,12 +270,15 @@ pub struct DoctorArgs {
     pub(crate) view: SharedView,
     pub generation: u64,
     pub snapshot_seq: u64,
+    /// The lease the state was loaded under (in a cluster): every write is fenced by it.
+    pub fence: Option<Fence>,
 }
 
 pub struct DoctorState {
     view: SharedView,
     doctor_id: crate::model::DoctorId,
     generation: u64,
+    fence: Option<Fence>,
     snapshot_seq: u64,
     snapshot_in_flight: bool,
     last_activity: Instant,
@@ -339,6 +343,7 @@ impl Actor for DoctorActor {
             view: args.view,
             doctor_id,
             generation: args.generation,
+            fence: args.fence,
             snapshot_seq: args.snapshot_seq,
             snapshot_in_flight: false,
             last_activity: Instant::now(),
@@ -651,7 +656,7 @@ impl DoctorActor {
                 return;
             }
         };
-        if reply.send(Ok(records.clone())).is_err() {
+        if reply.send(Ok((records.clone(), state.fence))).is_err() {
             // The coordinator gave up before this answer: it writes nothing.
             return;
         }
@@ -736,6 +741,15 @@ impl DoctorActor {
     async fn reload(&self, myself: &ActorRef<DoctorMsg>, state: &mut DoctorState) {
         let ctx = &self.ctx;
         let doctor_id = state.doctor_id;
+        // In a cluster the write may have been fenced: reload only while still the owner.
+        match ctx.fence_for(doctor_id) {
+            Ok(fence) => state.fence = fence,
+            Err(_) => {
+                info!(doctor_id, "doctor is served elsewhere now; its actor stops");
+                myself.stop(Some("shard no longer held".into()));
+                return;
+            }
+        }
         warn!(
             doctor_id,
             "journal write failed; reloading the doctor from the store"
@@ -788,7 +802,13 @@ impl DoctorActor {
             self.reply_when_durable(state, reply, Err(rejection.into()));
             return;
         }
-        let id = ctx.allocate_consultation_id();
+        let id = match ctx.allocate_consultation_id() {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
         let (event, hold_elsewhere, seq) = {
             let v = state.read();
             let hold = v.calendar.hold_of(req.patient_id);
@@ -1052,6 +1072,7 @@ impl DoctorActor {
                 member: None,
             },
             generation: state.generation,
+            fence: state.fence,
             actor: myself.clone(),
             done: Box::new(done),
         });
@@ -1115,6 +1136,7 @@ impl DoctorActor {
             (v.calendar.seq(), v.calendar.encode_snapshot())
         };
         let doctor_id = state.doctor_id;
+        let fence = state.fence;
         state.snapshot_in_flight = true;
         let ctx = Arc::clone(&self.ctx);
         let myself = myself.clone();
@@ -1123,7 +1145,11 @@ impl DoctorActor {
                 let _ = myself.cast(DoctorMsg::SnapshotWritten { seq, ok: false });
                 return;
             };
-            let ok = match ctx.store.save_snapshot(doctor_id, seq, &blob).await {
+            let ok = match ctx
+                .store
+                .save_snapshot_fenced(doctor_id, seq, &blob, fence)
+                .await
+            {
                 Ok(()) => {
                     EngineStats::bump(&ctx.stats.snapshots_written);
                     true

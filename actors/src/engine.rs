@@ -23,6 +23,7 @@ use crate::calendar::{
     SLOT_HISTORY_SCAN_EVENTS,
 };
 use crate::clock::{Clock, SystemClock};
+use crate::cluster::{Cluster, ClusterSettings, Fence, Route, ShardHost, ShardNo};
 use crate::doctor::{
     log_check, DoctorHandle, DoctorMsg, DoctorSnapshot, PrepareItem, SlotCheck, Verdict,
 };
@@ -66,17 +67,76 @@ pub(crate) struct EngineContext {
     pub snapshot_permits: Semaphore,
     /// Live slot changes of watched doctors, for the availability stream.
     pub feeds: Feeds,
+    /// Leases and routing when several instances share the store; `None` alone.
+    pub cluster: Option<Arc<Cluster>>,
     next_consultation_id: AtomicI64,
     next_generation: AtomicU64,
 }
 
 impl EngineContext {
-    pub fn allocate_consultation_id(&self) -> ConsultationId {
-        self.next_consultation_id.fetch_add(1, Ordering::Relaxed)
+    /// A new consultation id: from this instance's reserved range in a cluster, else the
+    /// next after the highest stored at start.
+    pub fn allocate_consultation_id(&self) -> Result<ConsultationId, EngineError> {
+        match &self.cluster {
+            Some(c) => c.next_consultation_id(),
+            None => Ok(self.next_consultation_id.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+
+    /// The fence this instance writes the doctor's records under: `None` alone, the
+    /// shard's lease when it holds it, `NotOwner` when another instance (or nobody, right
+    /// now) serves the doctor.
+    pub fn fence_for(&self, doctor_id: DoctorId) -> Result<Option<Fence>, EngineError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        match cluster.route(doctor_id) {
+            Route::Local(fence) => Ok(Some(fence)),
+            Route::Remote(url) => Err(EngineError::NotOwner {
+                owner: Some(url.to_string()),
+            }),
+            Route::Unknown => {
+                cluster.poke();
+                Err(EngineError::NotOwner { owner: None })
+            }
+        }
+    }
+
+    /// Whether this instance serves the doctor now (always, alone).
+    pub fn serves(&self, doctor_id: DoctorId) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|c| matches!(c.route(doctor_id), Route::Local(_)))
     }
 
     pub fn next_generation(&self) -> u64 {
         self.next_generation.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+#[async_trait::async_trait]
+impl ShardHost for EngineContext {
+    async fn stop_serving(&self, shards: &std::collections::BTreeSet<ShardNo>) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let actors: Vec<ActorRef<DoctorMsg>> = self
+            .registry
+            .iter()
+            .filter(|e| shards.contains(&cluster.shard_of(*e.key())))
+            .map(|e| e.value().actor.clone())
+            .collect();
+        let wait = Duration::from_millis(self.settings.call_timeout_ms);
+        let mut drains = tokio::task::JoinSet::new();
+        for actor in actors {
+            drains.spawn(async move {
+                if actor.drain_and_wait(Some(wait)).await.is_err() {
+                    actor.stop(Some("shard handed off".into()));
+                }
+            });
+        }
+        drains.join_all().await;
+        let _ = self.journal.fence_all().await;
     }
 }
 
@@ -169,9 +229,18 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     sessions: Option<SessionConfig>,
     webhooks: Option<WebhookSettings>,
+    cluster: Option<ClusterSettings>,
 }
 
 impl EngineBuilder {
+    /// Shares the store with other instances: this one serves the doctors of the lease
+    /// shards it holds and answers `NotOwner` for the others. Needs a store with a
+    /// cluster (Postgres); ignored with a warning otherwise (a single-instance store).
+    pub fn cluster(mut self, settings: ClusterSettings) -> Self {
+        self.cluster = Some(settings);
+        self
+    }
+
     pub fn settings(mut self, settings: EngineSettings) -> Self {
         self.settings = settings;
         self
@@ -245,8 +314,20 @@ impl EngineBuilder {
         } else {
             None
         };
+        let cluster = match (self.cluster, self.store.cluster()) {
+            (Some(settings), Some(store)) => Some(Cluster::join(store, settings).await?),
+            (Some(_), None) => {
+                tracing::warn!("cluster settings ignored: this store serves one instance");
+                None
+            }
+            (None, _) => None,
+        };
         let next_id = self.store.max_consultation_id().await? + 1;
-        let known_keys = Arc::new(KnownKeys::load(self.store.as_ref(), self.clock.now()).await?);
+        let known_keys = Arc::new(if cluster.is_some() {
+            KnownKeys::shared()
+        } else {
+            KnownKeys::load(self.store.as_ref(), self.clock.now()).await?
+        });
         let stats = Arc::new(EngineStats::default());
         let writers = match settings.journal_writers {
             0 => self.store.preferred_append_concurrency().clamp(1, 64),
@@ -260,6 +341,7 @@ impl EngineBuilder {
                 max_batch: settings.journal_max_batch,
                 flush_interval: Duration::from_millis(settings.journal_flush_interval_ms),
                 queue_capacity: settings.journal_queue_capacity,
+                cluster: cluster.clone(),
             },
             Arc::clone(&stats),
         );
@@ -279,6 +361,7 @@ impl EngineBuilder {
             registry: DashMap::new(),
             snapshot_permits: Semaphore::new(settings.max_concurrent_snapshot_writes),
             feeds: Feeds::new(settings.feed_limits()),
+            cluster,
             next_consultation_id: AtomicI64::new(next_id),
             next_generation: AtomicU64::new(1),
             settings,
@@ -297,6 +380,11 @@ impl EngineBuilder {
                 actor,
                 permits: Arc::new(Semaphore::new(ctx.settings.max_in_flight_per_shard)),
             });
+        }
+        if let Some(cluster) = &ctx.cluster {
+            let host: Arc<dyn ShardHost> = ctx.clone();
+            cluster.set_host(Arc::downgrade(&host));
+            tasks.push(tokio::spawn(Arc::clone(cluster).run()));
         }
         info!(
             shards = ctx.settings.shards,
@@ -370,6 +458,7 @@ impl Engine {
             clock: Arc::new(SystemClock),
             sessions: None,
             webhooks: None,
+            cluster: None,
         }
     }
 
@@ -625,7 +714,7 @@ impl Engine {
             .items
             .iter()
             .map(|_| self.ctx().allocate_consultation_id())
-            .collect();
+            .collect::<Result<_, _>>()?;
         let booking_id = ids[0];
         let mut groups: BTreeMap<DoctorId, Vec<PrepareItem>> = BTreeMap::new();
         for (index, (item, id)) in request.items.iter().zip(&ids).enumerate() {
@@ -672,6 +761,7 @@ impl Engine {
         let (verdict, watching) = watch::channel(None);
         let deadline = self.deadline();
         let mut records = Vec::with_capacity(ids.len());
+        let mut fences = Vec::new();
         for (doctor_id, items) in &groups {
             let prepared = self
                 .call_until(*doctor_id, deadline, |reply| DoctorMsg::Prepare {
@@ -681,7 +771,10 @@ impl Engine {
                 })
                 .await;
             match prepared {
-                Ok(r) => records.extend(r),
+                Ok((r, fence)) => {
+                    records.extend(r);
+                    fences.extend(fence);
+                }
                 Err(e) => {
                     let _ = verdict.send(Some(Verdict::Aborted));
                     return Err(e);
@@ -701,7 +794,14 @@ impl Engine {
             DoctorEvent::Booked { slot } => slot.id,
             _ => 0,
         });
-        let written = self.ctx().store.append(&records).await;
+        fences.sort_unstable();
+        fences.dedup();
+        let written = self.ctx().store.append_fenced(&records, &fences).await;
+        if let (Err(crate::error::StoreError::Fenced { shard, .. }), Some(c)) =
+            (&written, &self.ctx().cluster)
+        {
+            c.fenced(*shard);
+        }
         let _ = verdict.send(Some(if written.is_ok() {
             Verdict::Committed
         } else {
@@ -1107,9 +1207,24 @@ impl Engine {
             .map_err(|_| EngineError::Unavailable("actor stopped".into()))
     }
 
+    /// The cluster this instance is part of, if its store is shared.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.ctx().cluster.as_ref()
+    }
+
+    /// Hands every shard this instance holds to the others and leaves the membership
+    /// table (graceful shutdown of one instance of several). The engine keeps answering,
+    /// with `NotOwner` for every doctor. Does nothing alone. Idempotent.
+    pub async fn leave_cluster(&self) {
+        if let Some(c) = &self.ctx().cluster {
+            c.leave().await;
+        }
+    }
+
     /// Stops taking calls, waits for calls in flight, writes final snapshots, flushes and
     /// stops the journal. Idempotent.
     pub async fn shutdown(&self) {
+        self.leave_cluster().await;
         if self.inner.closing.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -1156,6 +1271,9 @@ impl Engine {
 
     /// Runs `read` on the doctor's published calendar, if the doctor is active.
     fn read_view<T>(&self, doctor_id: DoctorId, read: impl FnOnce(&Calendar) -> T) -> Option<T> {
+        if !self.ctx().serves(doctor_id) {
+            return None;
+        }
         let handle = self.ctx().registry.get(&doctor_id)?;
         let view = handle.view.read().ok()?;
         mark_read(&view);
@@ -1168,6 +1286,9 @@ impl Engine {
         doctor_id: DoctorId,
         read: impl FnOnce(&Calendar) -> T,
     ) -> Option<T> {
+        if !self.ctx().serves(doctor_id) {
+            return None;
+        }
         let handle = self.ctx().registry.get(&doctor_id)?;
         let view = handle.view.read().ok()?;
         if !view.is_quiet() {
@@ -1206,6 +1327,7 @@ impl Engine {
         F: Fn(Reply<T>) -> DoctorMsg,
     {
         self.ensure_open()?;
+        self.ctx().fence_for(doctor_id)?;
         let _permit = self.shard(doctor_id).permits.try_acquire().map_err(|_| {
             EngineStats::bump(&self.ctx().stats.overloaded);
             EngineError::Overloaded

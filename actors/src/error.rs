@@ -112,6 +112,10 @@ pub enum EngineError {
     /// 503: the engine is stopping, or the doctor's actor failed while handling the request.
     #[error("engine unavailable: {0}")]
     Unavailable(String),
+    /// Another instance serves this doctor (its advertised URL, when known): the request
+    /// had no effect here; forward it there, or retry shortly when no owner is known.
+    #[error("the doctor is served by another instance")]
+    NotOwner { owner: Option<String> },
 }
 
 impl EngineError {
@@ -119,7 +123,11 @@ impl EngineError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Overloaded | Self::Timeout | Self::Storage(_) | Self::Unavailable(_)
+            Self::Overloaded
+                | Self::Timeout
+                | Self::Storage(_)
+                | Self::Unavailable(_)
+                | Self::NotOwner { .. }
         ) || matches!(self, Self::ItemRejected { error, .. } if error.is_retryable())
     }
 }

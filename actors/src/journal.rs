@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::calendar::JournalRecord;
+use crate::cluster::{Cluster, Fence};
 use crate::doctor::DoctorMsg;
 use crate::error::{EngineError, StoreError};
 use crate::model::DoctorId;
@@ -32,6 +33,8 @@ pub(crate) struct Entry {
     pub record: JournalRecord,
     /// The generation of the actor that decided it (see module docs).
     pub generation: u64,
+    /// The lease it was decided under, in a cluster: checked in the write's transaction.
+    pub fence: Option<Fence>,
     pub actor: ActorRef<DoctorMsg>,
     pub done: Completion,
 }
@@ -153,6 +156,8 @@ pub(crate) struct JournalConfig {
     pub max_batch: usize,
     pub flush_interval: Duration,
     pub queue_capacity: usize,
+    /// Told when a batch is refused by a fence (another instance took a shard over).
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// Starts the writer tasks; the queue capacity is shared out among them.
@@ -241,6 +246,7 @@ async fn run(
                     &stats,
                     &mut poisoned,
                     config.on_durable.as_ref(),
+                    config.cluster.as_deref(),
                 )
                 .await;
         }
@@ -259,12 +265,19 @@ async fn run(
 struct Batch {
     records: Vec<JournalRecord>,
     routes: Vec<(u64, ActorRef<DoctorMsg>, Completion)>,
+    /// Distinct fences of the records, checked in the batch's transaction.
+    fences: Vec<Fence>,
     /// Answers waiting for their doctor's earlier records: doctor, generation, callback.
     after: Vec<(DoctorId, u64, Completion)>,
 }
 
 impl Batch {
     fn push(&mut self, e: Entry) {
+        if let Some(f) = e.fence {
+            if !self.fences.contains(&f) {
+                self.fences.push(f);
+            }
+        }
         self.records.push(e.record);
         self.routes.push((e.generation, e.actor, e.done));
     }
@@ -275,12 +288,16 @@ impl Batch {
         stats: &EngineStats,
         poisoned: &mut HashMap<DoctorId, u64>,
         on_durable: Option<&DurableHook>,
+        cluster: Option<&Cluster>,
     ) {
         let result = if self.records.is_empty() {
             Ok(())
         } else {
             self.append(store, stats, poisoned).await
         };
+        if let (Err(StoreError::Fenced { shard, .. }), Some(c)) = (&result, cluster) {
+            c.fenced(*shard);
+        }
         if let (Ok(()), Some(hook)) = (&result, on_durable) {
             if !self.records.is_empty() {
                 hook(&self.records);
@@ -308,7 +325,7 @@ impl Batch {
         poisoned: &mut HashMap<DoctorId, u64>,
     ) -> Result<(), StoreError> {
         let started = Instant::now();
-        let result = store.append(&self.records).await;
+        let result = store.append_fenced(&self.records, &self.fences).await;
         let micros = started.elapsed().as_micros() as u64;
         stats.journal_flush_micros.fetch_add(micros, Relaxed);
         stats.journal_flush_latency_us.observe(micros);

@@ -58,6 +58,14 @@ impl KnownKeys {
         }
     }
 
+    /// Every key may be stored: used when other instances share the store (a key they
+    /// wrote is not known here), so every key is looked up.
+    pub fn shared() -> Self {
+        let known = Self::default();
+        known.saturated.store(true, Ordering::Relaxed);
+        known
+    }
+
     fn remember(&self, patient: PatientId, key: &str, expires_at: DateTime<Utc>) {
         if self.expiry.len() >= MAX_KNOWN_KEYS {
             self.saturated.store(true, Ordering::Relaxed);

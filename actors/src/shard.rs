@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tracing::{error, info};
 
 use crate::calendar::Calendar;
+use crate::cluster::Fence;
 use crate::doctor::{load_calendar, DoctorActor, DoctorArgs, DoctorHandle, DoctorMsg, View};
 use crate::engine::EngineContext;
 use crate::error::EngineError;
@@ -31,9 +32,11 @@ pub enum ShardMsg {
         doctor_id: DoctorId,
         reply: ActivateReply,
     },
-    /// A load task finished: the rebuilt calendar and the seq its snapshot covered.
+    /// A load task finished: the rebuilt calendar and the seq its snapshot covered, loaded
+    /// under `fence` (the lease held when the load began, in a cluster).
     Loaded {
         doctor_id: DoctorId,
+        fence: Option<Fence>,
         result: Result<(Box<Calendar>, u64), EngineError>,
     },
     Tick,
@@ -106,6 +109,8 @@ impl Actor for ShardActor {
             ShardMsg::Activate { doctor_id, reply } => {
                 if state.stopping {
                     let _ = reply.send(Err(EngineError::Unavailable("engine is stopping".into())));
+                } else if let Err(not_owner) = self.ctx.fence_for(doctor_id) {
+                    let _ = reply.send(Err(not_owner));
                 } else if let Some(waiters) = state.pending.get_mut(&doctor_id) {
                     waiters.push(reply);
                 } else {
@@ -124,17 +129,24 @@ impl Actor for ShardActor {
                     }
                 }
             }
-            ShardMsg::Loaded { doctor_id, result } => {
+            ShardMsg::Loaded {
+                doctor_id,
+                fence,
+                result,
+            } => {
                 let waiters = state.pending.remove(&doctor_id).unwrap_or_default();
-                let answer = match result {
+                let answer = match (result, self.ctx.fence_for(doctor_id)) {
                     _ if state.stopping => {
                         Err(EngineError::Unavailable("engine is stopping".into()))
                     }
-                    Ok((calendar, snapshot_seq)) => {
-                        self.spawn_doctor(&myself, state, doctor_id, *calendar, snapshot_seq)
+                    // The lease changed while loading: what was read may be stale.
+                    (Ok(_), Ok(now)) if now != fence => Err(EngineError::NotOwner { owner: None }),
+                    (Ok(_), Err(not_owner)) => Err(not_owner),
+                    (Ok((calendar, snapshot_seq)), Ok(_)) => {
+                        self.spawn_doctor(&myself, state, doctor_id, *calendar, snapshot_seq, fence)
                             .await
                     }
-                    Err(e) => Err(e),
+                    (Err(e), _) => Err(e),
                 };
                 for w in waiters {
                     let _ = w.send(answer.clone());
@@ -199,10 +211,22 @@ impl ShardActor {
         let ctx = Arc::clone(&self.ctx);
         let myself = myself.clone();
         tokio::spawn(async move {
-            let result = load_calendar(&ctx, doctor_id)
-                .await
-                .map(|(calendar, snapshot_seq)| (Box::new(calendar), snapshot_seq));
-            let _ = myself.cast(ShardMsg::Loaded { doctor_id, result });
+            // The lease is read before the store: a load that began under one epoch and
+            // finished under another is discarded (see `Loaded`).
+            let (fence, result) = match ctx.fence_for(doctor_id) {
+                Ok(fence) => (
+                    fence,
+                    load_calendar(&ctx, doctor_id)
+                        .await
+                        .map(|(calendar, snapshot_seq)| (Box::new(calendar), snapshot_seq)),
+                ),
+                Err(e) => (None, Err(e)),
+            };
+            let _ = myself.cast(ShardMsg::Loaded {
+                doctor_id,
+                fence,
+                result,
+            });
         });
     }
 
@@ -213,12 +237,14 @@ impl ShardActor {
         doctor_id: DoctorId,
         calendar: Calendar,
         snapshot_seq: u64,
+        fence: Option<Fence>,
     ) -> Result<ActorRef<DoctorMsg>, EngineError> {
         let view = Arc::new(std::sync::RwLock::new(View::new(calendar)));
         let args = DoctorArgs {
             view: Arc::clone(&view),
             generation: self.ctx.next_generation(),
             snapshot_seq,
+            fence,
         };
         let handler = DoctorActor {
             ctx: Arc::clone(&self.ctx),
@@ -254,7 +280,15 @@ impl ShardActor {
                 .call(|reply| DoctorMsg::FinalSnapshot { reply }, Some(timeout))
                 .await;
             if let Ok(ractor::rpc::CallResult::Success(Some((seq, blob)))) = snap {
-                match self.ctx.store.save_snapshot(doctor_id, seq, &blob).await {
+                let Ok(fence) = self.ctx.fence_for(doctor_id) else {
+                    continue;
+                };
+                match self
+                    .ctx
+                    .store
+                    .save_snapshot_fenced(doctor_id, seq, &blob, fence)
+                    .await
+                {
                     Ok(()) => written += 1,
                     Err(e) => error!(doctor_id, error = %e, "final snapshot failed"),
                 }

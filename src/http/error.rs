@@ -62,6 +62,11 @@ pub enum ApiError {
     /// booked (except after a timeout, which says so).
     #[error("{0}")]
     Unavailable(&'static str),
+    /// 503 `unavailable`: another instance serves the doctor. The forwarding layer
+    /// (`super::forward`) sends the request there instead; a client sees this only when
+    /// no owner could be reached in time. Nothing was done.
+    #[error("The doctor's schedule is moving between servers; nothing was done. Please retry.")]
+    NotOwner { owner: Option<String> },
     /// 500 `internal_error`: a bug or an unexpected failure; details are logged only.
     #[error("Internal server error")]
     Internal(String),
@@ -131,7 +136,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::NotOwner { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Item { inner, .. } => inner.status(),
         }
@@ -151,7 +156,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::RateLimited => "rate_limited",
-            Self::Unavailable(_) => "unavailable",
+            Self::Unavailable(_) | Self::NotOwner { .. } => "unavailable",
             Self::Internal(_) => "internal_error",
             Self::Item { inner, .. } => inner.code(),
         }
@@ -198,6 +203,7 @@ impl From<EngineError> for ApiError {
                 tracing::warn!(error = %detail, "engine unavailable answered 503");
                 Self::Unavailable("The service is unavailable; nothing was booked. Please retry.")
             }
+            EngineError::NotOwner { owner } => Self::NotOwner { owner },
         }
     }
 }
@@ -241,6 +247,11 @@ impl IntoResponse for ApiError {
         }
         let body = self.body();
         let mut response = (status, axum::Json(body)).into_response();
+        if let Self::NotOwner { owner } = self {
+            response
+                .extensions_mut()
+                .insert(super::forward::NotOwner(owner));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             response
                 .headers_mut()

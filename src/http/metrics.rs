@@ -190,8 +190,82 @@ impl Collector for EngineCollector {
             &s.journal_flush_latency_us,
             1e-6,
         )?;
+        if let Some(cluster) = self.0.cluster() {
+            encode_cluster(&mut encoder, cluster)?;
+        }
         Ok(())
     }
+}
+
+/// Shard ownership and lease health of a clustered instance.
+fn encode_cluster(
+    encoder: &mut DescriptorEncoder,
+    cluster: &consult_actors::cluster::Cluster,
+) -> Result<(), fmt::Error> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &cluster.stats;
+    for (name, help, value) in [
+        (
+            "cluster_owned_shards",
+            "Lease shards this instance serves now",
+            cluster.ownership().owned().len() as i64,
+        ),
+        (
+            "cluster_unrouted_shards",
+            "Lease shards with neither a local lease nor a known live owner",
+            cluster.ownership().unrouted() as i64,
+        ),
+        (
+            "cluster_last_renew_microseconds",
+            "Duration of the last lease renewal (heartbeat + renew)",
+            c.last_renew_micros.load(Relaxed) as i64,
+        ),
+    ] {
+        let gauge = ConstGauge::new(value);
+        gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+    }
+    for (name, help, value) in [
+        (
+            "cluster_lease_renewals",
+            "Successful lease renewals",
+            &c.renewals,
+        ),
+        (
+            "cluster_lease_renew_failures",
+            "Failed lease renewals",
+            &c.renew_failures,
+        ),
+        (
+            "cluster_lease_renew_microseconds",
+            "Time spent renewing leases",
+            &c.renew_micros_total,
+        ),
+        ("cluster_shards_acquired", "Shard leases taken", &c.acquired),
+        (
+            "cluster_shards_handed_off",
+            "Shard leases released by handoff",
+            &c.handed_off,
+        ),
+        (
+            "cluster_shards_lost",
+            "Shards lost (deadline passed or taken over)",
+            &c.lost,
+        ),
+        (
+            "cluster_fenced_transactions",
+            "Writes refused by a stale epoch",
+            &c.fenced,
+        ),
+        (
+            "cluster_forwarded_requests",
+            "Requests forwarded to the owner",
+            &c.forwarded,
+        ),
+    ] {
+        let counter = ConstCounter::new(value.load(Relaxed));
+        counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+    }
+    Ok(())
 }
 
 fn histogram(

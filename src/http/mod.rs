@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod forward;
 pub mod history;
 pub mod holds;
 pub mod idempotency;
@@ -68,6 +69,8 @@ pub struct Shared {
     /// Lifetime of development sign-in tokens; `None` in production, where the `/dev/`
     /// routes do not exist.
     pub dev_token_ttl_s: Option<u64>,
+    /// Sends requests for doctors served by another instance there.
+    pub forward_client: reqwest::Client,
     /// Set to true when shutdown begins: long-lived answers (the availability stream) end.
     stopping: tokio::sync::watch::Sender<bool>,
     admission: Arc<Semaphore>,
@@ -106,6 +109,7 @@ impl AppState {
                 ))
             }),
             dev_token_ttl_s: limits.dev_token_ttl_s,
+            forward_client: forward::client(),
             stopping: tokio::sync::watch::Sender::new(false),
             admission: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             request_timeout: limits.request_timeout,
@@ -207,6 +211,10 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(assets::index))
         .fallback(assets::fallback)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::forward,
+        ))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), admission))
         .with_state(state);

@@ -30,6 +30,14 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthAnswer>,
         tracing::warn!(error = %e, "readiness: store unreachable");
         return Err(ApiError::Unavailable("Storage is unreachable"));
     }
+    // In a cluster: ready once every shard is served here or has a live owner to forward to.
+    if let Some(cluster) = state.engine.cluster() {
+        if cluster.ownership().unrouted() > 0 {
+            return Err(ApiError::Unavailable(
+                "Some doctors have no serving instance yet (shard leases are being taken)",
+            ));
+        }
+    }
     Ok(Json(HealthAnswer {
         status: "ready".into(),
     }))

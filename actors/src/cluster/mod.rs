@@ -7,8 +7,14 @@
 //! transaction, so an instance that lost its lease (paused, partitioned) can never commit
 //! after another took over.
 
+mod ids;
+mod ownership;
+mod runtime;
 mod store;
 
+pub use ownership::{Ownership, Route};
+pub(crate) use runtime::ShardHost;
+pub use runtime::{desired_owner, Cluster, ClusterSettings, ClusterStats};
 pub use store::{ClusterStore, ClusterView, Fence, LeaseRow, NodeIdentity, ShardNo};
 
 use crate::model::DoctorId;
