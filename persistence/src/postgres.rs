@@ -8,11 +8,13 @@
 //! durable.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use consult_actors::calendar::{DoctorEvent, JournalRecord};
+use consult_actors::cluster::ClusterStore;
 use consult_actors::outbox::{
     InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
 };
@@ -1106,5 +1108,10 @@ impl Store for PgStore {
 
     async fn close(&self) {
         PgStore::close(self).await;
+    }
+
+    /// The lease and membership tables live in this database (see [`crate::cluster`]).
+    fn cluster(&self) -> Option<Arc<dyn ClusterStore>> {
+        Some(Arc::new(self.clone()))
     }
 }
