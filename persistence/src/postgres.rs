@@ -4,15 +4,19 @@
 //! session and notification outboxes), in one round trip. Other batches are one
 //! transaction: the journal insert, per phase (see [`crate::batch::Plan`]) one UNNEST
 //! insert for the bookings, one update per reschedule (in order) and one UNNEST update for
-//! the cancellations, per-row updates for the rare doctor changes, then the outboxes. `synchronous_commit` stays on: commit means
-//! durable.
+//! the cancellations, per-row updates for the rare doctor changes, then the outboxes. A
+//! fenced batch (several instances, see [`crate::cluster`]) is always a transaction that
+//! first checks its shards' lease epochs, then runs the same statements.
+//! `synchronous_commit` stays on: commit means durable.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use consult_actors::calendar::{DoctorEvent, JournalRecord};
+use consult_actors::cluster::{ClusterStore, Fence};
 use consult_actors::outbox::{
     InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
 };
@@ -28,6 +32,7 @@ use crate::batch::{
     self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey, NewMember,
     NewNotification, NewSession, Reschedule,
 };
+use crate::cluster::check_fences;
 use crate::error::{config_error, db_error, migrate_error};
 use crate::rows::{
     self, ReadRow, CONSULTATIONS_FROM, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS,
@@ -40,11 +45,21 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 const MAX_CONNECTIONS: u32 = 16;
 /// How long a caller waits for a pooled connection.
 const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
+/// How long a claim on outbox work (a session attempt, a webhook delivery) keeps other
+/// instances off it: longer than an attempt takes with the default timeouts (Vonage 10 s
+/// per call, a few calls; webhooks 5 s per URL), short enough that the work of an instance
+/// that died is picked up again soon. See [`PgStore::with_outbox_claim`].
+pub const DEFAULT_OUTBOX_CLAIM_S: u64 = 300;
 
 /// The store on one Postgres database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Names this store's claims on session rows (`sessions.claimed_by`); unique per
+    /// connected store, shared by its clones.
+    claimer: i64,
+    /// See [`DEFAULT_OUTBOX_CLAIM_S`].
+    outbox_claim: Duration,
 }
 
 impl PgStore {
@@ -68,7 +83,23 @@ impl PgStore {
             .await
             .map_err(db_error)?;
         MIGRATOR.run(&pool).await.map_err(migrate_error)?;
-        Ok(Self { pool })
+        let claimer = sqlx::query_scalar("SELECT nextval('outbox_claimers')")
+            .fetch_one(&pool)
+            .await
+            .map_err(db_error)?;
+        Ok(Self {
+            pool,
+            claimer,
+            outbox_claim: Duration::from_secs(DEFAULT_OUTBOX_CLAIM_S),
+        })
+    }
+
+    /// The same store with another outbox claim period: it must be longer than one
+    /// session attempt or webhook delivery round can take (the callers' timeouts), or
+    /// another instance may start the same work while this one is still at it.
+    pub fn with_outbox_claim(mut self, claim: Duration) -> Self {
+        self.outbox_claim = claim;
+        self
     }
 
     /// The connection pool, for tests and operational queries.
@@ -460,6 +491,67 @@ async fn update_doctor(conn: &mut PgConnection, update: &DoctorUpdate) -> Result
     Ok(())
 }
 
+/// A bookings-only batch (one phase of bookings, no member rows; the usual batch) as the
+/// one statement of [`BOOKINGS_BATCH`]; `None` for any other batch.
+fn bookings_batch_statement<'q>(plan: &'q batch::Plan<'_>) -> Option<PgQuery<'q>> {
+    let [phase] = plan.phases.as_slice() else {
+        return None;
+    };
+    let bookings_only = phase.cancellations.is_empty()
+        && phase.reschedules.is_empty()
+        && plan.doctor_updates.is_empty()
+        && plan.members.is_empty();
+    if !bookings_only {
+        return None;
+    }
+    let parties: Vec<(i64, i64)> = plan
+        .notifications
+        .iter()
+        .map(|n| n.parties)
+        .collect::<Option<_>>()?;
+    let sql = if plan.idempotency.is_empty() {
+        BOOKINGS_BATCH
+    } else {
+        BOOKINGS_BATCH_WITH_KEYS
+    };
+    let query = bind_journal(sqlx::query(sql), &plan.journal);
+    let query = bind_consultations(query, &phase.bookings);
+    let query = bind_sessions(query, &plan.sessions);
+    let query = bind_notifications(query, &plan.notifications, &parties);
+    Some(if plan.idempotency.is_empty() {
+        query
+    } else {
+        bind_idempotency_keys(query, &plan.idempotency)
+    })
+}
+
+/// Any batch as a series of set-based statements inside the caller's transaction.
+async fn write_plan(conn: &mut PgConnection, plan: &batch::Plan<'_>) -> Result<(), StoreError> {
+    insert_journal(conn, &plan.journal).await?;
+    for phase in &plan.phases {
+        insert_consultations(conn, &phase.bookings).await?;
+        reschedule_consultations(conn, &phase.reschedules).await?;
+        cancel_consultations(conn, &phase.cancellations).await?;
+    }
+    for update in &plan.doctor_updates {
+        update_doctor(conn, update).await?;
+    }
+    if !plan.idempotency.is_empty() {
+        bind_idempotency_keys(sqlx::query(INSERT_IDEMPOTENCY_KEYS), &plan.idempotency)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    if !plan.members.is_empty() {
+        bind_members(sqlx::query(INSERT_MEMBERS), &plan.members)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    insert_sessions(conn, &plan.sessions).await?;
+    insert_notifications(conn, &plan.notifications).await
+}
+
 fn consultations(rows: Vec<PgRow>) -> Result<Vec<Consultation>, StoreError> {
     rows.iter().map(rows::consultation).collect()
 }
@@ -576,59 +668,45 @@ impl Store for PgStore {
     }
 
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError> {
+        self.append_fenced(batch, &[]).await
+    }
+
+    /// Without fences: a bookings-only batch is its one statement, any other batch one
+    /// transaction. With fences: one transaction that checks them first (see
+    /// [`check_fences`]), then writes the same statements.
+    async fn append_fenced(
+        &self,
+        batch: &[JournalRecord],
+        fences: &[Fence],
+    ) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
         let plan = batch::plan(batch)?;
-        if let [phase] = plan.phases.as_slice() {
-            let parties: Option<Vec<(i64, i64)>> =
-                plan.notifications.iter().map(|n| n.parties).collect();
-            if let (true, true, true, true, Some(parties)) = (
-                phase.cancellations.is_empty(),
-                phase.reschedules.is_empty(),
-                plan.doctor_updates.is_empty(),
-                plan.members.is_empty(),
-                parties,
-            ) {
-                let sql = if plan.idempotency.is_empty() {
-                    BOOKINGS_BATCH
-                } else {
-                    BOOKINGS_BATCH_WITH_KEYS
-                };
-                let query = bind_journal(sqlx::query(sql), &plan.journal);
-                let query = bind_consultations(query, &phase.bookings);
-                let query = bind_sessions(query, &plan.sessions);
-                let mut query = bind_notifications(query, &plan.notifications, &parties);
-                if !plan.idempotency.is_empty() {
-                    query = bind_idempotency_keys(query, &plan.idempotency);
-                }
-                return query.execute(&self.pool).await.map(drop).map_err(db_error);
+        let statement = bookings_batch_statement(&plan);
+        if fences.is_empty() {
+            if let Some(statement) = statement {
+                return statement
+                    .execute(&self.pool)
+                    .await
+                    .map(drop)
+                    .map_err(db_error);
             }
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        insert_journal(&mut tx, &plan.journal).await?;
-        for phase in &plan.phases {
-            insert_consultations(&mut tx, &phase.bookings).await?;
-            reschedule_consultations(&mut tx, &phase.reschedules).await?;
-            cancel_consultations(&mut tx, &phase.cancellations).await?;
+        if let Err(e) = check_fences(&mut tx, fences).await {
+            let _ = tx.rollback().await;
+            return Err(e);
         }
-        for update in &plan.doctor_updates {
-            update_doctor(&mut tx, update).await?;
-        }
-        if !plan.idempotency.is_empty() {
-            bind_idempotency_keys(sqlx::query(INSERT_IDEMPOTENCY_KEYS), &plan.idempotency)
+        match statement {
+            Some(statement) => statement
                 .execute(&mut *tx)
                 .await
-                .map_err(db_error)?;
+                .map(drop)
+                .map_err(db_error)?,
+            None => write_plan(&mut tx, &plan).await?,
         }
-        if !plan.members.is_empty() {
-            bind_members(sqlx::query(INSERT_MEMBERS), &plan.members)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        }
-        insert_sessions(&mut tx, &plan.sessions).await?;
-        insert_notifications(&mut tx, &plan.notifications).await?;
+        // A commit whose answer is lost (connection gone) is an error, never success.
         tx.commit().await.map_err(db_error)
     }
 
@@ -724,18 +802,35 @@ impl Store for PgStore {
         seq: u64,
         blob: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        self.save_snapshot_fenced(doctor_id, seq, blob, None).await
+    }
+
+    /// With a fence: one transaction that checks it first (see [`check_fences`]).
+    async fn save_snapshot_fenced(
+        &self,
+        doctor_id: DoctorId,
+        seq: u64,
+        blob: &[u8],
+        fence: Option<Fence>,
+    ) -> Result<(), StoreError> {
+        let upsert = sqlx::query(
             "INSERT INTO snapshots (doctor_id, seq, blob, taken_at) VALUES ($1, $2, $3, now()) \
              ON CONFLICT (doctor_id) DO UPDATE \
              SET seq = excluded.seq, blob = excluded.blob, taken_at = excluded.taken_at",
         )
         .bind(doctor_id)
         .bind(batch::seq_to_i64(seq)?)
-        .bind(blob)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        .bind(blob);
+        let Some(fence) = fence else {
+            return upsert.execute(&self.pool).await.map(drop).map_err(db_error);
+        };
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        if let Err(e) = check_fences(&mut tx, &[fence]).await {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
+        upsert.execute(&mut *tx).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn delete_snapshots(&self) -> Result<u64, StoreError> {
@@ -856,19 +951,29 @@ impl Store for PgStore {
         4
     }
 
+    /// Claims what it returns: the due rows no other transaction holds (`SKIP LOCKED`),
+    /// due again only after the claim period and named as this store's.
     async fn due_sessions(
         &self,
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<SessionTask>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {SESSION_TASK_COLUMNS} FROM sessions s \
+            "WITH due AS (SELECT consultation_id, next_attempt_at FROM sessions \
+             WHERE status = 'pending' AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at, consultation_id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             claimed AS (UPDATE sessions AS s \
+             SET next_attempt_at = $1 + make_interval(secs => $3), claimed_by = $4 \
+             FROM due WHERE s.consultation_id = due.consultation_id \
+             RETURNING s.consultation_id, s.attempts, due.next_attempt_at AS due_at) \
+             SELECT {SESSION_TASK_COLUMNS} FROM claimed s \
              JOIN consultations c ON c.id = s.consultation_id \
-             WHERE s.status = 'pending' AND s.next_attempt_at <= $1 \
-             ORDER BY s.next_attempt_at, s.consultation_id LIMIT $2"
+             ORDER BY s.due_at, s.consultation_id"
         ))
         .bind(now)
         .bind(i64::from(limit))
+        .bind(self.outbox_claim.as_secs_f64())
+        .bind(self.claimer)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?
@@ -877,16 +982,27 @@ impl Store for PgStore {
         .collect()
     }
 
+    /// Claims the row too, unless another store holds a claim on it that has not run out
+    /// (its next attempt is still ahead by the database clock) or a transaction has it
+    /// locked: then `None`, as for a settled session, and the claimer goes on with it.
     async fn pending_session(
         &self,
         consultation_id: ConsultationId,
     ) -> Result<Option<SessionTask>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {SESSION_TASK_COLUMNS} FROM sessions s \
-             JOIN consultations c ON c.id = s.consultation_id \
-             WHERE s.consultation_id = $1 AND s.status = 'pending'"
+            "WITH claimed AS (UPDATE sessions AS s SET claimed_by = $2, \
+             next_attempt_at = GREATEST(s.next_attempt_at, now() + make_interval(secs => $3)) \
+             WHERE s.consultation_id = (SELECT consultation_id FROM sessions \
+             WHERE consultation_id = $1 AND status = 'pending' \
+             AND (claimed_by IS NULL OR claimed_by = $2 OR next_attempt_at <= now()) \
+             FOR UPDATE SKIP LOCKED) \
+             RETURNING s.consultation_id, s.attempts) \
+             SELECT {SESSION_TASK_COLUMNS} FROM claimed s \
+             JOIN consultations c ON c.id = s.consultation_id"
         ))
         .bind(consultation_id)
+        .bind(self.claimer)
+        .bind(self.outbox_claim.as_secs_f64())
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?
@@ -918,14 +1034,17 @@ impl Store for PgStore {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
+        // Not over another store's claim: that store has the session now.
         sqlx::query(
             "UPDATE sessions SET attempts = $2, next_attempt_at = $3, last_error = $4, \
-             updated_at = now() WHERE consultation_id = $1 AND status = 'pending'",
+             updated_at = now() WHERE consultation_id = $1 AND status = 'pending' \
+             AND (claimed_by IS NULL OR claimed_by = $5)",
         )
         .bind(consultation_id)
         .bind(attempts as i32)
         .bind(next_attempt_at)
         .bind(error)
+        .bind(self.claimer)
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
@@ -1050,19 +1169,29 @@ impl Store for PgStore {
         .rows_affected())
     }
 
+    /// Claims what it returns: the due rows no other transaction holds (`SKIP LOCKED`),
+    /// due again only after the claim period unless [`Store::update_webhook`] says
+    /// otherwise first.
     async fn due_webhooks(
         &self,
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Notification>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
+            "WITH due AS (SELECT id, webhook_next_at FROM notifications \
+             WHERE webhook_state = 'pending' AND webhook_next_at <= $1 \
+             ORDER BY webhook_next_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             claimed AS (UPDATE notifications AS n \
+             SET webhook_next_at = $1 + make_interval(secs => $3) \
+             FROM due WHERE n.id = due.id \
+             RETURNING n.*, due.webhook_next_at AS due_at) \
+             SELECT {NOTIFICATION_COLUMNS} FROM claimed n \
              JOIN consultations c ON c.id = n.consultation_id \
-             WHERE n.webhook_state = 'pending' AND n.webhook_next_at <= $1 \
-             ORDER BY n.webhook_next_at, n.id LIMIT $2"
+             ORDER BY n.due_at, n.id"
         ))
         .bind(now)
         .bind(i64::from(limit))
+        .bind(self.outbox_claim.as_secs_f64())
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?
@@ -1106,5 +1235,10 @@ impl Store for PgStore {
 
     async fn close(&self) {
         PgStore::close(self).await;
+    }
+
+    /// The lease and membership tables live in this database (see [`crate::cluster`]).
+    fn cluster(&self) -> Option<Arc<dyn ClusterStore>> {
+        Some(Arc::new(self.clone()))
     }
 }
