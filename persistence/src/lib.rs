@@ -11,6 +11,7 @@ mod error;
 mod postgres;
 mod rows;
 mod sqlite;
+mod sqlite_lock;
 pub mod testing;
 
 use std::sync::Arc;
