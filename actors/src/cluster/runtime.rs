@@ -475,12 +475,13 @@ fn weight(url: &str, shard: ShardNo) -> u64 {
     h ^ (h >> 31)
 }
 
-/// A number that tells this run of the process from every earlier one.
+/// A number that tells this run of the process from every earlier one: the start time in
+/// microseconds, so a later run of the same URL has a higher one and takes its leases
+/// back at once, while an earlier run (a paused process waking up) cannot.
 fn incarnation() -> i64 {
-    let nanos = std::time::SystemTime::now()
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    ((nanos as u64) ^ (u64::from(std::process::id()) << 48)) as i64 & i64::MAX
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 #[cfg(test)]
