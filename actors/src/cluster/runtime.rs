@@ -321,7 +321,13 @@ impl Cluster {
                         to_take.push(shard);
                     }
                 }
-                Some(owner) if lease.live && owner.advertise_url != self.me.advertise_url => {
+                // Forward only to an owner that still heartbeats; a dead owner's lease
+                // leaves the shard unrouted (not ready) until it expires and is taken.
+                Some(owner)
+                    if lease.live
+                        && owner.advertise_url != self.me.advertise_url
+                        && live.contains(&owner.advertise_url.as_str()) =>
+                {
                     if held_here {
                         taken_over.insert(shard);
                     }
@@ -444,7 +450,9 @@ impl Cluster {
         let view = self.store.cluster_view(self.settings.lease_ttl).await?;
         for lease in view.leases {
             if let (Some(owner), true) = (&lease.owner, lease.live) {
-                if owner.advertise_url != self.me.advertise_url {
+                if owner.advertise_url != self.me.advertise_url
+                    && view.live_nodes.iter().any(|n| n == owner)
+                {
                     self.ownership
                         .set_remote(lease.shard, Arc::from(owner.advertise_url.as_str()));
                 }
