@@ -87,20 +87,38 @@ impl EngineContext {
 
 #[async_trait::async_trait]
 impl ShardHost for EngineContext {
-    async fn stop_serving(&self, shards: &std::collections::BTreeSet<ShardNo>) {
+    async fn stop_serving(&self, shards: &std::collections::BTreeSet<ShardNo>, handoff: &[Fence]) {
         let Some(cluster) = &self.cluster else {
             return;
         };
-        let actors: Vec<ActorRef<DoctorMsg>> = self
+        let actors: Vec<(DoctorId, ActorRef<DoctorMsg>)> = self
             .registry
             .iter()
             .filter(|e| shards.contains(&cluster.shard_of(*e.key())))
-            .map(|e| e.value().actor.clone())
+            .map(|e| (*e.key(), e.value().actor.clone()))
             .collect();
         let wait = Duration::from_millis(self.settings.call_timeout_ms);
         let mut drains = tokio::task::JoinSet::new();
-        for actor in actors {
+        for (doctor_id, actor) in actors {
+            let fence = handoff
+                .iter()
+                .find(|f| f.shard == cluster.shard_of(doctor_id))
+                .copied();
+            let store = Arc::clone(&self.store);
             drains.spawn(async move {
+                if let Some(fence) = fence {
+                    let snap = actor
+                        .call(|reply| DoctorMsg::FinalSnapshot { reply }, Some(wait))
+                        .await;
+                    if let Ok(ractor::rpc::CallResult::Success(Some((seq, blob)))) = snap {
+                        if let Err(e) = store
+                            .save_snapshot_fenced(doctor_id, seq, &blob, Some(fence))
+                            .await
+                        {
+                            tracing::warn!(doctor_id, error = %e, "handoff snapshot failed");
+                        }
+                    }
+                }
                 if actor.drain_and_wait(Some(wait)).await.is_err() {
                     actor.stop(Some("shard handed off".into()));
                 }

@@ -218,6 +218,13 @@ async fn a_write_after_a_takeover_is_fenced_and_nothing_is_written() {
     .execute(&mut conn)
     .await
     .expect("takeover");
+    // ... and heartbeats (an owner that does not is not forwarded to).
+    sqlx::query(
+        "INSERT INTO cluster_nodes (advertise_url, incarnation, heartbeat_at, started_at)          VALUES ('http://x.test', 1, now() + interval '1 hour', now())",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("heartbeat");
     // a still believes it holds the lease (its deadline has not passed): its write is
     // refused inside the transaction.
     let late = a.book(booking(d, 2, slot(6))).await;

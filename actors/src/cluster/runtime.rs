@@ -93,8 +93,10 @@ impl ClusterSettings {
 #[async_trait]
 pub(crate) trait ShardHost: Send + Sync + 'static {
     /// Stops the doctor actors of these shards (their queued messages are decided first)
-    /// and waits until everything they decided is durable or refused.
-    async fn stop_serving(&self, shards: &BTreeSet<ShardNo>);
+    /// and waits until everything they decided is durable or refused. With `handoff`
+    /// (the leases, still held), each actor's snapshot is written first under its fence,
+    /// so the next owner loads it instead of replaying the journal.
+    async fn stop_serving(&self, shards: &BTreeSet<ShardNo>, handoff: &[Fence]);
 }
 
 /// Counters for `/metrics`.
@@ -343,7 +345,7 @@ impl Cluster {
             }
         }
         if !taken_over.is_empty() {
-            self.stop_serving(&taken_over).await;
+            self.stop_serving(&taken_over, &[]).await;
         }
         if !to_hand_off.is_empty() {
             self.hand_off(&to_hand_off).await;
@@ -382,10 +384,17 @@ impl Cluster {
     /// Graceful handoff: stop admitting, drain, flush, release (epoch kept).
     async fn hand_off(&self, shards: &BTreeSet<ShardNo>) {
         let started = Instant::now();
+        let fences: Vec<Fence> = self
+            .ownership
+            .held()
+            .into_iter()
+            .filter(|(shard, _, _)| shards.contains(shard))
+            .map(|(shard, epoch, _)| Fence { shard, epoch })
+            .collect();
         for &s in shards {
             self.ownership.set_releasing(s);
         }
-        self.stop_serving(shards).await;
+        self.stop_serving(shards, &fences).await;
         let list: Vec<ShardNo> = shards.iter().copied().collect();
         match self.store.release_leases(&self.me, &list).await {
             Ok(()) => {
@@ -418,12 +427,12 @@ impl Cluster {
             reason = why,
             "stopped serving these shards"
         );
-        self.stop_serving(shards).await;
+        self.stop_serving(shards, &[]).await;
     }
 
-    async fn stop_serving(&self, shards: &BTreeSet<ShardNo>) {
+    async fn stop_serving(&self, shards: &BTreeSet<ShardNo>, handoff: &[Fence]) {
         if let Some(host) = self.host.get().and_then(Weak::upgrade) {
-            host.stop_serving(shards).await;
+            host.stop_serving(shards, handoff).await;
         }
     }
 
