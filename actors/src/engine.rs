@@ -296,7 +296,7 @@ impl EngineBuilder {
         if let Some(cluster) = &ctx.cluster {
             let host: Arc<dyn ShardHost> = ctx.clone();
             cluster.set_host(Arc::downgrade(&host));
-            tasks.push(tokio::spawn(Arc::clone(cluster).run()));
+            tasks.push(cluster.start_rounds().await);
         }
         info!(
             shards = ctx.settings.shards,

@@ -34,6 +34,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Connecting to another instance.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+const UNREACHABLE: &str = "unreachable";
+
 /// Set on a `NotOwner` response: the owner's URL, when known.
 #[derive(Debug, Clone)]
 pub struct NotOwner(pub Option<String>);
@@ -93,6 +95,9 @@ pub async fn forward(State(state): State<AppState>, req: Request, next: Next) ->
                 }
                 Err(why) => {
                     tracing::debug!(owner = %url, why, "forwarding failed; re-resolving");
+                    if why == UNREACHABLE {
+                        cluster.suspect(&url);
+                    }
                     let _ = cluster.refresh().await;
                 }
             }
@@ -127,7 +132,7 @@ async fn send(
     if let Ok(me) = HeaderValue::from_str(me) {
         request = request.header(FORWARDED, me);
     }
-    let answer = request.send().await.map_err(|_| "unreachable")?;
+    let answer = request.send().await.map_err(|_| UNREACHABLE)?;
     if answer.status() == StatusCode::MISDIRECTED_REQUEST {
         return Err("not the owner");
     }
@@ -141,6 +146,32 @@ async fn send(
         .body(Body::from_stream(answer.bytes_stream()))
         .map_err(|_| "bad answer")
 }
+
+/// Checks that every instance shards are forwarded to answers `/healthz`; one that does
+/// not is suspected (see `Cluster::suspect`). For readiness.
+pub async fn probe_remotes(client: &reqwest::Client, cluster: &consult_actors::cluster::Cluster) {
+    let probes = cluster
+        .ownership()
+        .remotes()
+        .into_iter()
+        .map(|url| async move {
+            let ok = client
+                .get(format!("{url}/healthz"))
+                .timeout(PROBE_TIMEOUT)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            (url, ok)
+        });
+    for (url, ok) in futures_util::future::join_all(probes).await {
+        if !ok {
+            cluster.suspect(&url);
+        }
+    }
+}
+
+/// How long a readiness probe of another instance may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(

@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
 use self::auth::JwtKeys;
 use self::error::ApiError;
@@ -241,6 +241,14 @@ pub fn router(state: AppState) -> Router {
                     .on_response(
                         DefaultOnResponse::new()
                             .level(tracing::Level::INFO)
+                            .latency_unit(tower_http::LatencyUnit::Micros),
+                    )
+                    // A 5xx is an operational state (overload, storage down, waiting for a
+                    // shard's new owner), logged as a warning; a 500's cause is logged as
+                    // an error where it happens (`ApiError::Internal`).
+                    .on_failure(
+                        DefaultOnFailure::new()
+                            .level(tracing::Level::WARN)
                             .latency_unit(tower_http::LatencyUnit::Micros),
                     ),
             )

@@ -32,6 +32,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthAnswer>,
     }
     // In a cluster: ready once every shard is served here or has a live owner to forward to.
     if let Some(cluster) = state.engine.cluster() {
+        super::forward::probe_remotes(&state.forward_client, cluster).await;
         if cluster.ownership().unrouted() > 0 {
             return Err(ApiError::Unavailable(
                 "Some doctors have no serving instance yet (shard leases are being taken)",

@@ -151,6 +151,35 @@ impl Ownership {
         }
     }
 
+    /// Every shard routed to `url` becomes unknown (that instance seems gone).
+    pub(crate) fn forget_remote(&self, url: &str) {
+        let mut changed = false;
+        for s in self.write().iter_mut() {
+            if matches!(s, Slot::Remote(u) if &**u == url) {
+                *s = Slot::Unknown;
+                changed = true;
+            }
+        }
+        if changed {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// The distinct instances shards are forwarded to now.
+    pub fn remotes(&self) -> Vec<Arc<str>> {
+        let mut urls: Vec<Arc<str>> = self
+            .read()
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Remote(u) => Some(Arc::clone(u)),
+                _ => None,
+            })
+            .collect();
+        urls.sort();
+        urls.dedup();
+        urls
+    }
+
     pub(crate) fn set_unknown(&self, shard: ShardNo) {
         self.set(shard, Slot::Unknown);
     }

@@ -127,6 +127,9 @@ pub struct Cluster {
     host: std::sync::OnceLock<Weak<dyn ShardHost>>,
     /// Serializes rounds with [`Cluster::leave`].
     round: tokio::sync::Mutex<()>,
+    /// Instances that could not be reached (URL -> when): not forwarded to for a lease
+    /// TTL, by which time a dead instance's leases have expired and been taken.
+    suspects: std::sync::Mutex<HashMap<String, Instant>>,
 }
 
 impl Cluster {
@@ -161,6 +164,7 @@ impl Cluster {
             leaving: AtomicBool::new(false),
             host: std::sync::OnceLock::new(),
             round: tokio::sync::Mutex::new(()),
+            suspects: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 
@@ -194,6 +198,32 @@ impl Cluster {
         self.ids.next()
     }
 
+    /// Another instance could not be reached: its shards are not forwarded to for a
+    /// while (they count as unrouted, so `/readyz` says not ready).
+    pub fn suspect(&self, url: &str) {
+        let fresh = self
+            .suspects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(url.to_owned(), Instant::now())
+            .is_none();
+        if fresh {
+            warn!(
+                node = url,
+                "another instance is unreachable; not forwarding to it"
+            );
+        }
+        self.ownership.forget_remote(url);
+        self.poke();
+    }
+
+    fn is_suspect(&self, url: &str) -> bool {
+        let mut suspects = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+        let ttl = self.settings.lease_ttl;
+        suspects.retain(|_, since| since.elapsed() < ttl);
+        suspects.contains_key(url)
+    }
+
     /// Asks for an early round (someone is waiting for an owner).
     pub fn poke(&self) {
         self.poke.notify_one();
@@ -212,31 +242,40 @@ impl Cluster {
         self.poke();
     }
 
-    /// Runs rounds until [`Cluster::leave`].
-    pub(crate) async fn run(self: Arc<Self>) {
+    /// Runs a first round now, so a lone instance serves as soon as the engine starts,
+    /// then rounds in the background until [`Cluster::leave`].
+    pub(crate) async fn start_rounds(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let mut last_renew: Option<Instant> = None;
-        loop {
-            if self.leaving.load(Relaxed) {
-                return;
-            }
-            let renew_due = last_renew.is_none_or(|t| t.elapsed() >= self.settings.renew_every());
-            {
-                let _round = self.round.lock().await;
-                if self.leaving.load(Relaxed) {
+        self.round(&mut last_renew).await;
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let _ = tokio::time::timeout(me.settings.poll_every(), me.poke.notified()).await;
+                if !me.round(&mut last_renew).await {
                     return;
                 }
-                if renew_due {
-                    last_renew = Some(Instant::now());
-                    self.renew().await;
-                }
-                self.drop_expired().await;
-                match self.store.cluster_view(self.settings.lease_ttl).await {
-                    Ok(view) => self.rebalance(view).await,
-                    Err(e) => warn!(error = %e, "cluster: reading the lease table failed"),
-                }
             }
-            let _ = tokio::time::timeout(self.settings.poll_every(), self.poke.notified()).await;
+        })
+    }
+
+    /// One round: renew when due, drop expired shards, rebalance. `false` once leaving.
+    pub(crate) async fn round(&self, last_renew: &mut Option<Instant>) -> bool {
+        let _round = self.round.lock().await;
+        if self.leaving.load(Relaxed) {
+            return false;
         }
+        if last_renew.is_none_or(|t| t.elapsed() >= self.settings.renew_every()) {
+            *last_renew = Some(Instant::now());
+            self.renew().await;
+        }
+        self.drop_expired().await;
+        // Forward only to instances that heartbeat on time (every TTL/3): one that missed
+        // a heartbeat is probably gone, and its shards wait for their leases to expire.
+        match self.store.cluster_view(self.settings.lease_ttl / 2).await {
+            Ok(view) => self.rebalance(view).await,
+            Err(e) => warn!(error = %e, "cluster: reading the lease table failed"),
+        }
+        true
     }
 
     /// Heartbeat, then extend every lease held; shards not returned are lost.
@@ -328,7 +367,8 @@ impl Cluster {
                 Some(owner)
                     if lease.live
                         && owner.advertise_url != self.me.advertise_url
-                        && live.contains(&owner.advertise_url.as_str()) =>
+                        && live.contains(&owner.advertise_url.as_str())
+                        && !self.is_suspect(&owner.advertise_url) =>
                 {
                     if held_here {
                         taken_over.insert(shard);
@@ -456,11 +496,12 @@ impl Cluster {
 
     /// Re-reads the lease table now, for a request that found no owner.
     pub async fn refresh(&self) -> Result<(), StoreError> {
-        let view = self.store.cluster_view(self.settings.lease_ttl).await?;
+        let view = self.store.cluster_view(self.settings.lease_ttl / 2).await?;
         for lease in view.leases {
             if let (Some(owner), true) = (&lease.owner, lease.live) {
                 if owner.advertise_url != self.me.advertise_url
                     && view.live_nodes.iter().any(|n| n == owner)
+                    && !self.is_suspect(&owner.advertise_url)
                 {
                     self.ownership
                         .set_remote(lease.shard, Arc::from(owner.advertise_url.as_str()));
