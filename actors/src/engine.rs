@@ -23,7 +23,7 @@ use crate::calendar::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::shard_index;
-use crate::cluster::{Cluster, ClusterSettings, ShardHost};
+use crate::cluster::{Cluster, ClusterSettings, Route, ShardHost};
 use crate::context::EngineContext;
 use crate::doctor::{log_check, DoctorMsg, DoctorSnapshot, PrepareItem, SlotCheck, Verdict};
 use crate::error::{EngineError, InvalidField};
@@ -607,17 +607,23 @@ impl Engine {
     ) -> Result<MultiBooking, EngineError> {
         self.ensure_open()?;
         validate_items(&request.items)?;
+        self.refuse_split_booking(&request.items)?;
         let mut slot_minutes = BTreeMap::new();
         for (index, item) in request.items.iter().enumerate() {
             if let std::collections::btree_map::Entry::Vacant(e) =
                 slot_minutes.entry(item.doctor_id)
             {
-                let profile = self.doctor(item.doctor_id).await.map_err(|error| {
-                    EngineError::ItemRejected {
-                        item: index,
-                        error: Box::new(error),
-                    }
-                })?;
+                let profile = self
+                    .doctor(item.doctor_id)
+                    .await
+                    .map_err(|error| match error {
+                        // About the whole booking (where it is decided), not this item.
+                        EngineError::NotOwner { .. } => error,
+                        _ => EngineError::ItemRejected {
+                            item: index,
+                            error: Box::new(error),
+                        },
+                    })?;
                 e.insert(profile.slot_minutes);
             }
         }
@@ -659,6 +665,33 @@ impl Engine {
         })
         .await
         .map_err(|e| EngineError::Unavailable(format!("booking coordinator failed: {e}")))?
+    }
+
+    /// In a cluster, a multi-patient booking is decided by the one instance that serves
+    /// all its doctors (it is forwarded there); doctors served by different instances
+    /// cannot be booked together: refused at once, nothing asked of any doctor.
+    fn refuse_split_booking(&self, items: &[BookingItem]) -> Result<(), EngineError> {
+        let Some(cluster) = &self.ctx().cluster else {
+            return Ok(());
+        };
+        let mut owners: Vec<Option<Arc<str>>> = Vec::new();
+        for item in items {
+            let owner = match cluster.route(item.doctor_id) {
+                Route::Local(_) => None,
+                Route::Remote(url) => Some(url),
+                // Waiting for an owner: the first doctor's call answers NotOwner.
+                Route::Unknown => return Ok(()),
+            };
+            if !owners.contains(&owner) {
+                owners.push(owner);
+            }
+        }
+        if owners.len() > 1 {
+            return Err(EngineError::Unavailable(
+                "the doctors of this booking are served by different instances".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The two phases of [`Self::book_many`].

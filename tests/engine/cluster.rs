@@ -260,3 +260,70 @@ async fn a_write_after_a_takeover_is_fenced_and_nothing_is_written() {
     a.shutdown().await;
     backend.cleanup().await;
 }
+
+fn family_item(doctor_id: DoctorId, n: i64) -> BookingItem {
+    BookingItem {
+        doctor_id,
+        scheduled_at: slot(n),
+        mode: ConsultMode::Video,
+        patient_name: "Kin".into(),
+        relation: Some("child".into()),
+        medical: MedicalInfo::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_multi_patient_booking_is_decided_where_all_its_doctors_are_served() {
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let a = clustered(Arc::clone(&backend.store), "http://a.test").await;
+    let b = clustered(backend.reopen().await, "http://b.test").await;
+    settled(&a, &b).await;
+    let (mut at_a, mut at_b) = (Vec::new(), Vec::new());
+    while at_a.len() < 2 || at_b.is_empty() {
+        let d = a
+            .create_doctor(open_doctor("Dr. Family", chrono_tz::UTC))
+            .await
+            .expect("doctor")
+            .id;
+        match a.cluster().unwrap().route(d) {
+            Route::Local(_) => at_a.push(d),
+            _ => at_b.push(d),
+        }
+    }
+    let family = |items| MultiBookingRequest {
+        patient_id: 5,
+        items,
+    };
+    // Two doctors of a: decided there; the other instance points to a.
+    let together = vec![family_item(at_a[0], 1), family_item(at_a[1], 1)];
+    assert!(matches!(
+        b.book_many(family(together.clone()), None).await,
+        Err(EngineError::NotOwner { owner: Some(ref u) }) if u == "http://a.test"
+    ));
+    let booked = a
+        .book_many(family(together), None)
+        .await
+        .expect("booked at a");
+    assert_eq!(booked.consultations.len(), 2);
+    // Doctors of both instances: refused at once, nothing booked.
+    let split = vec![family_item(at_a[0], 2), family_item(at_b[0], 2)];
+    assert!(matches!(
+        a.book_many(family(split), None).await,
+        Err(EngineError::Unavailable(_))
+    ));
+    let active = backend
+        .store
+        .active_consultations(None)
+        .await
+        .expect("active");
+    assert_eq!(
+        active.len(),
+        2,
+        "only the booking of one instance's doctors"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+    backend.cleanup().await;
+}
