@@ -742,10 +742,10 @@ impl Engine {
         fences.sort_unstable();
         fences.dedup();
         let written = self.ctx().store.append_fenced(&records, &fences).await;
-        if let (Err(crate::error::StoreError::Fenced { shard, .. }), Some(c)) =
+        if let (Err(crate::error::StoreError::Fenced { shard, epoch }), Some(c)) =
             (&written, &self.ctx().cluster)
         {
-            c.fenced(*shard);
+            c.fenced(*shard, *epoch);
         }
         let _ = verdict.send(Some(if written.is_ok() {
             Verdict::Committed

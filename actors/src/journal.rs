@@ -295,8 +295,8 @@ impl Batch {
         } else {
             self.append(store, stats, poisoned).await
         };
-        if let (Err(StoreError::Fenced { shard, .. }), Some(c)) = (&result, cluster) {
-            c.fenced(*shard);
+        if let (Err(StoreError::Fenced { shard, epoch }), Some(c)) = (&result, cluster) {
+            c.fenced(*shard, *epoch);
         }
         if let (Ok(()), Some(hook)) = (&result, on_durable) {
             if !self.records.is_empty() {

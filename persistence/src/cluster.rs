@@ -239,8 +239,11 @@ impl ClusterStore for PgStore {
         })
     }
 
-    /// One statement: lock the takeable rows in shard order (re-checked after any wait),
-    /// then take them with the next epoch.
+    /// One statement: lock the takeable rows in shard order, then take them with the next
+    /// epoch. A row locked by a write in flight (its owner's fenced transaction holds it
+    /// `FOR SHARE`) is skipped this time rather than waited for: the caller's lease loop
+    /// must never stall behind a paused owner. This node's own lease (this or an older
+    /// incarnation) is taken again with a new epoch, which fences its earlier writes.
     async fn acquire_leases(
         &self,
         node: &NodeIdentity,
@@ -256,8 +259,8 @@ impl ClusterStore for PgStore {
              epoch = l.epoch + 1, expires_at = now() + make_interval(secs => $4) \
              WHERE l.shard IN (SELECT shard FROM shard_leases \
              WHERE shard = ANY($1::int[]) \
-             AND (expires_at <= now() OR (owner_url = $2 AND owner_incarnation < $3)) \
-             ORDER BY shard FOR UPDATE) \
+             AND (expires_at <= now() OR (owner_url = $2 AND owner_incarnation <= $3)) \
+             ORDER BY shard FOR UPDATE SKIP LOCKED) \
              RETURNING l.shard, l.epoch",
         )
         .bind(shards)
@@ -292,7 +295,8 @@ impl ClusterStore for PgStore {
         fence_rows(held)
     }
 
-    /// Owner and epoch stay; only the expiry moves to now (never later than it was).
+    /// The epoch stays; the expiry moves to now (never later than it was) and the owner is
+    /// cleared, so a later renewal of this node cannot take the lease back.
     async fn release_leases(
         &self,
         node: &NodeIdentity,
@@ -303,7 +307,8 @@ impl ClusterStore for PgStore {
             return Ok(());
         }
         sqlx::query(
-            "UPDATE shard_leases AS l SET expires_at = LEAST(l.expires_at, now()) \
+            "UPDATE shard_leases AS l SET expires_at = LEAST(l.expires_at, now()), \
+             owner_url = NULL, owner_incarnation = NULL \
              WHERE l.shard IN (SELECT shard FROM shard_leases \
              WHERE shard = ANY($1::int[]) AND owner_url = $2 AND owner_incarnation = $3 \
              ORDER BY shard FOR UPDATE)",

@@ -52,6 +52,9 @@ const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_OUTBOX_CLAIM_S: u64 = 300;
 
 /// The store on one Postgres database.
+/// How long the server lets a transaction of this store sit idle before ending it.
+const IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 2000;
+
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -72,6 +75,12 @@ impl PgStore {
 
     /// Like [`PgStore::connect`], from options.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        // A transaction left idle (its process paused) must not hold its locks (the lease
+        // rows a fenced write reads FOR SHARE) for long: the server ends it.
+        let options = options.options([(
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION_TIMEOUT_MS.to_string(),
+        )]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))

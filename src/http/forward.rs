@@ -76,7 +76,8 @@ pub async fn forward(State(state): State<AppState>, req: Request, next: Next) ->
             p.headers.remove(header::RETRY_AFTER);
             return Response::from_parts(p, b);
         }
-        if let Some(url) = owner {
+        if let Some(url) = &owner {
+            let url = url.clone();
             match send(
                 &state.forward_client,
                 &url,
@@ -105,6 +106,11 @@ pub async fn forward(State(state): State<AppState>, req: Request, next: Next) ->
         if Instant::now() >= give_up {
             return response;
         }
+        if owner.is_none() {
+            // No owner known here: read the lease table (the lease loop may be stopped,
+            // as on an instance that is leaving).
+            let _ = cluster.refresh().await;
+        }
         cluster.poke();
         let until = (Instant::now() + RETRY_PAUSE).min(give_up);
         cluster.ownership().changed_or(until).await;
@@ -132,7 +138,13 @@ async fn send(
     if let Ok(me) = HeaderValue::from_str(me) {
         request = request.header(FORWARDED, me);
     }
-    let answer = request.send().await.map_err(|_| UNREACHABLE)?;
+    let answer = match request.send().await {
+        Ok(answer) => answer,
+        // Not connected: the request never left, so it may be routed again.
+        Err(e) if e.is_connect() => return Err(UNREACHABLE),
+        // Sent, then the owner went away: it may have been acted on. Never sent twice.
+        Err(_) => return Ok(ambiguous(&parts.method)),
+    };
     if answer.status() == StatusCode::MISDIRECTED_REQUEST {
         return Err("not the owner");
     }
@@ -145,6 +157,19 @@ async fn send(
     response
         .body(Body::from_stream(answer.bytes_stream()))
         .map_err(|_| "bad answer")
+}
+
+/// The answer when a forwarded request's outcome is unknown: a read is safe to retry; a
+/// write may have completed (like a timeout).
+fn ambiguous(method: &axum::http::Method) -> Response {
+    if method == axum::http::Method::GET {
+        ApiError::Unavailable("The service is unavailable; nothing was changed. Please retry.")
+    } else {
+        ApiError::Unavailable(
+            "The request timed out. It may have completed: check your consultations before retrying.",
+        )
+    }
+    .into_response()
 }
 
 /// Checks that every instance shards are forwarded to answers `/healthz`; one that does

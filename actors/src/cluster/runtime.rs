@@ -230,13 +230,14 @@ impl Cluster {
     }
 
     /// A write of `shard` was refused by its fence: another instance owns it now.
-    pub(crate) fn fenced(&self, shard: ShardNo) {
+    pub(crate) fn fenced(&self, shard: ShardNo, epoch: u64) {
         self.stats.fenced.fetch_add(1, Relaxed);
         warn!(
             shard,
-            "a write was fenced: another instance took this shard over"
+            epoch, "a write was fenced: another instance took this shard over"
         );
-        if matches!(self.ownership.route(shard), Route::Local(_)) {
+        // Only if still held under that epoch (it may have been taken again since).
+        if matches!(self.ownership.route(shard), Route::Local(f) if f.epoch == epoch) {
             self.ownership.set_unknown(shard);
         }
         self.poke();
@@ -348,6 +349,8 @@ impl Cluster {
         let mut to_take = Vec::new();
         let mut to_hand_off = BTreeSet::new();
         let mut taken_over = BTreeSet::new();
+        // Ours in the table but not served here, and another's to serve: give it back.
+        let mut to_release = Vec::new();
         for lease in &view.leases {
             let shard = lease.shard;
             let desired = desired_owner(&live, shard);
@@ -360,6 +363,8 @@ impl Cluster {
                     } else if !held_here && mine {
                         // Ours in the table but not served (lost deadline): take it anew.
                         to_take.push(shard);
+                    } else if !held_here {
+                        to_release.push(shard);
                     }
                 }
                 // Forward only to an owner that still heartbeats; a dead owner's lease
@@ -389,6 +394,11 @@ impl Cluster {
         }
         if !to_hand_off.is_empty() {
             self.hand_off(&to_hand_off).await;
+        }
+        if !to_release.is_empty() {
+            if let Err(e) = self.store.release_leases(&self.me, &to_release).await {
+                warn!(error = %e, "cluster: releasing unserved leases failed");
+            }
         }
         if !to_take.is_empty() {
             self.take(&to_take).await;
@@ -502,6 +512,7 @@ impl Cluster {
                 if owner.advertise_url != self.me.advertise_url
                     && view.live_nodes.iter().any(|n| n == owner)
                     && !self.is_suspect(&owner.advertise_url)
+                    && !matches!(self.ownership.route(lease.shard), Route::Local(_))
                 {
                     self.ownership
                         .set_remote(lease.shard, Arc::from(owner.advertise_url.as_str()));
