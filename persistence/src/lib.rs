@@ -2,9 +2,11 @@
 //! (the embedded default) and [`PgStore`] (production), their embedded migrations, and
 //! [`open_store`], which picks one by URL scheme. Both write the same logical schema: the
 //! `journal` (the source of truth), the `consultations` and `doctors` projections kept in
-//! the same transaction, and `snapshots`.
+//! the same transaction, and `snapshots`. Postgres also implements the cluster port
+//! ([`consult_actors::cluster::ClusterStore`]) so that several instances can share it.
 
 mod batch;
+mod cluster;
 mod error;
 mod postgres;
 mod rows;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 
 use consult_actors::{Store, StoreError};
 
+pub use cluster::MAX_SHARD_COUNT;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -4,15 +4,19 @@
 //! session and notification outboxes), in one round trip. Other batches are one
 //! transaction: the journal insert, per phase (see [`crate::batch::Plan`]) one UNNEST
 //! insert for the bookings, one update per reschedule (in order) and one UNNEST update for
-//! the cancellations, per-row updates for the rare doctor changes, then the outboxes. `synchronous_commit` stays on: commit means
-//! durable.
+//! the cancellations, per-row updates for the rare doctor changes, then the outboxes. A
+//! fenced batch (several instances, see [`crate::cluster`]) is always a transaction that
+//! first checks its shards' lease epochs, then runs the same statements.
+//! `synchronous_commit` stays on: commit means durable.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use consult_actors::calendar::{DoctorEvent, JournalRecord};
+use consult_actors::cluster::{ClusterStore, Fence};
 use consult_actors::outbox::{
     InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
 };
@@ -28,6 +32,7 @@ use crate::batch::{
     self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey, NewMember,
     NewNotification, NewSession, Reschedule,
 };
+use crate::cluster::check_fences;
 use crate::error::{config_error, db_error, migrate_error};
 use crate::rows::{
     self, ReadRow, CONSULTATIONS_FROM, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS,
@@ -460,6 +465,67 @@ async fn update_doctor(conn: &mut PgConnection, update: &DoctorUpdate) -> Result
     Ok(())
 }
 
+/// A bookings-only batch (one phase of bookings, no member rows; the usual batch) as the
+/// one statement of [`BOOKINGS_BATCH`]; `None` for any other batch.
+fn bookings_batch_statement<'q>(plan: &'q batch::Plan<'_>) -> Option<PgQuery<'q>> {
+    let [phase] = plan.phases.as_slice() else {
+        return None;
+    };
+    let bookings_only = phase.cancellations.is_empty()
+        && phase.reschedules.is_empty()
+        && plan.doctor_updates.is_empty()
+        && plan.members.is_empty();
+    if !bookings_only {
+        return None;
+    }
+    let parties: Vec<(i64, i64)> = plan
+        .notifications
+        .iter()
+        .map(|n| n.parties)
+        .collect::<Option<_>>()?;
+    let sql = if plan.idempotency.is_empty() {
+        BOOKINGS_BATCH
+    } else {
+        BOOKINGS_BATCH_WITH_KEYS
+    };
+    let query = bind_journal(sqlx::query(sql), &plan.journal);
+    let query = bind_consultations(query, &phase.bookings);
+    let query = bind_sessions(query, &plan.sessions);
+    let query = bind_notifications(query, &plan.notifications, &parties);
+    Some(if plan.idempotency.is_empty() {
+        query
+    } else {
+        bind_idempotency_keys(query, &plan.idempotency)
+    })
+}
+
+/// Any batch as a series of set-based statements inside the caller's transaction.
+async fn write_plan(conn: &mut PgConnection, plan: &batch::Plan<'_>) -> Result<(), StoreError> {
+    insert_journal(conn, &plan.journal).await?;
+    for phase in &plan.phases {
+        insert_consultations(conn, &phase.bookings).await?;
+        reschedule_consultations(conn, &phase.reschedules).await?;
+        cancel_consultations(conn, &phase.cancellations).await?;
+    }
+    for update in &plan.doctor_updates {
+        update_doctor(conn, update).await?;
+    }
+    if !plan.idempotency.is_empty() {
+        bind_idempotency_keys(sqlx::query(INSERT_IDEMPOTENCY_KEYS), &plan.idempotency)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    if !plan.members.is_empty() {
+        bind_members(sqlx::query(INSERT_MEMBERS), &plan.members)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    insert_sessions(conn, &plan.sessions).await?;
+    insert_notifications(conn, &plan.notifications).await
+}
+
 fn consultations(rows: Vec<PgRow>) -> Result<Vec<Consultation>, StoreError> {
     rows.iter().map(rows::consultation).collect()
 }
@@ -576,59 +642,45 @@ impl Store for PgStore {
     }
 
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError> {
+        self.append_fenced(batch, &[]).await
+    }
+
+    /// Without fences: a bookings-only batch is its one statement, any other batch one
+    /// transaction. With fences: one transaction that checks them first (see
+    /// [`check_fences`]), then writes the same statements.
+    async fn append_fenced(
+        &self,
+        batch: &[JournalRecord],
+        fences: &[Fence],
+    ) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
         let plan = batch::plan(batch)?;
-        if let [phase] = plan.phases.as_slice() {
-            let parties: Option<Vec<(i64, i64)>> =
-                plan.notifications.iter().map(|n| n.parties).collect();
-            if let (true, true, true, true, Some(parties)) = (
-                phase.cancellations.is_empty(),
-                phase.reschedules.is_empty(),
-                plan.doctor_updates.is_empty(),
-                plan.members.is_empty(),
-                parties,
-            ) {
-                let sql = if plan.idempotency.is_empty() {
-                    BOOKINGS_BATCH
-                } else {
-                    BOOKINGS_BATCH_WITH_KEYS
-                };
-                let query = bind_journal(sqlx::query(sql), &plan.journal);
-                let query = bind_consultations(query, &phase.bookings);
-                let query = bind_sessions(query, &plan.sessions);
-                let mut query = bind_notifications(query, &plan.notifications, &parties);
-                if !plan.idempotency.is_empty() {
-                    query = bind_idempotency_keys(query, &plan.idempotency);
-                }
-                return query.execute(&self.pool).await.map(drop).map_err(db_error);
+        let statement = bookings_batch_statement(&plan);
+        if fences.is_empty() {
+            if let Some(statement) = statement {
+                return statement
+                    .execute(&self.pool)
+                    .await
+                    .map(drop)
+                    .map_err(db_error);
             }
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        insert_journal(&mut tx, &plan.journal).await?;
-        for phase in &plan.phases {
-            insert_consultations(&mut tx, &phase.bookings).await?;
-            reschedule_consultations(&mut tx, &phase.reschedules).await?;
-            cancel_consultations(&mut tx, &phase.cancellations).await?;
+        if let Err(e) = check_fences(&mut tx, fences).await {
+            let _ = tx.rollback().await;
+            return Err(e);
         }
-        for update in &plan.doctor_updates {
-            update_doctor(&mut tx, update).await?;
-        }
-        if !plan.idempotency.is_empty() {
-            bind_idempotency_keys(sqlx::query(INSERT_IDEMPOTENCY_KEYS), &plan.idempotency)
+        match statement {
+            Some(statement) => statement
                 .execute(&mut *tx)
                 .await
-                .map_err(db_error)?;
+                .map(drop)
+                .map_err(db_error)?,
+            None => write_plan(&mut tx, &plan).await?,
         }
-        if !plan.members.is_empty() {
-            bind_members(sqlx::query(INSERT_MEMBERS), &plan.members)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        }
-        insert_sessions(&mut tx, &plan.sessions).await?;
-        insert_notifications(&mut tx, &plan.notifications).await?;
+        // A commit whose answer is lost (connection gone) is an error, never success.
         tx.commit().await.map_err(db_error)
     }
 
@@ -724,18 +776,35 @@ impl Store for PgStore {
         seq: u64,
         blob: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        self.save_snapshot_fenced(doctor_id, seq, blob, None).await
+    }
+
+    /// With a fence: one transaction that checks it first (see [`check_fences`]).
+    async fn save_snapshot_fenced(
+        &self,
+        doctor_id: DoctorId,
+        seq: u64,
+        blob: &[u8],
+        fence: Option<Fence>,
+    ) -> Result<(), StoreError> {
+        let upsert = sqlx::query(
             "INSERT INTO snapshots (doctor_id, seq, blob, taken_at) VALUES ($1, $2, $3, now()) \
              ON CONFLICT (doctor_id) DO UPDATE \
              SET seq = excluded.seq, blob = excluded.blob, taken_at = excluded.taken_at",
         )
         .bind(doctor_id)
         .bind(batch::seq_to_i64(seq)?)
-        .bind(blob)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        .bind(blob);
+        let Some(fence) = fence else {
+            return upsert.execute(&self.pool).await.map(drop).map_err(db_error);
+        };
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        if let Err(e) = check_fences(&mut tx, &[fence]).await {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
+        upsert.execute(&mut *tx).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn delete_snapshots(&self) -> Result<u64, StoreError> {
@@ -1106,5 +1175,10 @@ impl Store for PgStore {
 
     async fn close(&self) {
         PgStore::close(self).await;
+    }
+
+    /// The lease and membership tables live in this database (see [`crate::cluster`]).
+    fn cluster(&self) -> Option<Arc<dyn ClusterStore>> {
+        Some(Arc::new(self.clone()))
     }
 }

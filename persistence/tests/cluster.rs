@@ -1,0 +1,827 @@
+//! The cluster port on Postgres (`ClusterStore` for `PgStore`) and the fenced writes, each
+//! test on its own fresh database: lease takeover races, epochs, release and restart,
+//! fencing of journal and snapshot writes (with a real concurrent transaction holding the
+//! lease row), id ranges from many tasks, and membership. Every wait is bounded.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use consult_actors::calendar::{
+    ActedBy, BookedSlot, DoctorEvent, JournalRecord, LocalTime, WeeklySchedule,
+};
+use consult_actors::cluster::{ClusterStore, Fence, NodeIdentity};
+use consult_actors::{
+    reference_for, ConsultMode, ConsultationStatus, MedicalInfo, NewDoctor, Store, StoreError,
+};
+use consult_persistence::{testing, PgStore};
+use sqlx::{Connection, PgConnection};
+use tokio::task::JoinHandle;
+
+/// How long any one wait in these tests may take before the test fails.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A lease TTL long enough that nothing expires during a test unless it means to.
+const LONG_TTL: Duration = Duration::from_secs(600);
+
+/// Runs `test` on a fresh Postgres database, then drops it, even if the test panicked.
+/// Skips (returns) when Postgres is unreachable outside CI.
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(PgStore) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some((store, name)) = testing::fresh_postgres().await else {
+        return;
+    };
+    let handle = store.clone();
+    let outcome = tokio::time::timeout(Duration::from_secs(120), tokio::spawn(test(store))).await;
+    handle.close().await;
+    testing::drop_postgres(&name).await;
+    match outcome {
+        Err(_) => panic!("test did not finish within 120 s"),
+        Ok(Err(e)) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("test task did not finish: {e}"),
+        },
+        Ok(Ok(())) => {}
+    }
+}
+
+fn node(url: &str, incarnation: i64) -> NodeIdentity {
+    NodeIdentity {
+        advertise_url: url.to_owned(),
+        incarnation,
+    }
+}
+
+fn fence(shard: u32, epoch: u64) -> Fence {
+    Fence { shard, epoch }
+}
+
+/// The store's cluster port, as the engine gets it.
+fn cluster(store: &PgStore) -> Arc<dyn ClusterStore> {
+    store.cluster().expect("Postgres has a cluster port")
+}
+
+/// When the fixtures' facts are recorded.
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 1, 8, 0, 0)
+        .single()
+        .expect("valid UTC time")
+}
+
+/// Monday 2030-01-07, 09:00 UTC plus `slots` half hours.
+fn slot(slots: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 7, 9, 0, 0)
+        .single()
+        .expect("valid UTC time")
+        + chrono::Duration::minutes(30 * slots)
+}
+
+async fn create_doctor(store: &PgStore) -> i64 {
+    store
+        .create_doctor(
+            &NewDoctor {
+                name: "Dr. Ada Okafor".to_owned(),
+                specialty: "cardiology".to_owned(),
+                timezone: "Europe/London".parse().expect("known timezone"),
+                slot_minutes: 30,
+                schedule: WeeklySchedule::weekdays(LocalTime::hm(9, 0), LocalTime::hm(17, 0)),
+                is_available: true,
+                is_approved: true,
+            },
+            now(),
+        )
+        .await
+        .expect("create_doctor")
+        .id
+}
+
+fn booking(doctor_id: i64, seq: u64, id: i64, start: DateTime<Utc>) -> JournalRecord {
+    JournalRecord {
+        doctor_id,
+        seq,
+        recorded_at: now(),
+        event: DoctorEvent::Booked {
+            slot: BookedSlot {
+                id,
+                reference: reference_for(id),
+                patient_id: 100,
+                start,
+                duration_minutes: 30,
+                status: ConsultationStatus::Scheduled,
+                mode: ConsultMode::Video,
+                created_at: now(),
+            },
+        },
+        medical: MedicalInfo {
+            reason: Some("chest pain".to_owned()),
+            ..MedicalInfo::default()
+        },
+        idempotency: None,
+        member: None,
+    }
+}
+
+fn cancellation(doctor_id: i64, seq: u64, consultation_id: i64) -> JournalRecord {
+    JournalRecord {
+        doctor_id,
+        seq,
+        recorded_at: now(),
+        event: DoctorEvent::Cancelled {
+            consultation_id,
+            at: now(),
+            by: Some(ActedBy::Patient),
+        },
+        medical: MedicalInfo::default(),
+        idempotency: None,
+        member: None,
+    }
+}
+
+/// `SELECT count(*)` of one table.
+async fn rows(store: &PgStore, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or_else(|e| panic!("count {table}: {e}"))
+}
+
+/// What a batch writes besides the doctor's `Registered` row: journal rows, consultations,
+/// sessions, notifications.
+async fn written(store: &PgStore) -> [i64; 4] {
+    [
+        rows(store, "journal").await - 1,
+        rows(store, "consultations").await,
+        rows(store, "sessions").await,
+        rows(store, "notifications").await,
+    ]
+}
+
+/// Polls `condition` until it holds; panics after [`WAIT`].
+async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let until = Instant::now() + WAIT;
+    while !condition().await {
+        assert!(Instant::now() < until, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A connection of its own to the store's database, outside the store's pool (which the
+/// tasks under test may fill).
+async fn raw_connection(store: &PgStore) -> PgConnection {
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(store.pool())
+        .await
+        .expect("database name");
+    PgConnection::connect(&testing::pg_url_for(&name))
+        .await
+        .expect("raw connection")
+}
+
+/// Waits until `count` backends of this database are blocked on a lock while running a
+/// statement that starts with `statement`: the calls under test really wait for the lock
+/// the test holds (not merely run slowly). `monitor` must not be inside a transaction
+/// (activity is read once per transaction).
+async fn wait_for_lock_waits(monitor: &mut PgConnection, statement: &str, count: i64) {
+    let until = Instant::now() + WAIT;
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE $1",
+        )
+        .bind(format!("{statement}%"))
+        .fetch_one(&mut *monitor)
+        .await
+        .expect("pg_stat_activity");
+        if waiting == count {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{count} `{statement}` waiting for a lock: not within {WAIT:?} ({waiting} are)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the lease of `shard` has expired by the database clock.
+async fn wait_expired(c: &Arc<dyn ClusterStore>, shard: u32) {
+    wait_until(&format!("lease of shard {shard} expired"), || async {
+        let view = c.cluster_view(LONG_TTL).await.expect("view");
+        !view.leases[shard as usize].live
+    })
+    .await;
+}
+
+async fn finished<T>(task: JoinHandle<T>) -> T {
+    tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap_or_else(|_| panic!("the task did not finish within {WAIT:?}"))
+        .expect("the task panicked")
+}
+
+// ---------------------------------------------------------------------------------------
+// Shard preparation
+
+#[tokio::test]
+async fn prepare_shards_is_idempotent_and_refuses_another_shard_count() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(8).await.expect("first prepare");
+        c.prepare_shards(8)
+            .await
+            .expect("second prepare, same count");
+        let view = c.cluster_view(LONG_TTL).await.expect("view");
+        assert_eq!(
+            view.leases.iter().map(|l| l.shard).collect::<Vec<_>>(),
+            (0..8).collect::<Vec<_>>()
+        );
+        assert!(view
+            .leases
+            .iter()
+            .all(|l| l.owner.is_none() && l.epoch == 0 && !l.live));
+        match c.prepare_shards(16).await {
+            Err(StoreError::Unavailable(message)) => {
+                assert!(message.contains("8") && message.contains("16"), "{message}");
+            }
+            other => panic!("another shard count must be refused, got {other:?}"),
+        }
+        assert_eq!(
+            c.cluster_view(LONG_TTL).await.expect("view").leases.len(),
+            8
+        );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Leases
+
+#[tokio::test]
+async fn of_sixteen_nodes_taking_one_expired_lease_at_once_exactly_one_wins() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(4).await.expect("prepare");
+        // A fenced transaction holds the (expired) lease row, so that all sixteen takeovers
+        // are under way at once when it ends: a real race, not sixteen turns.
+        let mut monitor = raw_connection(&store).await;
+        let mut holder = raw_connection(&store).await;
+        let mut open = holder.begin().await.expect("begin");
+        sqlx::query("SELECT shard FROM shard_leases WHERE shard = 2 FOR SHARE")
+            .execute(&mut *open)
+            .await
+            .expect("hold the row");
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let c = Arc::clone(&c);
+                tokio::spawn(async move {
+                    let me = node(&format!("http://node-{i}:8080"), 1);
+                    (me.clone(), c.acquire_leases(&me, &[2], LONG_TTL).await)
+                })
+            })
+            .collect();
+        wait_for_lock_waits(&mut monitor, "UPDATE shard_leases", 16).await;
+        open.commit().await.expect("commit");
+        let mut winners = Vec::new();
+        for task in tasks {
+            let (me, taken) = finished(task).await;
+            let taken = taken.expect("acquire");
+            if !taken.is_empty() {
+                assert_eq!(taken, vec![fence(2, 1)]);
+                winners.push(me);
+            }
+        }
+        assert_eq!(winners.len(), 1, "winners: {winners:?}");
+        let view = c.cluster_view(LONG_TTL).await.expect("view");
+        let lease = &view.leases[2];
+        assert_eq!(lease.owner.as_ref(), Some(&winners[0]));
+        assert_eq!((lease.epoch, lease.live), (1, true));
+        // Nobody else's lease moved.
+        assert!(view
+            .leases
+            .iter()
+            .filter(|l| l.shard != 2)
+            .all(|l| l.epoch == 0 && l.owner.is_none()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_live_lease_is_not_taken_and_each_takeover_raises_the_epoch() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(4).await.expect("prepare");
+        let (a, b) = (node("http://a:8080", 1), node("http://b:8080", 1));
+        let mut epochs = Vec::new();
+        let taken = c.acquire_leases(&a, &[0, 1, 3], LONG_TTL).await.expect("a");
+        assert_eq!(taken, vec![fence(0, 1), fence(1, 1), fence(3, 1)]);
+        epochs.push(taken[1].epoch);
+        assert!(c
+            .acquire_leases(&b, &[1], LONG_TTL)
+            .await
+            .expect("b")
+            .is_empty());
+        // Taking a lease one already holds (same incarnation) is no takeover either.
+        assert!(c
+            .acquire_leases(&a, &[1], LONG_TTL)
+            .await
+            .expect("a")
+            .is_empty());
+        for round in 0..4 {
+            let (from, to) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            c.release_leases(from, &[1]).await.expect("release");
+            let taken = c.acquire_leases(to, &[1], LONG_TTL).await.expect("take");
+            assert_eq!(taken.len(), 1, "round {round}");
+            epochs.push(taken[0].epoch);
+        }
+        assert!(
+            epochs.windows(2).all(|w| w[1] > w[0]),
+            "epochs must strictly increase: {epochs:?}"
+        );
+        assert_eq!(epochs, vec![1, 2, 3, 4, 5]);
+        let view = c.cluster_view(LONG_TTL).await.expect("view");
+        assert_eq!(view.leases[1].epoch, 5);
+        assert_eq!(view.leases[1].owner.as_ref(), Some(&a));
+        // The other shards of `a` were untouched by the handoffs.
+        assert_eq!((view.leases[0].epoch, view.leases[3].epoch), (1, 1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_its_old_owner_no_longer_renews_it() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(4).await.expect("prepare");
+        let (a, b) = (node("http://a:8080", 1), node("http://b:8080", 1));
+        let short = Duration::from_millis(300);
+        assert_eq!(
+            c.acquire_leases(&a, &[0, 1], short).await.expect("a"),
+            vec![fence(0, 1), fence(1, 1)]
+        );
+        wait_expired(&c, 1).await;
+        // Expired and not taken: renewing keeps the epoch (nobody else wrote).
+        assert_eq!(
+            c.renew_leases(&a, short).await.expect("renew"),
+            vec![fence(0, 1), fence(1, 1)]
+        );
+        assert!(c.cluster_view(LONG_TTL).await.expect("view").leases[1].live);
+        wait_expired(&c, 1).await;
+        assert_eq!(
+            c.acquire_leases(&b, &[1], LONG_TTL).await.expect("b"),
+            vec![fence(1, 2)]
+        );
+        assert_eq!(
+            c.renew_leases(&a, LONG_TTL).await.expect("renew"),
+            vec![fence(0, 1)],
+            "a lease taken over is not renewed"
+        );
+        let view = c.cluster_view(LONG_TTL).await.expect("view");
+        assert_eq!(view.leases[1].owner.as_ref(), Some(&b));
+        assert_eq!((view.leases[1].epoch, view.leases[1].live), (2, true));
+        assert_eq!(
+            c.renew_leases(&b, LONG_TTL).await.expect("renew"),
+            vec![fence(1, 2)]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_released_lease_is_taken_at_once_with_the_next_epoch_and_only_its_owner_releases() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(4).await.expect("prepare");
+        let (a, b) = (node("http://a:8080", 1), node("http://b:8080", 1));
+        c.acquire_leases(&a, &[0, 2], LONG_TTL).await.expect("a");
+        // Not b's to release, nor an older incarnation's.
+        c.release_leases(&b, &[0, 2]).await.expect("release");
+        c.release_leases(&node("http://a:8080", 0), &[0, 2])
+            .await
+            .expect("release");
+        assert!(c
+            .acquire_leases(&b, &[0, 2], LONG_TTL)
+            .await
+            .expect("b")
+            .is_empty());
+        c.release_leases(&a, &[2]).await.expect("release");
+        let view = c.cluster_view(LONG_TTL).await.expect("view");
+        assert!(!view.leases[2].live);
+        assert_eq!(view.leases[2].epoch, 1, "a release keeps the epoch");
+        assert_eq!(view.leases[2].owner.as_ref(), Some(&a));
+        assert_eq!(
+            c.acquire_leases(&b, &[0, 2], LONG_TTL).await.expect("b"),
+            vec![fence(2, 2)]
+        );
+        assert_eq!(
+            c.renew_leases(&a, LONG_TTL).await.expect("renew"),
+            vec![fence(0, 1)]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_incarnation_of_a_node_takes_its_old_leases_at_once() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(4).await.expect("prepare");
+        let old = node("http://a:8080", 7);
+        let new = node("http://a:8080", 8);
+        c.acquire_leases(&old, &[1, 3], LONG_TTL)
+            .await
+            .expect("old");
+        // Still live, but the same URL restarted: no TTL wait.
+        assert_eq!(
+            c.acquire_leases(&new, &[1, 2, 3], LONG_TTL)
+                .await
+                .expect("new"),
+            vec![fence(1, 2), fence(2, 1), fence(3, 2)]
+        );
+        assert!(c
+            .renew_leases(&old, LONG_TTL)
+            .await
+            .expect("renew")
+            .is_empty());
+        // Another URL still may not.
+        assert!(c
+            .acquire_leases(&node("http://b:8080", 8), &[1], LONG_TTL)
+            .await
+            .expect("b")
+            .is_empty());
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Fenced writes
+
+#[tokio::test]
+async fn a_journal_batch_with_a_stale_epoch_is_fenced_and_writes_nothing() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(4).await.expect("prepare");
+        let (a, b) = (node("http://a:8080", 1), node("http://b:8080", 1));
+        c.acquire_leases(&a, &[1, 2], LONG_TTL).await.expect("a");
+        c.release_leases(&a, &[1]).await.expect("release");
+        c.acquire_leases(&b, &[1], LONG_TTL).await.expect("b");
+        let doctor = create_doctor(&store).await;
+        let bookings = [
+            booking(doctor, 2, 1, slot(0)),
+            booking(doctor, 3, 2, slot(1)),
+        ];
+
+        // The one-statement shape (bookings only) and the transaction shape (with a
+        // cancellation), each refused whole.
+        for batch in [
+            &bookings[..],
+            &[bookings[0].clone(), cancellation(doctor, 3, 1)],
+        ] {
+            match store.append_fenced(batch, &[fence(1, 1)]).await {
+                Err(StoreError::Fenced { shard: 1, epoch: 1 }) => {}
+                other => panic!("a stale epoch must be fenced, got {other:?}"),
+            }
+            // One stale fence among good ones refuses the batch too, naming the stale one.
+            match store
+                .append_fenced(batch, &[fence(2, 1), fence(1, 1), fence(2, 1)])
+                .await
+            {
+                Err(StoreError::Fenced { shard: 1, epoch: 1 }) => {}
+                other => panic!("a stale epoch must be fenced, got {other:?}"),
+            }
+            // A shard nobody prepared has no lease to hold.
+            match store.append_fenced(batch, &[fence(9, 1)]).await {
+                Err(StoreError::Fenced { shard: 9, epoch: 1 }) => {}
+                other => panic!("an unknown shard must be fenced, got {other:?}"),
+            }
+            assert_eq!(written(&store).await, [0, 0, 0, 0]);
+        }
+
+        // The current epochs write.
+        store
+            .append_fenced(&bookings, &[fence(1, 2), fence(2, 1)])
+            .await
+            .expect("current epochs");
+        assert_eq!(written(&store).await, [2, 2, 2, 4]);
+        store
+            .append_fenced(&[cancellation(doctor, 4, 1)], &[fence(1, 2)])
+            .await
+            .expect("current epoch, transaction shape");
+        assert_eq!(written(&store).await, [3, 2, 2, 6]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_snapshot_with_a_stale_epoch_is_fenced_and_not_saved() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(4).await.expect("prepare");
+        let (a, b) = (node("http://a:8080", 1), node("http://b:8080", 1));
+        c.acquire_leases(&a, &[3], LONG_TTL).await.expect("a");
+        c.release_leases(&a, &[3]).await.expect("release");
+        c.acquire_leases(&b, &[3], LONG_TTL).await.expect("b");
+        let doctor = create_doctor(&store).await;
+        match store
+            .save_snapshot_fenced(doctor, 1, b"old owner", Some(fence(3, 1)))
+            .await
+        {
+            Err(StoreError::Fenced { shard: 3, epoch: 1 }) => {}
+            other => panic!("a stale epoch must be fenced, got {other:?}"),
+        }
+        assert_eq!(rows(&store, "snapshots").await, 0);
+        store
+            .save_snapshot_fenced(doctor, 1, b"new owner", Some(fence(3, 2)))
+            .await
+            .expect("current epoch");
+        store
+            .save_snapshot_fenced(doctor, 1, b"unfenced", None)
+            .await
+            .expect("no fence");
+        let blob: Vec<u8> = sqlx::query_scalar("SELECT blob FROM snapshots")
+            .fetch_one(store.pool())
+            .await
+            .expect("snapshot");
+        assert_eq!(blob, b"unfenced");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_takeover_waits_for_an_open_fenced_transaction_on_its_lease_row() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(4).await.expect("prepare");
+        let a = node("http://a:8080", 1);
+        c.acquire_leases(&a, &[1], Duration::from_millis(300))
+            .await
+            .expect("a");
+        // What a fenced journal transaction of `a` does first, left open.
+        let mut open = store.pool().begin().await.expect("begin");
+        let held: Vec<i32> = sqlx::query_scalar(
+            "SELECT shard FROM shard_leases \
+             WHERE (shard, epoch) IN (SELECT * FROM UNNEST($1::bigint[], $2::bigint[])) \
+             ORDER BY shard FOR SHARE",
+        )
+        .bind(vec![1_i64])
+        .bind(vec![1_i64])
+        .fetch_all(&mut *open)
+        .await
+        .expect("fence check");
+        assert_eq!(held, vec![1]);
+        wait_expired(&c, 1).await;
+
+        let takeover = {
+            let c = Arc::clone(&c);
+            tokio::spawn(async move {
+                c.acquire_leases(&node("http://b:8080", 1), &[1], LONG_TTL)
+                    .await
+            })
+        };
+        let mut monitor = raw_connection(&store).await;
+        wait_for_lock_waits(&mut monitor, "UPDATE shard_leases", 1).await;
+        assert!(
+            !takeover.is_finished(),
+            "the takeover must wait for the open transaction"
+        );
+        // The old owner's transaction still commits under its epoch.
+        let doctor = create_doctor(&store).await;
+        sqlx::query(
+            "INSERT INTO snapshots (doctor_id, seq, blob, taken_at) VALUES ($1, 1, 'x', now())",
+        )
+        .bind(doctor)
+        .execute(&mut *open)
+        .await
+        .expect("write under the old epoch");
+        assert!(!takeover.is_finished());
+        open.commit().await.expect("commit");
+
+        assert_eq!(
+            finished(takeover).await.expect("takeover"),
+            vec![fence(1, 2)]
+        );
+        // From now on the old epoch writes nothing.
+        match store
+            .append_fenced(&[booking(doctor, 2, 1, slot(0))], &[fence(1, 1)])
+            .await
+        {
+            Err(StoreError::Fenced { shard: 1, epoch: 1 }) => {}
+            other => panic!("a stale epoch must be fenced, got {other:?}"),
+        }
+        assert_eq!(written(&store).await, [0, 0, 0, 0]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_fenced_batch_behind_an_uncommitted_takeover_waits_then_is_fenced() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(4).await.expect("prepare");
+        c.acquire_leases(&node("http://a:8080", 1), &[1], LONG_TTL)
+            .await
+            .expect("a");
+        let doctor = create_doctor(&store).await;
+        // A takeover that has bumped the epoch but not committed yet.
+        let mut takeover = store.pool().begin().await.expect("begin");
+        sqlx::query(
+            "UPDATE shard_leases SET owner_url = 'http://b:8080', owner_incarnation = 1, \
+             epoch = epoch + 1, expires_at = now() + interval '10 minutes' WHERE shard = 1",
+        )
+        .execute(&mut *takeover)
+        .await
+        .expect("takeover");
+        let append = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append_fenced(&[booking(doctor, 2, 1, slot(0))], &[fence(1, 1)])
+                    .await
+            })
+        };
+        let mut monitor = raw_connection(&store).await;
+        wait_for_lock_waits(&mut monitor, "SELECT shard, epoch FROM shard_leases", 1).await;
+        assert!(
+            !append.is_finished(),
+            "the fence check must wait for the takeover"
+        );
+        takeover.commit().await.expect("commit");
+        match finished(append).await {
+            Err(StoreError::Fenced { shard: 1, epoch: 1 }) => {}
+            other => panic!("the batch must be fenced after the takeover, got {other:?}"),
+        }
+        assert_eq!(written(&store).await, [0, 0, 0, 0]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_connection_lost_during_the_commit_of_a_fenced_batch_is_an_error() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(4).await.expect("prepare");
+        c.acquire_leases(&node("http://a:8080", 1), &[1], LONG_TTL)
+            .await
+            .expect("a");
+        let doctor = create_doctor(&store).await;
+        // A deferred trigger makes COMMIT wait for an advisory lock the test holds, so the
+        // connection can be cut exactly while the commit is under way.
+        sqlx::query(
+            "CREATE FUNCTION gate_commit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NULL; END $$",
+        )
+        .execute(store.pool())
+        .await
+        .expect("function");
+        sqlx::query(
+            "CREATE CONSTRAINT TRIGGER journal_commit_gate AFTER INSERT ON journal \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION gate_commit()",
+        )
+        .execute(store.pool())
+        .await
+        .expect("trigger");
+        let mut gate = store.pool().acquire().await.expect("gate connection");
+        sqlx::query("SELECT pg_advisory_lock(4242)")
+            .execute(&mut *gate)
+            .await
+            .expect("lock");
+
+        let append = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append_fenced(&[booking(doctor, 2, 1, slot(0))], &[fence(1, 1)])
+                    .await
+            })
+        };
+        let mut monitor = raw_connection(&store).await;
+        wait_for_lock_waits(&mut monitor, "COMMIT", 1).await;
+        let cut: bool = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'COMMIT%' \
+             AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .expect("terminate");
+        assert!(cut);
+        match finished(append).await {
+            Err(StoreError::Unavailable(_)) => {}
+            other => panic!("a commit without an answer must be an error, got {other:?}"),
+        }
+        sqlx::query("SELECT pg_advisory_unlock(4242)")
+            .execute(&mut *gate)
+            .await
+            .expect("unlock");
+        drop(gate);
+        assert_eq!(written(&store).await, [0, 0, 0, 0]);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Consultation ids
+
+#[tokio::test]
+async fn concurrent_id_ranges_are_disjoint_and_above_every_stored_id() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        let doctor = create_doctor(&store).await;
+        store
+            .append(&[booking(doctor, 2, 1_000, slot(0))])
+            .await
+            .expect("append");
+        const TASKS: usize = 32;
+        const COUNT: u32 = 7;
+        // Hold the allocator row so that the calls pile up and race when it is let go (as
+        // many as the pool has connections wait on the row, the rest for a connection).
+        let mut monitor = raw_connection(&store).await;
+        let mut holder = raw_connection(&store).await;
+        let mut open = holder.begin().await.expect("begin");
+        sqlx::query("SELECT next_id FROM consultation_id_allocator FOR SHARE")
+            .execute(&mut *open)
+            .await
+            .expect("hold the row");
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let c = Arc::clone(&c);
+                tokio::spawn(async move { c.allocate_consultation_ids(COUNT).await })
+            })
+            .collect();
+        wait_for_lock_waits(&mut monitor, "UPDATE consultation_id_allocator", 16).await;
+        open.commit().await.expect("commit");
+        let mut firsts = Vec::new();
+        for task in tasks {
+            firsts.push(finished(task).await.expect("allocate"));
+        }
+        firsts.sort_unstable();
+        assert!(firsts[0] > 1_000, "{firsts:?}");
+        assert!(
+            firsts.windows(2).all(|w| w[0] + i64::from(COUNT) <= w[1]),
+            "ranges overlap: {firsts:?}"
+        );
+        // Ids stored without the allocator (a single instance before the cluster) push
+        // the next range above them.
+        let last = firsts[TASKS - 1] + i64::from(COUNT);
+        store
+            .append(&[booking(doctor, 3, last + 50, slot(1))])
+            .await
+            .expect("append");
+        assert_eq!(
+            c.allocate_consultation_ids(COUNT).await.expect("allocate"),
+            last + 51
+        );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Membership
+
+#[tokio::test]
+async fn the_cluster_view_lists_the_nodes_whose_heartbeat_is_younger_than_the_ttl() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(2).await.expect("prepare");
+        let (a, b) = (node("http://a:8080", 1), node("http://b:8080", 1));
+        c.heartbeat(&a).await.expect("a");
+        c.heartbeat(&b).await.expect("b");
+        let view = c.cluster_view(LONG_TTL).await.expect("view");
+        assert_eq!(view.live_nodes, vec![a.clone(), b.clone()]);
+        assert_eq!(view.leases.len(), 2);
+
+        let ttl = Duration::from_millis(1_500);
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        c.heartbeat(&b).await.expect("b again");
+        let view = c.cluster_view(ttl).await.expect("view");
+        assert_eq!(view.live_nodes, vec![b.clone()], "a's heartbeat is too old");
+        let age = view.db_now - Utc::now();
+        assert!(age.num_seconds().abs() < 60, "db_now is the database's now");
+
+        // A restart replaces the node's row; leaving removes only the current incarnation.
+        let b2 = node("http://b:8080", 2);
+        c.heartbeat(&b2).await.expect("b2");
+        c.leave(&b).await.expect("old incarnation leaves");
+        assert_eq!(
+            c.cluster_view(ttl).await.expect("view").live_nodes,
+            vec![b2.clone()]
+        );
+        c.leave(&b2).await.expect("leave");
+        assert!(
+            c.cluster_view(LONG_TTL)
+                .await
+                .expect("view")
+                .live_nodes
+                .len()
+                == 1
+        );
+    })
+    .await;
+}
