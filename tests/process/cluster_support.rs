@@ -341,10 +341,9 @@ impl Node {
             .filter(|l| l.contains("shards_handed_off"))
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .map(|v| {
-                let f = &v["fields"];
                 (
-                    f["count"].as_u64().unwrap_or(0),
-                    f["millis"].as_u64().unwrap_or(0),
+                    v["count"].as_u64().unwrap_or(0),
+                    v["millis"].as_u64().unwrap_or(0),
                 )
             })
             .collect()
@@ -746,11 +745,15 @@ impl TestCluster {
             let message = serde_json::from_str::<Value>(line)
                 .ok()
                 .map(|v| {
-                    let f = &v["fields"];
+                    let path = v["span"]["path"].as_str().unwrap_or_default();
                     format!(
-                        "{} {}",
-                        f["message"].as_str().unwrap_or_default(),
-                        f["error"].as_str().unwrap_or_default()
+                        "{} {}{}",
+                        v["message"].as_str().unwrap_or_default(),
+                        v["error"].as_str().unwrap_or_default(),
+                        v["classification"]
+                            .as_str()
+                            .map(|c| format!("{c} ({path})"))
+                            .unwrap_or_default()
                     )
                 })
                 .unwrap_or_else(|| line.to_owned());
