@@ -44,9 +44,8 @@ async fn doctors_and_slots(
     let slots = cluster.free_slots(&ids, 2).await;
     let (probes, rest) = set_probe_slots_apart(slots, &doctors, PROBES_PER_DOCTOR);
     println!(
-        "{} doctors cover the {} shards; {} load slots",
-        ids.len(),
-        FAULT_SHARDS,
+        "a doctor for each of the {FAULT_SHARDS} shards (doctor ids up to {}); {} load slots",
+        ids.iter().max().unwrap_or(&0),
         rest.len()
     );
     (doctors, probes, rest)
