@@ -322,7 +322,7 @@ async fn kill_9_of_an_owner_under_load() {
         assert!(slowest <= deadline);
 
         ledger
-            .wait_booked(ledger.booked() + 200, Duration::from_secs(30))
+            .wait_more(200, Duration::from_secs(30))
             .await;
         load.stop().await;
         let outcomes = ledger.outcomes();
@@ -443,7 +443,7 @@ async fn zombie_owner_is_fenced() {
         );
 
         ledger_a
-            .wait_booked(ledger_a.booked() + 100, Duration::from_secs(30))
+            .wait_more(100, Duration::from_secs(30))
             .await;
         load_a.stop().await;
         load_b.stop().await;
@@ -582,7 +582,7 @@ async fn partition_from_postgres_and_heal() {
         );
 
         ledger
-            .wait_booked(ledger.booked() + 200, Duration::from_secs(30))
+            .wait_more(200, Duration::from_secs(30))
             .await;
         load.stop().await;
         let outcomes = ledger.outcomes();
@@ -614,13 +614,13 @@ async fn rolling_restart_under_load() {
             role_per_instance: false,
         };
         let mut cluster = TestCluster::start(Arc::clone(&db), "cs_cluster_rolling", spec).await;
-        let doctors = cluster.create_doctors(12).await;
-        let slots = cluster.free_slots(&doctors, 2).await;
+        let doctors = cluster.create_doctors(24).await;
+        let slots = cluster.free_slots(&doctors, 7).await;
         let ledger = Ledger::new();
         let load = Load::start(
             &cluster.client,
             LoadSpec {
-                clients: 16,
+                clients: 8,
                 total: None,
                 slots: Arc::new(slots),
                 patients: 50_000..51_000,
@@ -649,7 +649,7 @@ async fn rolling_restart_under_load() {
                 cluster.ownership_line().await
             );
             ledger
-                .wait_booked(ledger.booked() + 50, Duration::from_secs(30))
+                .wait_more(50, Duration::from_secs(30))
                 .await;
         }
         load.stop().await;

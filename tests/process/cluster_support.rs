@@ -1177,6 +1177,26 @@ impl Ledger {
         }
     }
 
+    /// How many bookings ended (any outcome).
+    pub fn done(&self) -> usize {
+        self.outcomes.lock().unwrap().len()
+    }
+
+    /// Waits until `n` more bookings ended (any outcome) than now: the load goes on.
+    pub async fn wait_more(&self, n: usize, deadline: Duration) {
+        let want = self.done() + n;
+        let until = Instant::now() + deadline;
+        while self.done() < want {
+            assert!(
+                Instant::now() < until,
+                "the load made no progress: {} of {want} bookings ended within {deadline:?}: {}",
+                self.done(),
+                self.summary()
+            );
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
     pub fn summary(&self) -> Summary {
         Summary::of(&self.outcomes.lock().unwrap())
     }
