@@ -531,12 +531,66 @@ impl TestCluster {
             };
             if started.elapsed() >= deadline {
                 panic!(
-                    "the cluster did not balance within {deadline:?}: {last}\n{}",
+                    "the cluster did not balance within {deadline:?}: {last}\n{}\n{}",
+                    self.leases_against_service().await,
                     self.logs_tail(15)
                 );
             }
             tokio::time::sleep(POLL_EVERY).await;
         }
+    }
+
+    /// Per running node: the live leases the table gives it, what it reports serving, and
+    /// which of its leased shards its own log says it handed off (the evidence when the
+    /// table and the instances disagree).
+    pub async fn leases_against_service(&self) -> String {
+        let mut lines = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.is_running() {
+                continue;
+            }
+            let leased = self.shards_of(i).await;
+            let m = self.metrics(i).await.unwrap_or_default();
+            // Each shard's last event in the node's log: acquired (true) or handed off.
+            let mut last_event: HashMap<u32, bool> = HashMap::new();
+            for v in node
+                .log()
+                .lines()
+                .filter(|l| l.contains("shards_handed_off") || l.contains("shards_acquired"))
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            {
+                let acquired = v["event_type"] == "shards_acquired";
+                let list = v["shards"].as_str().unwrap_or_default().to_owned();
+                // `[(3, 2), (4, 2)]` (shard, epoch) when acquired, `[3, 4]` when handed off.
+                let numbers: Vec<u32> = list
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse().ok())
+                    .collect();
+                let shards: Vec<u32> = if acquired {
+                    numbers.chunks(2).map(|p| p[0]).collect()
+                } else {
+                    numbers
+                };
+                for shard in shards {
+                    last_event.insert(shard, acquired);
+                }
+            }
+            let handed_off: BTreeSet<u32> = last_event
+                .into_iter()
+                .filter(|(_, acquired)| !acquired)
+                .map(|(shard, _)| shard)
+                .collect();
+            let still_leased: Vec<u32> = leased.intersection(&handed_off).copied().collect();
+            lines.push(format!(
+                "{}: {} live leases in the table {leased:?}; serves {} (cluster_owned_shards), {} unrouted; \
+                 leased shards it last handed off (its log): {still_leased:?}",
+                node.name,
+                leased.len(),
+                m.get("cluster_owned_shards"),
+                m.get("cluster_unrouted_shards"),
+            ));
+        }
+        lines.join("\n")
     }
 
     async fn balance_state(&self, running: &[usize]) -> Result<(), String> {
