@@ -321,9 +321,7 @@ async fn kill_9_of_an_owner_under_load() {
         );
         assert!(slowest <= deadline);
 
-        ledger
-            .wait_more(200, Duration::from_secs(30))
-            .await;
+        cluster.wait_progress(&ledger, 200, Duration::from_secs(30)).await;
         load.stop().await;
         let outcomes = ledger.outcomes();
         let summary = Summary::of(&outcomes);
@@ -355,6 +353,26 @@ async fn kill_9_of_an_owner_under_load() {
 }
 
 // ---------------------------------------------------------------------------------------
+
+/// SIGSTOP/SIGCONT rounds at most, until a late write of the zombie is seen refused.
+const ZOMBIE_ROUNDS: usize = 3;
+
+/// The answers to requests the zombie held while stopped (sent before SIGSTOP, answered
+/// after SIGCONT), by status (`lost` when no answer came).
+fn held_while_stopped(
+    outcomes: &[Outcome],
+    stopped_at: Instant,
+    resumed_at: Instant,
+) -> BTreeMap<String, usize> {
+    let mut held = BTreeMap::new();
+    for a in outcomes.iter().flat_map(|o| &o.attempts) {
+        if a.sent < stopped_at && a.answered > resumed_at {
+            let key = a.status.map_or("lost".to_owned(), |s| s.to_string());
+            *held.entry(key).or_default() += 1;
+        }
+    }
+    held
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn zombie_owner_is_fenced() {
@@ -400,69 +418,74 @@ async fn zombie_owner_is_fenced() {
         );
         ledger_a.wait_booked(200, Duration::from_secs(30)).await;
 
-        cluster.nodes[zombie].server().signal("STOP");
-        let stopped_at = Instant::now();
-        let sessions = db.sessions_of(&cluster.nodes[zombie].name).await;
-        let takeover = cluster
-            .wait_owned_elsewhere(
-                &zombie_shards,
-                &zombie_url,
+        // Whether a stop catches a write of the zombie between its decision and its commit
+        // is luck: stop it again (after it serves its shards again) until one is refused.
+        let mut stops = Vec::new();
+        for round in 1..=ZOMBIE_ROUNDS {
+            let shards = cluster.shards_of(zombie).await;
+            cluster.nodes[zombie].server().signal("STOP");
+            let stopped_at = Instant::now();
+            let sessions = db.sessions_of(&cluster.nodes[zombie].name).await;
+            let takeover = cluster
+                .wait_owned_elsewhere(&shards, &zombie_url, stopped_at, ttl() + Duration::from_secs(5))
+                .await;
+            let takeover = match takeover {
+                Ok(t) => t,
+                Err(e) => panic!(
+                    "round {round}, while n{zombie} is stopped: {e}\nits Postgres sessions when stopped: {sessions:#?}\nnow: {:#?}",
+                    db.sessions_of(&cluster.nodes[zombie].name).await
+                ),
+            };
+            let served = probe_until_served(
+                &cluster,
+                &[0, 1],
+                &only(&probes, &shards),
+                &ledger_b,
                 stopped_at,
-                ttl() + Duration::from_secs(5),
+                ttl() + Duration::from_secs(8),
             )
             .await;
-        let takeover = match takeover {
-            Ok(t) => t,
-            Err(e) => panic!(
-                "while n{zombie} is stopped: {e}\nits Postgres sessions when stopped: {sessions:#?}\nnow: {:#?}",
-                db.sessions_of(&cluster.nodes[zombie].name).await
-            ),
-        };
-        let served = probe_until_served(
-            &cluster,
-            &[0, 1],
-            &only(&probes, &zombie_shards),
-            &ledger_b,
-            stopped_at,
-            ttl() + Duration::from_secs(8),
-        )
-        .await;
-        let slowest = served.values().max().copied().unwrap_or_default();
-        // The one deliberate pause: the zombie stays stopped well past its lease.
-        let stop_for = (2 * ttl()).max(slowest + Duration::from_secs(1));
-        tokio::time::sleep(stop_for.saturating_sub(stopped_at.elapsed())).await;
-        cluster.nodes[zombie].server().signal("CONT");
-        let resumed_at = Instant::now();
-        println!(
-            "SIGSTOP of n{zombie} ({} shards) for {}: its Postgres sessions when stopped {sessions:?}; \
-             leases taken over after {}, every shard booked through the others after {}",
-            zombie_shards.len(),
-            secs(resumed_at - stopped_at),
-            secs(takeover),
-            secs(slowest)
-        );
-
-        ledger_a
-            .wait_more(100, Duration::from_secs(30))
-            .await;
+            let slowest = served.values().max().copied().unwrap_or_default();
+            // The deliberate pause: the zombie stays stopped well past its lease.
+            let stop_for = (2 * ttl()).max(slowest + Duration::from_secs(1));
+            tokio::time::sleep(stop_for.saturating_sub(stopped_at.elapsed())).await;
+            cluster.nodes[zombie].server().signal("CONT");
+            let resumed_at = Instant::now();
+            stops.push((stopped_at, resumed_at));
+            cluster.wait_progress(&ledger_a, 100, Duration::from_secs(30)).await;
+            let m = cluster.metrics(zombie).await.expect("the zombie's metrics");
+            let fenced = m.get("cluster_fenced_transactions");
+            let in_flight = held_while_stopped(&ledger_a.outcomes(), stopped_at, resumed_at);
+            println!(
+                "round {round}: SIGSTOP of n{zombie} ({} shards) for {}: its Postgres sessions when stopped {sessions:?}; \
+                 leases taken over after {}, every shard booked through the others after {}; \
+                 after SIGCONT it has fenced {fenced} transactions in all, and answered the requests it held {in_flight:?}",
+                shards.len(),
+                secs(resumed_at - stopped_at),
+                secs(takeover),
+                secs(slowest)
+            );
+            if fenced > 0.0 || in_flight.contains_key("503") || round == ZOMBIE_ROUNDS {
+                break;
+            }
+            let back = cluster.wait_balanced(Duration::from_secs(20)).await;
+            println!("round {round}: balanced again after {}", secs(back));
+        }
         load_a.stop().await;
         load_b.stop().await;
 
         let m = cluster.metrics(zombie).await.expect("the zombie's metrics");
         let fenced = m.get("cluster_fenced_transactions");
-        // Requests the zombie held while stopped: sent before SIGSTOP, answered after SIGCONT.
         let outcomes_a = ledger_a.outcomes();
-        let mut in_flight: BTreeMap<String, usize> = BTreeMap::new();
-        for a in outcomes_a.iter().flat_map(|o| &o.attempts) {
-            if a.sent < stopped_at && a.answered > resumed_at {
-                let key = a.status.map_or("lost".to_owned(), |s| s.to_string());
-                *in_flight.entry(key).or_default() += 1;
-            }
+        let mut in_flight_503 = 0;
+        for &(stopped_at, resumed_at) in &stops {
+            in_flight_503 += held_while_stopped(&outcomes_a, stopped_at, resumed_at)
+                .get("503")
+                .copied()
+                .unwrap_or(0);
         }
-        let in_flight_503 = in_flight.get("503").copied().unwrap_or(0);
         println!(
-            "after SIGCONT: n{zombie} fenced {fenced} transactions, lost {} shards; \
-             its in-flight requests were answered {in_flight:?}; its warnings: {:?}",
+            "n{zombie}: fenced {fenced} transactions, lost {} shards; {in_flight_503} requests it held answered 503; its warnings: {:?}",
             m.get("cluster_shards_lost"),
             cluster.messages(zombie, "WARN", 6)
         );
@@ -479,11 +502,14 @@ async fn zombie_owner_is_fenced() {
         println!("{check}");
         assert!(
             fenced > 0.0 || in_flight_503 > 0,
-            "the zombie's late writes were not seen refused: fenced {fenced}, in-flight answers {in_flight:?}"
+            "in {} stops the zombie's late writes were never seen refused: fenced {fenced}, \
+             none of the requests it held answered 503",
+            stops.len()
         );
+        let resumed_at = stops.last().expect("one stop at least").1;
         cluster.wait_balanced(Duration::from_secs(20)).await;
         println!(
-            "balanced again {} after SIGCONT ({})",
+            "balanced again {} after the last SIGCONT ({})",
             secs(resumed_at.elapsed()),
             cluster.ownership_line().await
         );
@@ -581,9 +607,7 @@ async fn partition_from_postgres_and_heal() {
             cluster.ownership_line().await
         );
 
-        ledger
-            .wait_more(200, Duration::from_secs(30))
-            .await;
+        cluster.wait_progress(&ledger, 200, Duration::from_secs(30)).await;
         load.stop().await;
         let outcomes = ledger.outcomes();
         let summary = Summary::of(&outcomes);
@@ -648,9 +672,7 @@ async fn rolling_restart_under_load() {
                 secs(balanced),
                 cluster.ownership_line().await
             );
-            ledger
-                .wait_more(50, Duration::from_secs(30))
-                .await;
+            cluster.wait_progress(&ledger, 50, Duration::from_secs(30)).await;
         }
         load.stop().await;
         let outcomes = ledger.outcomes();

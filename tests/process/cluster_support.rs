@@ -540,6 +540,18 @@ impl TestCluster {
         }
     }
 
+    /// [`Ledger::wait_more`], failing with the lease table against what each instance
+    /// serves.
+    pub async fn wait_progress(&self, ledger: &Ledger, n: usize, deadline: Duration) {
+        if let Err(e) = ledger.wait_more(n, deadline).await {
+            panic!(
+                "{e}\n{}\n{}",
+                self.leases_against_service().await,
+                self.logs_tail(8)
+            );
+        }
+    }
+
     /// Per running node: the live leases the table gives it, what it reports serving, and
     /// which of its leased shards its own log says it handed off (the evidence when the
     /// table and the instances disagree).
@@ -1237,18 +1249,21 @@ impl Ledger {
     }
 
     /// Waits until `n` more bookings ended (any outcome) than now: the load goes on.
-    pub async fn wait_more(&self, n: usize, deadline: Duration) {
+    /// `Err` with the counts at the deadline.
+    pub async fn wait_more(&self, n: usize, deadline: Duration) -> Result<(), String> {
         let want = self.done() + n;
         let until = Instant::now() + deadline;
         while self.done() < want {
-            assert!(
-                Instant::now() < until,
-                "the load made no progress: {} of {want} bookings ended within {deadline:?}: {}",
-                self.done(),
-                self.summary()
-            );
+            if Instant::now() >= until {
+                return Err(format!(
+                    "the load made no progress: {} of {want} bookings ended within {deadline:?}: {}",
+                    self.done(),
+                    self.summary()
+                ));
+            }
             tokio::time::sleep(POLL_EVERY).await;
         }
+        Ok(())
     }
 
     pub fn summary(&self) -> Summary {
