@@ -591,14 +591,15 @@ async fn partition_from_postgres_and_heal() {
             .wait_metrics(victim, healed_at, Duration::from_secs(20), |m| {
                 m.get("cluster_owned_shards") > 0.0 && m.get("cluster_unrouted_shards") == 0.0
             })
-            .await
-            .unwrap_or_else(|| {
-                panic!(
-                    "n{victim} owns no shard 20 s after the heal: {:?}\n{}",
-                    cluster.messages(victim, "WARN", 8),
-                    cluster.logs_tail(10)
-                )
-            });
+            .await;
+        let Some(rejoined) = rejoined else {
+            panic!(
+                "n{victim} owns no shard 20 s after the heal: {:?}\n{}\n{}",
+                cluster.messages(victim, "WARN", 8),
+                cluster.leases_against_service().await,
+                cluster.logs_tail(10)
+            )
+        };
         let balanced = cluster.wait_balanced(Duration::from_secs(20)).await;
         println!(
             "healed: n{victim} owns shards again after {}, the cluster is balanced after {} more ({})",
