@@ -19,17 +19,16 @@ use tracing::info;
 
 use crate::calendar::{
     slot_events, validate_slot_minutes, ActedBy, Availability, Calendar, DoctorEvent, Hold,
-    JournalRecord, Placement, Rules, SlotHistory, SLOT_HISTORY_MAX_EVENTS,
-    SLOT_HISTORY_SCAN_EVENTS,
+    JournalRecord, Placement, SlotHistory, SLOT_HISTORY_MAX_EVENTS, SLOT_HISTORY_SCAN_EVENTS,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::cluster::{Cluster, ClusterSettings, Fence, Route, ShardHost, ShardNo};
-use crate::doctor::{
-    log_check, DoctorHandle, DoctorMsg, DoctorSnapshot, PrepareItem, SlotCheck, Verdict,
-};
+use crate::cluster::shard_index;
+use crate::cluster::{Cluster, ClusterSettings, ShardHost};
+use crate::context::EngineContext;
+use crate::doctor::{log_check, DoctorMsg, DoctorSnapshot, PrepareItem, SlotCheck, Verdict};
 use crate::error::{EngineError, InvalidField};
 use crate::feed::{Feeds, Position, Subscription};
-use crate::journal::{self, DurableHook, JournalConfig, JournalHandle};
+use crate::journal::{self, DurableHook, JournalConfig};
 use crate::known_keys::KnownKeys;
 use crate::model::{
     BookingItem, BookingMember, BookingRequest, Consultation, ConsultationId, ConsultationStatus,
@@ -52,93 +51,6 @@ const MAX_ROUTE_ATTEMPTS: usize = 4;
 const MAX_NAME_BYTES: usize = 200;
 /// Most consultations one listing returns.
 pub const MAX_LIST_LIMIT: u32 = 1000;
-
-/// What every actor of one engine shares.
-pub(crate) struct EngineContext {
-    pub store: Arc<dyn Store>,
-    pub journal: JournalHandle,
-    pub clock: Arc<dyn Clock>,
-    pub settings: EngineSettings,
-    pub rules: Rules,
-    pub stats: Arc<EngineStats>,
-    /// Doctor id -> its live actor and published view; lets callers skip the shard, and
-    /// plain reads skip the actor.
-    pub registry: DashMap<DoctorId, DoctorHandle>,
-    pub snapshot_permits: Semaphore,
-    /// Live slot changes of watched doctors, for the availability stream.
-    pub feeds: Feeds,
-    /// Leases and routing when several instances share the store; `None` alone.
-    pub cluster: Option<Arc<Cluster>>,
-    next_consultation_id: AtomicI64,
-    next_generation: AtomicU64,
-}
-
-impl EngineContext {
-    /// A new consultation id: from this instance's reserved range in a cluster, else the
-    /// next after the highest stored at start.
-    pub fn allocate_consultation_id(&self) -> Result<ConsultationId, EngineError> {
-        match &self.cluster {
-            Some(c) => c.next_consultation_id(),
-            None => Ok(self.next_consultation_id.fetch_add(1, Ordering::Relaxed)),
-        }
-    }
-
-    /// The fence this instance writes the doctor's records under: `None` alone, the
-    /// shard's lease when it holds it, `NotOwner` when another instance (or nobody, right
-    /// now) serves the doctor.
-    pub fn fence_for(&self, doctor_id: DoctorId) -> Result<Option<Fence>, EngineError> {
-        let Some(cluster) = &self.cluster else {
-            return Ok(None);
-        };
-        match cluster.route(doctor_id) {
-            Route::Local(fence) => Ok(Some(fence)),
-            Route::Remote(url) => Err(EngineError::NotOwner {
-                owner: Some(url.to_string()),
-            }),
-            Route::Unknown => {
-                cluster.poke();
-                Err(EngineError::NotOwner { owner: None })
-            }
-        }
-    }
-
-    /// Whether this instance serves the doctor now (always, alone).
-    pub fn serves(&self, doctor_id: DoctorId) -> bool {
-        self.cluster
-            .as_ref()
-            .is_none_or(|c| matches!(c.route(doctor_id), Route::Local(_)))
-    }
-
-    pub fn next_generation(&self) -> u64 {
-        self.next_generation.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-#[async_trait::async_trait]
-impl ShardHost for EngineContext {
-    async fn stop_serving(&self, shards: &std::collections::BTreeSet<ShardNo>) {
-        let Some(cluster) = &self.cluster else {
-            return;
-        };
-        let actors: Vec<ActorRef<DoctorMsg>> = self
-            .registry
-            .iter()
-            .filter(|e| shards.contains(&cluster.shard_of(*e.key())))
-            .map(|e| e.value().actor.clone())
-            .collect();
-        let wait = Duration::from_millis(self.settings.call_timeout_ms);
-        let mut drains = tokio::task::JoinSet::new();
-        for actor in actors {
-            drains.spawn(async move {
-                if actor.drain_and_wait(Some(wait)).await.is_err() {
-                    actor.stop(Some("shard handed off".into()));
-                }
-            });
-        }
-        drains.join_all().await;
-        let _ = self.journal.fence_all().await;
-    }
-}
 
 struct Shard {
     actor: ActorRef<ShardMsg>,
@@ -1445,13 +1357,4 @@ fn mark_read(view: &crate::doctor::View) {
     if !view.read_since_tick.load(Ordering::Relaxed) {
         view.read_since_tick.store(true, Ordering::Relaxed);
     }
-}
-
-/// Doctor -> shard: a fixed mix of the id (splitmix64), so neighbouring ids spread out.
-pub fn shard_index(doctor_id: DoctorId, shards: usize) -> usize {
-    let mut z = (doctor_id as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    (z % shards as u64) as usize
 }

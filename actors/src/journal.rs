@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::calendar::JournalRecord;
 use crate::cluster::{Cluster, Fence};
-use crate::doctor::DoctorMsg;
+use crate::doctor::msg::DoctorMsg;
 use crate::error::{EngineError, StoreError};
 use crate::model::DoctorId;
 use crate::stats::EngineStats;
@@ -77,7 +77,7 @@ impl JournalPermit<'_> {
 
 impl JournalHandle {
     fn writer(&self, doctor_id: DoctorId) -> &mpsc::Sender<JournalMsg> {
-        &self.writers[crate::engine::shard_index(doctor_id, self.writers.len())]
+        &self.writers[crate::cluster::shard_index(doctor_id, self.writers.len())]
     }
 
     /// A place in the doctor's writer queue, or `Overloaded` when it is full.

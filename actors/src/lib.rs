@@ -10,6 +10,7 @@
 pub mod calendar;
 pub mod clock;
 pub mod cluster;
+mod context;
 mod doctor;
 mod engine;
 pub mod error;
@@ -29,8 +30,9 @@ pub mod store;
 pub mod vonage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use cluster::shard_index;
 pub use doctor::{DoctorSnapshot, SlotCheck};
-pub use engine::{shard_index, Engine, EngineBuilder, MAX_LIST_LIMIT};
+pub use engine::{Engine, EngineBuilder, MAX_LIST_LIMIT};
 pub use error::{EngineError, InvalidField, Rejection, StoreError};
 pub use model::*;
 pub use settings::EngineSettings;

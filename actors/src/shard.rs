@@ -18,8 +18,8 @@ use tracing::{error, info};
 
 use crate::calendar::Calendar;
 use crate::cluster::Fence;
+use crate::context::EngineContext;
 use crate::doctor::{load_calendar, DoctorActor, DoctorArgs, DoctorHandle, DoctorMsg, View};
-use crate::engine::EngineContext;
 use crate::error::EngineError;
 use crate::model::DoctorId;
 use crate::stats::EngineStats;

@@ -155,6 +155,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Pending sessions due at `now` (`next_attempt_at <= now`), earliest first, at most
     /// `limit`, with the consultation facts the worker needs.
+    ///
+    /// A store several instances share (see [`Store::cluster`]) claims what it returns, so
+    /// that each session is worked on by one instance: rows another transaction holds are
+    /// skipped, and the rows returned get `next_attempt_at := now + claim period` (longer
+    /// than an attempt takes) and are marked as this store's, so other instances skip
+    /// them until the claim runs out (the work of an instance that died comes back then).
+    /// A single-instance store (SQLite, memory) needs no claim and changes nothing.
     async fn due_sessions(
         &self,
         now: DateTime<Utc>,
@@ -163,6 +170,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The pending session of one consultation as a task (whatever its due time), or `None`
     /// when there is no pending session for it.
+    ///
+    /// A shared store claims it as [`Store::due_sessions`] does, and answers `None` too
+    /// while another instance's claim on it holds (that instance is at it): a caller goes
+    /// on only with a session it has claimed. Its own claims (from `due_sessions` or an
+    /// earlier call) do not stop it.
     async fn pending_session(
         &self,
         consultation_id: ConsultationId,
@@ -174,8 +186,9 @@ pub trait Store: Send + Sync + 'static {
         consultation_id: ConsultationId,
     ) -> Result<Option<SessionRecord>, StoreError>;
 
-    /// Records a failed attempt of a pending session and when to try again. Does nothing to
-    /// a session that is no longer pending.
+    /// Records a failed attempt of a pending session and when to try again (which also
+    /// ends the claim period early). Does nothing to a session that is no longer pending,
+    /// nor, in a shared store, to one another instance has claimed since.
     async fn retry_session(
         &self,
         consultation_id: ConsultationId,
@@ -207,6 +220,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
 
     /// Notifications whose webhook is due at `now`, oldest first, at most `limit`.
+    ///
+    /// A shared store claims what it returns (see [`Store::due_sessions`]): rows another
+    /// transaction holds are skipped and the returned ones are due again only at
+    /// `now + claim period`, unless [`Store::update_webhook`] records an outcome first.
     async fn due_webhooks(
         &self,
         now: DateTime<Utc>,

@@ -256,7 +256,7 @@ impl ClusterStore for PgStore {
              epoch = l.epoch + 1, expires_at = now() + make_interval(secs => $4) \
              WHERE l.shard IN (SELECT shard FROM shard_leases \
              WHERE shard = ANY($1::int[]) \
-             AND (expires_at <= now() OR (owner_url = $2 AND owner_incarnation <> $3)) \
+             AND (expires_at <= now() OR (owner_url = $2 AND owner_incarnation < $3)) \
              ORDER BY shard FOR UPDATE) \
              RETURNING l.shard, l.epoch",
         )

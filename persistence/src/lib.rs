@@ -11,6 +11,7 @@ mod error;
 mod postgres;
 mod rows;
 mod sqlite;
+mod sqlite_lock;
 pub mod testing;
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use consult_actors::{Store, StoreError};
 
 pub use cluster::MAX_SHARD_COUNT;
-pub use postgres::PgStore;
+pub use postgres::{PgStore, DEFAULT_OUTBOX_CLAIM_S};
 pub use sqlite::SqliteStore;
 
 /// Opens the store a URL names and runs its migrations: `sqlite:` (e.g.

@@ -45,11 +45,21 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 const MAX_CONNECTIONS: u32 = 16;
 /// How long a caller waits for a pooled connection.
 const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
+/// How long a claim on outbox work (a session attempt, a webhook delivery) keeps other
+/// instances off it: longer than an attempt takes with the default timeouts (Vonage 10 s
+/// per call, a few calls; webhooks 5 s per URL), short enough that the work of an instance
+/// that died is picked up again soon. See [`PgStore::with_outbox_claim`].
+pub const DEFAULT_OUTBOX_CLAIM_S: u64 = 300;
 
 /// The store on one Postgres database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Names this store's claims on session rows (`sessions.claimed_by`); unique per
+    /// connected store, shared by its clones.
+    claimer: i64,
+    /// See [`DEFAULT_OUTBOX_CLAIM_S`].
+    outbox_claim: Duration,
 }
 
 impl PgStore {
@@ -73,7 +83,23 @@ impl PgStore {
             .await
             .map_err(db_error)?;
         MIGRATOR.run(&pool).await.map_err(migrate_error)?;
-        Ok(Self { pool })
+        let claimer = sqlx::query_scalar("SELECT nextval('outbox_claimers')")
+            .fetch_one(&pool)
+            .await
+            .map_err(db_error)?;
+        Ok(Self {
+            pool,
+            claimer,
+            outbox_claim: Duration::from_secs(DEFAULT_OUTBOX_CLAIM_S),
+        })
+    }
+
+    /// The same store with another outbox claim period: it must be longer than one
+    /// session attempt or webhook delivery round can take (the callers' timeouts), or
+    /// another instance may start the same work while this one is still at it.
+    pub fn with_outbox_claim(mut self, claim: Duration) -> Self {
+        self.outbox_claim = claim;
+        self
     }
 
     /// The connection pool, for tests and operational queries.
@@ -925,19 +951,29 @@ impl Store for PgStore {
         4
     }
 
+    /// Claims what it returns: the due rows no other transaction holds (`SKIP LOCKED`),
+    /// due again only after the claim period and named as this store's.
     async fn due_sessions(
         &self,
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<SessionTask>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {SESSION_TASK_COLUMNS} FROM sessions s \
+            "WITH due AS (SELECT consultation_id, next_attempt_at FROM sessions \
+             WHERE status = 'pending' AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at, consultation_id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             claimed AS (UPDATE sessions AS s \
+             SET next_attempt_at = $1 + make_interval(secs => $3), claimed_by = $4 \
+             FROM due WHERE s.consultation_id = due.consultation_id \
+             RETURNING s.consultation_id, s.attempts, due.next_attempt_at AS due_at) \
+             SELECT {SESSION_TASK_COLUMNS} FROM claimed s \
              JOIN consultations c ON c.id = s.consultation_id \
-             WHERE s.status = 'pending' AND s.next_attempt_at <= $1 \
-             ORDER BY s.next_attempt_at, s.consultation_id LIMIT $2"
+             ORDER BY s.due_at, s.consultation_id"
         ))
         .bind(now)
         .bind(i64::from(limit))
+        .bind(self.outbox_claim.as_secs_f64())
+        .bind(self.claimer)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?
@@ -946,16 +982,27 @@ impl Store for PgStore {
         .collect()
     }
 
+    /// Claims the row too, unless another store holds a claim on it that has not run out
+    /// (its next attempt is still ahead by the database clock) or a transaction has it
+    /// locked: then `None`, as for a settled session, and the claimer goes on with it.
     async fn pending_session(
         &self,
         consultation_id: ConsultationId,
     ) -> Result<Option<SessionTask>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {SESSION_TASK_COLUMNS} FROM sessions s \
-             JOIN consultations c ON c.id = s.consultation_id \
-             WHERE s.consultation_id = $1 AND s.status = 'pending'"
+            "WITH claimed AS (UPDATE sessions AS s SET claimed_by = $2, \
+             next_attempt_at = GREATEST(s.next_attempt_at, now() + make_interval(secs => $3)) \
+             WHERE s.consultation_id = (SELECT consultation_id FROM sessions \
+             WHERE consultation_id = $1 AND status = 'pending' \
+             AND (claimed_by IS NULL OR claimed_by = $2 OR next_attempt_at <= now()) \
+             FOR UPDATE SKIP LOCKED) \
+             RETURNING s.consultation_id, s.attempts) \
+             SELECT {SESSION_TASK_COLUMNS} FROM claimed s \
+             JOIN consultations c ON c.id = s.consultation_id"
         ))
         .bind(consultation_id)
+        .bind(self.claimer)
+        .bind(self.outbox_claim.as_secs_f64())
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?
@@ -987,14 +1034,17 @@ impl Store for PgStore {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
+        // Not over another store's claim: that store has the session now.
         sqlx::query(
             "UPDATE sessions SET attempts = $2, next_attempt_at = $3, last_error = $4, \
-             updated_at = now() WHERE consultation_id = $1 AND status = 'pending'",
+             updated_at = now() WHERE consultation_id = $1 AND status = 'pending' \
+             AND (claimed_by IS NULL OR claimed_by = $5)",
         )
         .bind(consultation_id)
         .bind(attempts as i32)
         .bind(next_attempt_at)
         .bind(error)
+        .bind(self.claimer)
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
@@ -1119,19 +1169,29 @@ impl Store for PgStore {
         .rows_affected())
     }
 
+    /// Claims what it returns: the due rows no other transaction holds (`SKIP LOCKED`),
+    /// due again only after the claim period unless [`Store::update_webhook`] says
+    /// otherwise first.
     async fn due_webhooks(
         &self,
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Notification>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
+            "WITH due AS (SELECT id, webhook_next_at FROM notifications \
+             WHERE webhook_state = 'pending' AND webhook_next_at <= $1 \
+             ORDER BY webhook_next_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             claimed AS (UPDATE notifications AS n \
+             SET webhook_next_at = $1 + make_interval(secs => $3) \
+             FROM due WHERE n.id = due.id \
+             RETURNING n.*, due.webhook_next_at AS due_at) \
+             SELECT {NOTIFICATION_COLUMNS} FROM claimed n \
              JOIN consultations c ON c.id = n.consultation_id \
-             WHERE n.webhook_state = 'pending' AND n.webhook_next_at <= $1 \
-             ORDER BY n.webhook_next_at, n.id LIMIT $2"
+             ORDER BY n.due_at, n.id"
         ))
         .bind(now)
         .bind(i64::from(limit))
+        .bind(self.outbox_claim.as_secs_f64())
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,6 +35,7 @@ use crate::rows::{
     self, ReadRow, CONSULTATIONS_FROM, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS,
     SESSION_COLUMNS, SESSION_TASK_COLUMNS,
 };
+use crate::sqlite_lock::{lock_database, DatabaseLock};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -61,6 +63,9 @@ pub struct SqliteStore {
     /// one connection keeps its page cache warm (a cache is per connection and is dropped
     /// whenever another connection writes).
     writer: SqlitePool,
+    /// This process's lock on the database file (none in memory), shared by the clones,
+    /// given up by [`SqliteStore::close`] or when the last clone is dropped.
+    lock: Arc<Mutex<Option<Arc<DatabaseLock>>>>,
 }
 
 impl SqliteStore {
@@ -75,6 +80,10 @@ impl SqliteStore {
     /// Like [`SqliteStore::connect`], from options. The durability settings (WAL,
     /// `synchronous = FULL`, busy timeout, foreign keys, create if missing) are always
     /// applied over what `options` says.
+    ///
+    /// A database file is served by one process: this first locks `<file>.lock` (see
+    /// [`crate::sqlite_lock`]) and refuses with `Unavailable`, naming the lock file, while
+    /// another process has the database open.
     pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let options = options
             .create_if_missing(true)
@@ -89,7 +98,13 @@ impl SqliteStore {
             // Checkpoint the WAL into the database less often (default 1,000 pages), so a
             // page rewritten by many batches is copied once.
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
-        create_parent_dir(options.get_filename())?;
+        let filename = options.get_filename();
+        create_parent_dir(filename)?;
+        let lock = if is_file(filename) {
+            Some(lock_database(filename)?)
+        } else {
+            None
+        };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
@@ -103,7 +118,11 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db_error)?;
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            lock: Arc::new(Mutex::new(lock)),
+        })
     }
 
     /// The connection pool, for tests and operational queries.
@@ -112,8 +131,9 @@ impl SqliteStore {
     }
 
     /// Closes every connection, first moving the WAL into the database file and truncating
-    /// it; later calls fail. (SQLite also checkpoints when its last connection closes, but
-    /// not when connections close at the same moment and see each other still open.)
+    /// it, then gives up the lock on the file; later calls fail. (SQLite also checkpoints
+    /// when its last connection closes, but not when connections close at the same moment
+    /// and see each other still open.)
     pub async fn close(&self) {
         self.pool.close().await;
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -123,13 +143,23 @@ impl SqliteStore {
             tracing::warn!(error = %e, "WAL checkpoint at close failed; the next start replays it");
         }
         self.writer.close().await;
+        self.lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
     }
+}
+
+/// Whether the database is a file (an in-memory database is named `:memory:` or, shared
+/// in sqlx, `file:sqlx-in-memory-...`).
+fn is_file(filename: &Path) -> bool {
+    let name = filename.to_string_lossy();
+    name != ":memory:" && !name.starts_with("file:")
 }
 
 /// sqlx creates the file but not its directory. In-memory databases have no directory.
 fn create_parent_dir(filename: &Path) -> Result<(), StoreError> {
-    let name = filename.to_string_lossy();
-    if name == ":memory:" || name.starts_with("file:") {
+    if !is_file(filename) {
         return Ok(());
     }
     match filename.parent() {

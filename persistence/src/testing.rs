@@ -46,10 +46,10 @@ pub async fn fresh_sqlite() -> (SqliteStore, PathBuf) {
     (store, path)
 }
 
-/// Removes a database file made by [`fresh_sqlite`] and its WAL and shared-memory files.
-/// Close the store first.
+/// Removes a database file made by [`fresh_sqlite`] and its WAL, shared-memory and lock
+/// files. Close the store first.
 pub fn remove_sqlite(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", ".lock"] {
         let mut file = path.as_os_str().to_owned();
         file.push(suffix);
         // Best effort: a leftover temp file is harmless.

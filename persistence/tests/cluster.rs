@@ -1,7 +1,8 @@
-//! The cluster port on Postgres (`ClusterStore` for `PgStore`) and the fenced writes, each
-//! test on its own fresh database: lease takeover races, epochs, release and restart,
-//! fencing of journal and snapshot writes (with a real concurrent transaction holding the
-//! lease row), id ranges from many tasks, and membership. Every wait is bounded.
+//! Several instances on one Postgres database, each test on its own fresh database: the
+//! cluster port (`ClusterStore` for `PgStore`: lease takeover races, epochs, release and
+//! restart, id ranges from many tasks, membership), the fenced writes (with a real
+//! concurrent transaction holding the lease row), and outbox work claimed by one instance
+//! at a time. Every wait is bounded.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use consult_actors::cluster::{ClusterStore, Fence, NodeIdentity};
 use consult_actors::{
     reference_for, ConsultMode, ConsultationStatus, MedicalInfo, NewDoctor, Store, StoreError,
 };
-use consult_persistence::{testing, PgStore};
+use consult_persistence::{testing, PgStore, DEFAULT_OUTBOX_CLAIM_S};
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
 
@@ -100,10 +101,21 @@ async fn create_doctor(store: &PgStore) -> i64 {
 }
 
 fn booking(doctor_id: i64, seq: u64, id: i64, start: DateTime<Utc>) -> JournalRecord {
+    booking_recorded_at(doctor_id, seq, id, start, now())
+}
+
+/// A booking recorded at `at`: its session and notifications are due from then.
+fn booking_recorded_at(
+    doctor_id: i64,
+    seq: u64,
+    id: i64,
+    start: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> JournalRecord {
     JournalRecord {
         doctor_id,
         seq,
-        recorded_at: now(),
+        recorded_at: at,
         event: DoctorEvent::Booked {
             slot: BookedSlot {
                 id,
@@ -113,7 +125,7 @@ fn booking(doctor_id: i64, seq: u64, id: i64, start: DateTime<Utc>) -> JournalRe
                 duration_minutes: 30,
                 status: ConsultationStatus::Scheduled,
                 mode: ConsultMode::Video,
-                created_at: now(),
+                created_at: at,
             },
         },
         medical: MedicalInfo {
@@ -218,6 +230,26 @@ async fn wait_expired(c: &Arc<dyn ClusterStore>, shard: u32) {
         !view.leases[shard as usize].live
     })
     .await;
+}
+
+/// A second store on the same database: what another instance opens.
+async fn second_store(store: &PgStore) -> PgStore {
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(store.pool())
+        .await
+        .expect("database name");
+    PgStore::connect(&testing::pg_url_for(&name))
+        .await
+        .expect("second store")
+}
+
+/// `count` bookings of one new doctor (ids `1..=count`), recorded at `at`.
+async fn book(store: &PgStore, count: i64, at: DateTime<Utc>) {
+    let doctor = create_doctor(store).await;
+    let batch: Vec<_> = (1..=count)
+        .map(|i| booking_recorded_at(doctor, 1 + i as u64, i, slot(i), at))
+        .collect();
+    store.append(&batch).await.expect("append");
 }
 
 async fn finished<T>(task: JoinHandle<T>) -> T {
@@ -449,6 +481,12 @@ async fn a_new_incarnation_of_a_node_takes_its_old_leases_at_once() {
             .renew_leases(&old, LONG_TTL)
             .await
             .expect("renew")
+            .is_empty());
+        // The old run waking up (a paused process) may not take them back.
+        assert!(c
+            .acquire_leases(&old, &[1, 3], LONG_TTL)
+            .await
+            .expect("old again")
             .is_empty());
         // Another URL still may not.
         assert!(c
@@ -822,6 +860,163 @@ async fn the_cluster_view_lists_the_nodes_whose_heartbeat_is_younger_than_the_tt
                 .len()
                 == 1
         );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Outbox claims
+
+#[tokio::test]
+async fn two_instances_polling_due_sessions_at_once_never_get_the_same_consultation() {
+    on_postgres(|a| async move {
+        let b = second_store(&a).await;
+        book(&a, 20, now()).await;
+        // Another transaction holds four rows: polls skip them instead of waiting.
+        let mut holder = raw_connection(&a).await;
+        let mut open = holder.begin().await.expect("begin");
+        sqlx::query("SELECT 1 FROM sessions WHERE consultation_id <= 4 FOR UPDATE")
+            .execute(&mut *open)
+            .await
+            .expect("hold four rows");
+        let (got_a, got_b) = tokio::time::timeout(WAIT, async {
+            tokio::join!(a.due_sessions(now(), 10), b.due_sessions(now(), 10))
+        })
+        .await
+        .expect("polls do not wait for locked rows");
+        let ids = |tasks: Vec<consult_actors::outbox::SessionTask>| {
+            tasks.iter().map(|t| t.consultation_id).collect::<Vec<_>>()
+        };
+        let (got_a, got_b) = (ids(got_a.expect("a")), ids(got_b.expect("b")));
+        assert!(
+            got_a.iter().all(|id| !got_b.contains(id)),
+            "both instances got one consultation: {got_a:?} {got_b:?}"
+        );
+        let mut all: Vec<_> = got_a.iter().chain(&got_b).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (5..=20).collect::<Vec<_>>());
+        // Claimed: no one gets them again now, from either store.
+        assert!(a.due_sessions(now(), 100).await.expect("a").is_empty());
+        open.commit().await.expect("commit");
+        assert_eq!(
+            ids(b.due_sessions(now(), 100).await.expect("b")),
+            vec![1, 2, 3, 4]
+        );
+
+        // The claim of `b` holds against `a`, not against `b` itself.
+        assert!(a.pending_session(1).await.expect("a").is_none());
+        assert_eq!(
+            b.pending_session(1)
+                .await
+                .expect("b")
+                .map(|t| t.consultation_id),
+            Some(1)
+        );
+        // Nor may `a` record an attempt of it.
+        a.retry_session(1, 3, now(), "not mine")
+            .await
+            .expect("retry");
+        let record = a.session(1).await.expect("session").expect("row");
+        assert_eq!((record.attempts, record.last_error), (0, None));
+        b.retry_session(1, 1, now(), "HTTP 503")
+            .await
+            .expect("retry");
+        assert_eq!(a.session(1).await.expect("s").expect("row").attempts, 1);
+
+        // A claim runs out: the work of an instance that died comes back.
+        let later = now() + chrono::Duration::seconds(DEFAULT_OUTBOX_CLAIM_S as i64 + 1);
+        assert_eq!(
+            ids(a.due_sessions(later, 100).await.expect("a")),
+            (1..=20).collect::<Vec<_>>()
+        );
+        b.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_claimed_by_one_instance_is_free_for_another_once_the_claim_runs_out() {
+    on_postgres(|store| async move {
+        let a = store.clone().with_outbox_claim(Duration::from_millis(800));
+        let b = second_store(&store).await;
+        book(&store, 1, Utc::now()).await;
+        assert!(a.pending_session(1).await.expect("a").is_some());
+        assert!(a.pending_session(1).await.expect("a again").is_some());
+        assert!(b.pending_session(1).await.expect("b").is_none());
+        wait_until("the claim of `a` runs out", || async {
+            b.pending_session(1).await.expect("b").is_some()
+        })
+        .await;
+        // Now `b` holds it for the default claim period.
+        assert!(a.pending_session(1).await.expect("a").is_none());
+        b.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_instances_polling_due_webhooks_at_once_never_get_the_same_notification() {
+    on_postgres(|a| async move {
+        let b = second_store(&a).await;
+        book(&a, 10, now()).await;
+        let mut holder = raw_connection(&a).await;
+        let mut open = holder.begin().await.expect("begin");
+        let held: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM notifications ORDER BY id LIMIT 4 FOR UPDATE")
+                .fetch_all(&mut *open)
+                .await
+                .expect("hold four rows");
+        let (got_a, got_b) = tokio::time::timeout(WAIT, async {
+            tokio::join!(a.due_webhooks(now(), 10), b.due_webhooks(now(), 10))
+        })
+        .await
+        .expect("polls do not wait for locked rows");
+        let ids = |ns: Vec<consult_actors::outbox::Notification>| {
+            ns.iter().map(|n| n.id).collect::<Vec<_>>()
+        };
+        let (got_a, got_b) = (ids(got_a.expect("a")), ids(got_b.expect("b")));
+        assert!(
+            got_a.iter().all(|id| !got_b.contains(id)),
+            "both instances got one notification: {got_a:?} {got_b:?}"
+        );
+        let mut all: Vec<_> = got_a.iter().chain(&got_b).copied().collect();
+        all.sort_unstable();
+        let everyone: Vec<i64> = sqlx::query_scalar("SELECT id FROM notifications ORDER BY id")
+            .fetch_all(a.pool())
+            .await
+            .expect("ids");
+        assert_eq!(all, everyone[4..]);
+        assert!(b.due_webhooks(now(), 100).await.expect("b").is_empty());
+        open.commit().await.expect("commit");
+        assert_eq!(ids(a.due_webhooks(now(), 100).await.expect("a")), held);
+
+        // An outcome ends the claim; an unanswered claim runs out.
+        a.update_webhook(held[0], consult_actors::outbox::WebhookUpdate::Delivered)
+            .await
+            .expect("delivered");
+        a.update_webhook(
+            held[1],
+            consult_actors::outbox::WebhookUpdate::Retry {
+                attempts: 1,
+                next_at: now() + chrono::Duration::seconds(1),
+            },
+        )
+        .await
+        .expect("retry");
+        assert_eq!(
+            ids(b
+                .due_webhooks(now() + chrono::Duration::seconds(1), 100)
+                .await
+                .expect("b")),
+            vec![held[1]]
+        );
+        let later = now() + chrono::Duration::seconds(DEFAULT_OUTBOX_CLAIM_S as i64 + 1);
+        assert_eq!(
+            b.due_webhooks(later, 100).await.expect("b").len(),
+            everyone.len() - 1,
+            "all but the delivered one"
+        );
+        b.close().await;
     })
     .await;
 }

@@ -1487,6 +1487,10 @@ async fn a_retried_session_is_due_again_only_at_its_next_attempt(store: Arc<dyn 
         .retry_session(1, 1, next, "HTTP 503")
         .await
         .expect("retry");
+    // Read before anything claims it (a shared store's claim moves the next attempt).
+    let record = store.session(1).await.expect("session").expect("row");
+    assert_eq!(record.next_attempt_at, next);
+    assert_eq!(record.last_error.as_deref(), Some("HTTP 503"));
     assert!(store
         .due_sessions(now() + Duration::seconds(29), 10)
         .await
@@ -1504,9 +1508,6 @@ async fn a_retried_session_is_due_again_only_at_its_next_attempt(store: Arc<dyn 
             .attempts,
         1
     );
-    let record = store.session(1).await.expect("session").expect("row");
-    assert_eq!(record.next_attempt_at, next);
-    assert_eq!(record.last_error.as_deref(), Some("HTTP 503"));
 }
 
 async fn the_inbox_pages_newest_first_and_marks_only_the_recipients_own_read(

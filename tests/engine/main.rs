@@ -2,6 +2,7 @@
 
 pub mod helpers;
 
+mod cluster;
 mod concurrency;
 mod durability;
 mod multi;

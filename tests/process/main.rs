@@ -13,6 +13,8 @@
 //!   directory), booked through, stopped with SIGTERM and restarted.
 //! - `session_crash`: SIGKILL between a booking and its Vonage session; the session is
 //!   made after restart from the durable outbox.
+//! - `sqlite_lock`: a second binary on the same SQLite file is refused at start, naming
+//!   the lock file, while the first keeps serving.
 //!
 //! Run with `cargo test --test process -- --nocapture`; the first run builds the release
 //! binary (a few minutes).
@@ -23,4 +25,5 @@ mod crash;
 mod idempotency_crash;
 mod readme_smoke;
 mod session_crash;
+mod sqlite_lock;
 mod support;

@@ -24,5 +24,14 @@ pub const DEFAULT_SHARD_COUNT: u32 = 256;
 
 /// The lease shard of a doctor.
 pub fn lease_shard(doctor_id: DoctorId, shard_count: u32) -> ShardNo {
-    crate::engine::shard_index(doctor_id, shard_count as usize) as ShardNo
+    shard_index(doctor_id, shard_count as usize) as ShardNo
+}
+
+/// Doctor -> shard: a fixed mix of the id (splitmix64), so neighbouring ids spread out.
+pub fn shard_index(doctor_id: DoctorId, shards: usize) -> usize {
+    let mut z = (doctor_id as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % shards as u64) as usize
 }

@@ -93,8 +93,10 @@ impl ClusterSettings {
 #[async_trait]
 pub(crate) trait ShardHost: Send + Sync + 'static {
     /// Stops the doctor actors of these shards (their queued messages are decided first)
-    /// and waits until everything they decided is durable or refused.
-    async fn stop_serving(&self, shards: &BTreeSet<ShardNo>);
+    /// and waits until everything they decided is durable or refused. With `handoff`
+    /// (the leases, still held), each actor's snapshot is written first under its fence,
+    /// so the next owner loads it instead of replaying the journal.
+    async fn stop_serving(&self, shards: &BTreeSet<ShardNo>, handoff: &[Fence]);
 }
 
 /// Counters for `/metrics`.
@@ -321,7 +323,13 @@ impl Cluster {
                         to_take.push(shard);
                     }
                 }
-                Some(owner) if lease.live && owner.advertise_url != self.me.advertise_url => {
+                // Forward only to an owner that still heartbeats; a dead owner's lease
+                // leaves the shard unrouted (not ready) until it expires and is taken.
+                Some(owner)
+                    if lease.live
+                        && owner.advertise_url != self.me.advertise_url
+                        && live.contains(&owner.advertise_url.as_str()) =>
+                {
                     if held_here {
                         taken_over.insert(shard);
                     }
@@ -337,7 +345,7 @@ impl Cluster {
             }
         }
         if !taken_over.is_empty() {
-            self.stop_serving(&taken_over).await;
+            self.stop_serving(&taken_over, &[]).await;
         }
         if !to_hand_off.is_empty() {
             self.hand_off(&to_hand_off).await;
@@ -376,10 +384,17 @@ impl Cluster {
     /// Graceful handoff: stop admitting, drain, flush, release (epoch kept).
     async fn hand_off(&self, shards: &BTreeSet<ShardNo>) {
         let started = Instant::now();
+        let fences: Vec<Fence> = self
+            .ownership
+            .held()
+            .into_iter()
+            .filter(|(shard, _, _)| shards.contains(shard))
+            .map(|(shard, epoch, _)| Fence { shard, epoch })
+            .collect();
         for &s in shards {
             self.ownership.set_releasing(s);
         }
-        self.stop_serving(shards).await;
+        self.stop_serving(shards, &fences).await;
         let list: Vec<ShardNo> = shards.iter().copied().collect();
         match self.store.release_leases(&self.me, &list).await {
             Ok(()) => {
@@ -412,12 +427,12 @@ impl Cluster {
             reason = why,
             "stopped serving these shards"
         );
-        self.stop_serving(shards).await;
+        self.stop_serving(shards, &[]).await;
     }
 
-    async fn stop_serving(&self, shards: &BTreeSet<ShardNo>) {
+    async fn stop_serving(&self, shards: &BTreeSet<ShardNo>, handoff: &[Fence]) {
         if let Some(host) = self.host.get().and_then(Weak::upgrade) {
-            host.stop_serving(shards).await;
+            host.stop_serving(shards, handoff).await;
         }
     }
 
@@ -444,7 +459,9 @@ impl Cluster {
         let view = self.store.cluster_view(self.settings.lease_ttl).await?;
         for lease in view.leases {
             if let (Some(owner), true) = (&lease.owner, lease.live) {
-                if owner.advertise_url != self.me.advertise_url {
+                if owner.advertise_url != self.me.advertise_url
+                    && view.live_nodes.iter().any(|n| n == owner)
+                {
                     self.ownership
                         .set_remote(lease.shard, Arc::from(owner.advertise_url.as_str()));
                 }
@@ -475,12 +492,13 @@ fn weight(url: &str, shard: ShardNo) -> u64 {
     h ^ (h >> 31)
 }
 
-/// A number that tells this run of the process from every earlier one.
+/// A number that tells this run of the process from every earlier one: the start time in
+/// microseconds, so a later run of the same URL has a higher one and takes its leases
+/// back at once, while an earlier run (a paused process waking up) cannot.
 fn incarnation() -> i64 {
-    let nanos = std::time::SystemTime::now()
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    ((nanos as u64) ^ (u64::from(std::process::id()) << 48)) as i64 & i64::MAX
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ pub trait ClusterStore: Send + Sync + 'static {
     async fn cluster_view(&self, ttl: Duration) -> Result<ClusterView, StoreError>;
 
     /// Takes each of `shards` whose lease is expired (database clock), or held by an older
-    /// incarnation of this same node: owner := `node`, `epoch := epoch + 1`,
+    /// (lower) incarnation of this same node: owner := `node`, `epoch := epoch + 1`,
     /// `expires_at := now() + ttl`. Returns the shards taken, with their new epochs; a
     /// shard another live lease holds is left alone.
     async fn acquire_leases(

@@ -1,0 +1,46 @@
+//! What a doctor actor publishes for readers that need no message: its calendar and how
+//! much of it is durable, and the registry entry that finds both.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+
+use ractor::ActorRef;
+
+use super::msg::DoctorMsg;
+use crate::calendar::Calendar;
+
+/// What a doctor actor publishes so plain reads (check without hold, availability) need no
+/// message: its calendar and how much of it is durable. Only the actor writes it.
+pub(crate) struct View {
+    pub calendar: Calendar,
+    /// Last journal sequence number known durable.
+    pub durable_seq: u64,
+    /// Set by readers; the actor counts it as activity (so a read-hot doctor is not
+    /// passivated) and clears it.
+    pub read_since_tick: AtomicBool,
+}
+
+impl View {
+    pub fn new(calendar: Calendar) -> Self {
+        Self {
+            durable_seq: calendar.seq(),
+            calendar,
+            read_since_tick: AtomicBool::new(false),
+        }
+    }
+
+    /// Everything decided is durable: an answer from this view cannot be undone by a
+    /// failed journal batch.
+    pub fn is_quiet(&self) -> bool {
+        self.durable_seq == self.calendar.seq()
+    }
+}
+
+pub(crate) type SharedView = Arc<RwLock<View>>;
+
+/// A registered doctor: its actor, and its published view.
+#[derive(Clone)]
+pub(crate) struct DoctorHandle {
+    pub actor: ActorRef<DoctorMsg>,
+    pub view: SharedView,
+}
