@@ -1,6 +1,10 @@
 //! Process-level tests: the real `consult-scheduler` release binary, started as a separate
 //! OS process and driven over real HTTP.
 //!
+//! - `cluster`: three instances on one Postgres: one winner per slot and the same view
+//!   through every instance, then faults under load (SIGKILL of an owner, SIGSTOP of an
+//!   owner past its lease, an instance cut off from Postgres, a rolling restart); the store
+//!   holds exactly what clients were told. Its harness is `cluster_support`.
 //! - `crash`: SIGKILL mid-load on Postgres, three times; no acknowledged booking is lost
 //!   and no doctor is ever double booked.
 //! - `idempotency_crash`: SIGKILL right after a 201 made with an `Idempotency-Key`; the
@@ -15,6 +19,8 @@
 //! Run with `cargo test --test process -- --nocapture`; the first run builds the release
 //! binary (a few minutes).
 
+mod cluster;
+mod cluster_support;
 mod crash;
 mod idempotency_crash;
 mod readme_smoke;

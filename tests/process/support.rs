@@ -225,6 +225,28 @@ impl Server {
         unreachable!("the last attempt returns or panics")
     }
 
+    /// Spawns `bin` listening on `port` (e.g. the port of an instance it replaces) and
+    /// waits until `/readyz` answers 200. `Err` with the reason and the tail of the logs if
+    /// it exits or is not ready in time; the process is killed then.
+    pub async fn start_ready_on(
+        bin: &Path,
+        workdir: &Path,
+        name: &str,
+        env: &[(&str, String)],
+        client: &reqwest::Client,
+        port: u16,
+    ) -> Result<Server, String> {
+        let mut server = Server::spawn(bin, workdir, name, env, port);
+        match server.wait_ready(client, READY_DEADLINE).await {
+            Ok(()) => Ok(server),
+            Err(why) => Err(format!(
+                "server `{name}` on port {port} never became ready: {why}\n--- stderr ---\n{}\n--- stdout (tail) ---\n{}",
+                server.stderr(),
+                tail(&server.stdout(), 40)
+            )),
+        }
+    }
+
     fn spawn(bin: &Path, workdir: &Path, name: &str, env: &[(&str, String)], port: u16) -> Server {
         let stdout_log = workdir.join(format!("{name}.stdout.log"));
         let stderr_log = workdir.join(format!("{name}.stderr.log"));
@@ -300,13 +322,18 @@ impl Server {
 
     /// Sends SIGTERM with `kill -TERM <pid>`.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends a signal by name (`TERM`, `STOP`, `CONT`) with `kill -<NAME> <pid>`.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .expect("cannot run kill");
         assert!(
             status.success(),
-            "kill -TERM {} failed: {status}",
+            "kill -{name} {} failed: {status}",
             self.pid()
         );
     }
