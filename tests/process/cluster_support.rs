@@ -32,6 +32,11 @@ use tokio::task::JoinHandle;
 
 use crate::support::*;
 
+/// A row of `pg_stat_activity` grouped by state and wait event, with its count.
+type SessionCount = (Option<String>, Option<String>, Option<String>, i64);
+/// A session waiting on a lock: application, state, the pids blocking it, its query.
+type LockWait = (Option<String>, Option<String>, Vec<i32>, Option<String>);
+
 /// A client gives up on one request after this long (longer than the server's own
 /// `request_timeout_ms` of 10 s, so a live server's 503 arrives first).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(12);
@@ -193,7 +198,7 @@ impl TestDb {
     /// `state (wait_event_type/wait_event): count` of the sessions of an instance, by its
     /// `application_name`.
     pub async fn sessions_of(&self, application_name: &str) -> Vec<String> {
-        let rows: Vec<(Option<String>, Option<String>, Option<String>, i64)> = sqlx::query_as(
+        let rows: Vec<SessionCount> = sqlx::query_as(
             "SELECT state, wait_event_type, wait_event, COUNT(*) FROM pg_stat_activity \
              WHERE application_name = $1 AND datname = current_database() \
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
@@ -217,7 +222,7 @@ impl TestDb {
     /// Sessions of the test database waiting for a lock, with the query and who blocks
     /// them: the evidence when a takeover does not happen.
     pub async fn lock_waits(&self) -> Vec<String> {
-        let rows: Vec<(Option<String>, Option<String>, Vec<i32>, Option<String>)> = sqlx::query_as(
+        let rows: Vec<LockWait> = sqlx::query_as(
             "SELECT application_name, state, pg_blocking_pids(pid), left(query, 160) \
                  FROM pg_stat_activity \
                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
@@ -848,7 +853,7 @@ impl TestCluster {
             let pending: Vec<u32> = shards
                 .iter()
                 .copied()
-                .filter(|s| !owners[s].as_ref().is_some_and(|o| o != from))
+                .filter(|s| owners[s].as_ref().is_none_or(|o| o == from))
                 .collect();
             if pending.is_empty() {
                 return Ok(since.elapsed());
