@@ -67,7 +67,7 @@ fn secs(d: Duration) -> String {
 /// Patients racing for one slot, through all three instances.
 const RACERS: usize = 300;
 /// Random bookings by random patients through random instances.
-const RANDOM_BOOKINGS: usize = 3_000;
+const RANDOM_BOOKINGS: usize = 10_000;
 const RANDOM_CLIENTS: usize = 32;
 const VIEW_DOCTORS: usize = 6;
 const VIEW_DAYS: u32 = 7;
