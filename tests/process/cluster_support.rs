@@ -621,6 +621,7 @@ impl TestCluster {
             return Err(format!("{unowned} shards without a live running owner"));
         }
         let mut total = 0.0;
+        let mut counts = Vec::new();
         for &i in running {
             let m = self.metrics(i).await.ok_or("metrics unreachable")?;
             let owned = m.get("cluster_owned_shards");
@@ -632,12 +633,20 @@ impl TestCluster {
                 ));
             }
             total += owned;
+            counts.push(owned);
         }
         if total as u32 != self.spec.shard_count() {
             return Err(format!(
                 "the running nodes report {total} owned shards of {}",
                 self.spec.shard_count()
             ));
+        }
+        // Spread evenly: the counts differ by at most one.
+        let (min, max) = counts
+            .iter()
+            .fold((f64::MAX, 0.0_f64), |(lo, hi), &n| (lo.min(n), hi.max(n)));
+        if max - min > 1.0 {
+            return Err(format!("uneven spread: {counts:?} shards"));
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ mod store;
 
 pub use ownership::{Ownership, Route};
 pub(crate) use runtime::ShardHost;
-pub use runtime::{desired_owner, Cluster, ClusterSettings, ClusterStats};
+pub use runtime::{assignment, Cluster, ClusterSettings, ClusterStats};
 pub use store::{ClusterStore, ClusterView, Fence, LeaseRow, NodeIdentity, ShardNo};
 
 use crate::model::DoctorId;

@@ -351,9 +351,13 @@ impl Cluster {
         let mut taken_over = BTreeSet::new();
         // Ours in the table but not served here, and another's to serve: give it back.
         let mut to_release = Vec::new();
+        let desired_owners = assignment(&live, self.settings.shard_count);
         for lease in &view.leases {
             let shard = lease.shard;
-            let desired = desired_owner(&live, shard);
+            let desired = desired_owners
+                .get(shard as usize)
+                .copied()
+                .unwrap_or_default();
             let mine = desired == self.me.advertise_url;
             let held_here = matches!(self.ownership.route(shard), Route::Local(_));
             match &lease.owner {
@@ -523,12 +527,40 @@ impl Cluster {
     }
 }
 
-/// Rendezvous (highest random weight) hashing: every instance computes the same owner.
-pub fn desired_owner<'a>(live: &[&'a str], shard: ShardNo) -> &'a str {
-    live.iter()
-        .copied()
-        .max_by_key(|url| (weight(url, shard), *url))
-        .unwrap_or("")
+/// Which live instance should serve each shard (indexed by shard number): rendezvous
+/// (highest random weight) hashing with bounded loads. Each shard goes to the instance
+/// that ranks it highest among those with room left (`shards / instances` each, one more
+/// for the first `shards % instances` to fill up), taking the shards in order. So every
+/// instance computes the same assignment from the same live list (in any order), the
+/// counts differ by at most one, and a joining or leaving instance moves few shards.
+pub fn assignment<'a>(live: &[&'a str], shard_count: u32) -> Vec<&'a str> {
+    if live.is_empty() {
+        return vec![""; shard_count as usize];
+    }
+    // Every instance gets `base` shards, and `extra` of them one more.
+    let base = shard_count as usize / live.len();
+    let mut extra = shard_count as usize % live.len();
+    let mut load: HashMap<&str, usize> = HashMap::with_capacity(live.len());
+    (0..shard_count)
+        .map(|shard| {
+            let room = |url: &&str| {
+                let n = load.get(url).copied().unwrap_or(0);
+                n < base || (n == base && extra > 0)
+            };
+            let owner = live
+                .iter()
+                .copied()
+                .filter(room)
+                .max_by_key(|url| (weight(url, shard), *url))
+                .expect("base times instances plus extra covers every shard");
+            let n = load.entry(owner).or_insert(0);
+            if *n == base {
+                extra -= 1;
+            }
+            *n += 1;
+            owner
+        })
+        .collect()
 }
 
 /// FNV-1a over the URL and shard, finished with splitmix64 (stable across builds, unlike
@@ -558,31 +590,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rendezvous_spreads_evenly_and_moves_little() {
+    fn assignment_is_even_agreed_and_moves_little() {
         let two = ["http://a:1", "http://b:1"];
         let three = ["http://a:1", "http://b:1", "http://c:1"];
-        let mut counts = HashMap::new();
-        let mut moved = 0;
-        for s in 0..256 {
-            let before = desired_owner(&two, s);
-            let after = desired_owner(&three, s);
-            *counts.entry(after).or_insert(0) += 1;
-            if before != after {
-                assert_eq!(
-                    after, "http://c:1",
-                    "only shards moving to the new node move"
-                );
-                moved += 1;
+        for shards in [7, 32, 256, 1000] {
+            let before = assignment(&two, shards);
+            let after = assignment(&three, shards);
+            let mut counts: HashMap<&str, u32> = HashMap::new();
+            for owner in &after {
+                *counts.entry(owner).or_insert(0) += 1;
             }
+            let (min, max) = (counts.values().min(), counts.values().max());
+            assert!(
+                counts.len() == 3 && max.unwrap() - min.unwrap() <= 1,
+                "{shards} shards over three: {counts:?}"
+            );
+            // Moves: what the new node takes, plus a few shards pushed by the load bound.
+            let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count() as u32;
+            let to_c = counts["http://c:1"];
+            assert!(
+                moved >= to_c && moved <= to_c + to_c / 2 + 2,
+                "{shards} shards: {moved} moved, {to_c} to the new node"
+            );
+            // Every instance computes the same, whatever the order of its live list.
+            let shuffled = ["http://c:1", "http://a:1", "http://b:1"];
+            assert_eq!(after, assignment(&shuffled, shards));
         }
-        for (node, n) in &counts {
-            assert!((60..=110).contains(n), "{node} got {n} of 256");
-        }
-        assert_eq!(moved, counts["http://c:1"]);
-        // Order of the live list does not matter.
-        let shuffled = ["http://c:1", "http://a:1", "http://b:1"];
-        for s in 0..256 {
-            assert_eq!(desired_owner(&three, s), desired_owner(&shuffled, s));
-        }
+        assert_eq!(assignment(&["http://a:1"], 4), vec!["http://a:1"; 4]);
+        assert_eq!(assignment(&[], 2), vec![""; 2]);
     }
 }
