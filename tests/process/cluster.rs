@@ -91,8 +91,15 @@ async fn three_instances_one_winner_per_slot_and_consistent_views() {
             let ledger = Ledger::new();
             let targets = cluster.urls();
 
-            // One slot, 300 patients at once, spread over the three instances.
+            // One slot, 300 patients at once, spread over the three instances, watched
+            // through the availability stream of every instance (two of them forward it).
             let contested = slots.remove(0);
+            let mut watchers = Vec::new();
+            for node in &cluster.nodes {
+                watchers.push(
+                    Watcher::open(&cluster.client, node.base(), contested.doctor_id).await,
+                );
+            }
             let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
             let racers: Vec<_> = (0..RACERS)
                 .map(|i| {
@@ -127,6 +134,24 @@ async fn three_instances_one_winner_per_slot_and_consistent_views() {
             );
             let winner_via = race.iter().find_map(Outcome::ack).map(|a| a.via);
             println!("the winner booked through n{}", winner_via.unwrap_or(99));
+            let owner = cluster.live_owners().await[&cluster.shard_of(contested.doctor_id)].clone();
+            for (node, watcher) in cluster.nodes.iter().zip(&mut watchers) {
+                let event = watcher
+                    .next_event(Duration::from_secs(10))
+                    .await
+                    .unwrap_or_else(|e| panic!("the stream through {}: {e}", node.name));
+                assert_eq!(
+                    (event.0.as_str(), parse_time(&event.1["start"])),
+                    ("booked", contested.start),
+                    "the first change seen through {} is the booking of the contested slot: {event:?}",
+                    node.name
+                );
+            }
+            println!(
+                "the booking arrived on the availability stream through all three instances \
+                 (owner {})",
+                owner.unwrap_or_default()
+            );
             for o in race {
                 ledger.record(o);
             }

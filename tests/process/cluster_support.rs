@@ -1727,3 +1727,66 @@ fn explain(outcomes: &[Outcome], key: (i64, Slot)) -> String {
         format!("; the ledger has: {}", told.join(" | "))
     }
 }
+
+/// A patient reading one doctor's availability stream (server-sent events) through one
+/// instance, past its `ready` event.
+pub struct Watcher {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Watcher {
+    pub async fn open(client: &reqwest::Client, base: String, doctor_id: i64) -> Watcher {
+        let response = client
+            .get(format!(
+                "{base}/patient/doctors/{doctor_id}/availability/stream"
+            ))
+            .bearer_auth(dev_token(Role::Patient, PROBE_PATIENT))
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .expect("opening the availability stream");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "the stream through {base}"
+        );
+        let mut watcher = Watcher {
+            response,
+            buffer: String::new(),
+        };
+        let (name, _) = watcher
+            .next_event(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("the stream through {base}: {e}"));
+        assert_eq!(name, "ready", "a stream starts with ready");
+        watcher
+    }
+
+    /// The next event (`event:` name and `data:` JSON), skipping heartbeat comments.
+    pub async fn next_event(&mut self, within: Duration) -> Result<(String, Value), String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_owned())
+                };
+                let (Some(name), Some(data)) = (field("event:"), field("data:")) else {
+                    continue; // a heartbeat comment
+                };
+                let data = serde_json::from_str(&data).map_err(|e| format!("{data}: {e}"))?;
+                return Ok((name, data));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .map_err(|_| format!("no event within {within:?}"))?
+                .map_err(|e| format!("reading the stream: {e}"))?
+                .ok_or("the stream ended")?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
