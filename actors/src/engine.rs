@@ -30,6 +30,7 @@ use crate::error::{EngineError, InvalidField};
 use crate::feed::{Feeds, Position, Subscription};
 use crate::journal::{self, DurableHook, JournalConfig};
 use crate::known_keys::KnownKeys;
+use crate::model::{has_control_chars, TextKind, CONTROL_CHARS_REASON};
 use crate::model::{
     BookingItem, BookingMember, BookingRequest, Consultation, ConsultationId, ConsultationStatus,
     DoctorId, DoctorProfile, IdempotencyClaim, MultiBooking, MultiBookingRequest, NewDoctor,
@@ -414,6 +415,11 @@ impl Engine {
         if doctor.specialty.len() > MAX_NAME_BYTES {
             return Err(InvalidField::new("specialty", "must be at most 200 bytes").into());
         }
+        for (field, text) in [("name", name), ("specialty", doctor.specialty.as_str())] {
+            if has_control_chars(text, TextKind::Line) {
+                return Err(InvalidField::new(field, CONTROL_CHARS_REASON).into());
+            }
+        }
         validate_slot_minutes(doctor.slot_minutes)?;
         doctor.schedule.validate(doctor.slot_minutes)?;
         let doctor = NewDoctor {
@@ -574,7 +580,7 @@ impl Engine {
         request: BookingRequest,
         idempotency: Option<IdempotencyClaim>,
     ) -> Result<Consultation, EngineError> {
-        if let Some((field, reason)) = request.medical.over_limit().into_iter().next() {
+        if let Some((field, reason)) = request.medical.invalid_fields().into_iter().next() {
             return Err(InvalidField::new(field, reason).into());
         }
         if let Some(claim) = &idempotency {
@@ -1343,6 +1349,17 @@ fn validate_items(items: &[BookingItem]) -> Result<(), EngineError> {
             )
             .into());
         }
+        let lines = [
+            ("patient_name", Some(name)),
+            ("relation", item.relation.as_deref()),
+        ];
+        for (field, text) in lines {
+            if text.is_some_and(|t| has_control_chars(t, TextKind::Line)) {
+                return Err(
+                    InvalidField::new(format!("items[{i}].{field}"), CONTROL_CHARS_REASON).into(),
+                );
+            }
+        }
         if item
             .relation
             .as_ref()
@@ -1354,7 +1371,7 @@ fn validate_items(items: &[BookingItem]) -> Result<(), EngineError> {
             )
             .into());
         }
-        if let Some((field, reason)) = item.medical.over_limit().into_iter().next() {
+        if let Some((field, reason)) = item.medical.invalid_fields().into_iter().next() {
             return Err(InvalidField::new(format!("items[{i}].{field}"), reason).into());
         }
     }

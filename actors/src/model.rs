@@ -230,14 +230,21 @@ impl MedicalInfo {
         ]
     }
 
-    /// Every field over its limit, with the reason, in form order.
-    pub fn over_limit(&self) -> Vec<(&'static str, String)> {
+    /// Every field over its limit or holding a control character, with the reason, in
+    /// form order.
+    pub fn invalid_fields(&self) -> Vec<(&'static str, String)> {
         self.fields()
             .into_iter()
             .zip(MEDICAL_FIELD_MAX_CHARS)
             .filter_map(|((field, value), (_, max))| {
-                let len = value.map_or(0, |v| v.chars().count());
-                (len > max).then(|| (field, format!("must be at most {max} characters")))
+                let value = value?;
+                if value.chars().count() > max {
+                    Some((field, format!("must be at most {max} characters")))
+                } else if has_control_chars(value, TextKind::Multiline) {
+                    Some((field, CONTROL_CHARS_REASON.to_owned()))
+                } else {
+                    None
+                }
             })
             .collect()
     }
@@ -272,6 +279,27 @@ impl std::fmt::Debug for BookingMember {
             .field("booking_id", &self.booking_id)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a text may span lines (tab, line feed and carriage return allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    /// A name or a label: no control character at all.
+    Line,
+    /// Free text: tab, line feed and carriage return allowed.
+    Multiline,
+}
+
+/// The reason given for text refused by [`has_control_chars`].
+pub const CONTROL_CHARS_REASON: &str = "must not contain control characters";
+
+/// Whether `text` holds a control character (C0, DEL or C1) that stored text may not: a
+/// NUL byte cannot be stored in Postgres text at all, and escape sequences have no place
+/// in a name or a note shown to someone else.
+pub fn has_control_chars(text: &str, kind: TextKind) -> bool {
+    text.chars().any(|c| {
+        c.is_control() && !(kind == TextKind::Multiline && matches!(c, '\t' | '\n' | '\r'))
+    })
 }
 
 /// Most consultations in one multi-patient booking.

@@ -209,7 +209,7 @@ fn parse(patient_id: i64, req: &MultiBookRequest) -> Result<MultiBookingRequest,
             allergies: item.allergies.clone(),
             current_medications: item.current_medications.clone(),
         };
-        for (field, reason) in medical.over_limit() {
+        for (field, reason) in medical.invalid_fields() {
             failures.push((format!("items[{i}].{field}"), reason));
         }
         if let Some(mode) = mode {

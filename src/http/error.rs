@@ -55,6 +55,9 @@ pub enum ApiError {
     /// 413 `payload_too_large`: body over the configured limit.
     #[error("Request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// 431 `headers_too_large`: the request's headers together are over the limit.
+    #[error("Request headers are larger than {0} bytes")]
+    HeadersTooLarge(usize),
     /// 429 `rate_limited`: this user sent too many requests; retry after `Retry-After`.
     #[error("Too many requests; slow down and retry")]
     RateLimited,
@@ -135,6 +138,7 @@ impl ApiError {
             Self::NotCancellable | Self::NotReschedulable => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::NotOwner { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,6 +159,7 @@ impl ApiError {
             Self::NotReschedulable => "not_reschedulable",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::HeadersTooLarge(_) => "headers_too_large",
             Self::RateLimited => "rate_limited",
             Self::Unavailable(_) | Self::NotOwner { .. } => "unavailable",
             Self::Internal(_) => "internal_error",

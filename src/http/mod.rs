@@ -259,9 +259,23 @@ pub fn router(state: AppState) -> Router {
     )
 }
 
-/// Bounds requests in flight (503 past the limit, at once) and their duration (503 after
+/// Most bytes of header names and values one request may carry (431 past it): a bearer
+/// token, cookies and a proxy's headers fit many times over.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Refuses oversized headers (431). Bounds requests in flight (503 past the limit, at once) and their duration (503 after
 /// the request timeout), and counts them.
 async fn admission(State(state): State<AppState>, req: Request, next: Next) -> Response<Body> {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        let response = ApiError::HeadersTooLarge(MAX_HEADER_BYTES).into_response();
+        state.metrics.response(response.status().as_u16());
+        return response;
+    }
     let Ok(_permit) = state.admission.try_acquire() else {
         let response =
             ApiError::Unavailable("The service is busy; nothing was done. Please retry.")

@@ -94,7 +94,8 @@ impl Modify for BearerAuth {
 /// can answer 401 (no or bad token), 403 (wrong role), 429 (the caller's rate limit) and
 /// 503 (overload, request timeout, storage down); one with path, query or header
 /// parameters, or a body, 400 (malformed); one with a path parameter 404; one with a body
-/// 413 (over the size limit). Each with the error body. Operations declare their own
+/// 413 (over the size limit); any operation 431 (headers over 32 KiB). Each with the error
+/// body. Operations declare their own
 /// answers beyond these (and their own descriptions win).
 fn declare_common_answers(op: &mut utoipa::openapi::path::Operation) {
     use utoipa::openapi::path::ParameterIn;
@@ -143,6 +144,10 @@ fn declare_common_answers(op: &mut utoipa::openapi::path::Operation) {
     if has_body {
         add("413", "payload_too_large: body over the configured limit");
     }
+    add(
+        "431",
+        "headers_too_large: the request's headers together over 32 KiB",
+    );
 }
 
 pub fn document() -> utoipa::openapi::OpenApi {

@@ -275,7 +275,7 @@ async fn book_once(
         current_medications: req.current_medications,
     };
     // Every field over its limit at once, so a form can mark them all.
-    let over = medical.over_limit();
+    let over = medical.invalid_fields();
     let mode = mode.and_then(|m| {
         if over.is_empty() {
             Ok(m)

@@ -6,6 +6,7 @@ mod concurrency;
 mod doctor_admin;
 mod errors;
 mod helpers;
+mod hostile;
 mod idempotency;
 mod matrix;
 mod notifications;

@@ -247,6 +247,13 @@ async fn bad_input_is_refused_before_it_reaches_an_actor(b: &Backend) {
         engine.create_doctor(d.clone()).await.unwrap_err(),
         EngineError::Invalid(ref f) if f.field == "name"
     ));
+    // Control characters: a NUL cannot be stored in Postgres text; none reaches the store.
+    for bad in ["Dr.\0Nul", "Dr.\nTwo lines", "Dr.\u{1b}[31m"] {
+        assert!(matches!(
+            engine.create_doctor(open_doctor(bad, chrono_tz::UTC)).await.unwrap_err(),
+            EngineError::Invalid(ref f) if f.field == "name"
+        ));
+    }
     d.name = "Dr. Valid".into();
     d.schedule.monday = DayWindow::open(LocalTime::hm(12, 0), LocalTime::hm(11, 0));
     assert!(matches!(
@@ -263,6 +270,16 @@ async fn bad_input_is_refused_before_it_reaches_an_actor(b: &Backend) {
         engine.book(req).await.unwrap_err(),
         EngineError::Invalid(ref f) if f.field == "symptoms"
     ));
+    let mut req = booking(doctor.id, 1, slot(1));
+    req.medical.allergies = Some("pollen\0".into());
+    assert!(matches!(
+        engine.book(req).await.unwrap_err(),
+        EngineError::Invalid(ref f) if f.field == "allergies"
+    ));
+    // Free text may span lines.
+    let mut req = booking(doctor.id, 1, slot(1));
+    req.medical.reason = Some("Fever\tsince Tuesday\r\nand a cough".into());
+    engine.book(req).await.unwrap();
     assert_eq!(
         engine.cancel(424_242, Requester::Admin).await.unwrap_err(),
         EngineError::ConsultationNotFound(424_242)
