@@ -56,6 +56,10 @@ fn sub_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::
     }
 }
 
+/// The longest a token may still be valid for: one expiring further ahead (a token that
+/// never really expires) is refused. `consult-scheduler token` mints at most 365 days.
+pub const MAX_TOKEN_LIFETIME_S: u64 = 366 * 24 * 3600;
+
 /// Signs and verifies tokens with one HS256 secret.
 #[derive(Clone)]
 pub struct JwtKeys {
@@ -75,6 +79,8 @@ impl JwtKeys {
         // Only HS256: a token declaring any other algorithm (`none` included) is refused.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = leeway_s;
+        // A token not valid yet (`nbf` ahead of now, past the leeway) is refused too.
+        validation.validate_nbf = true;
         // `sub` is required by `Claims` itself (string or number).
         validation.set_required_spec_claims(&["exp"]);
         Self {
@@ -109,15 +115,24 @@ impl JwtKeys {
             .expect("HS256 signing of plain claims cannot fail")
     }
 
+    /// The claims of a well-formed HS256 token signed with this secret, with a role, a
+    /// positive numeric `sub`, and an `exp` ahead of now (within the leeway) and at most
+    /// [`MAX_TOKEN_LIFETIME_S`] away; `nbf`, when present, not ahead of now. Anything else
+    /// is 401.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     ApiError::Unauthorized("Token has expired")
                 }
                 _ => ApiError::Unauthorized("Invalid token"),
-            })
+            })?;
+        let horizon = now_s() + MAX_TOKEN_LIFETIME_S + self.validation.leeway;
+        if claims.sub <= 0 || claims.exp > horizon {
+            return Err(ApiError::Unauthorized("Invalid token"));
+        }
+        Ok(claims)
     }
 }
 
@@ -265,5 +280,213 @@ mod tests {
     fn base64_url(s: &str) -> String {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        use super::*;
+
+        const LEEWAY: u64 = 30;
+        const DAY: i64 = 24 * 3600;
+
+        /// What a claim holds in a generated token: absent, or a JSON value, and whether
+        /// that value is one the validator must accept.
+        #[derive(Debug, Clone)]
+        struct Claim {
+            value: Option<Value>,
+            ok: bool,
+        }
+
+        fn claim(value: Option<Value>, ok: bool) -> Claim {
+            Claim { value, ok }
+        }
+
+        fn sub() -> impl Strategy<Value = Claim> {
+            prop_oneof![
+                12 => (1i64..i64::MAX).prop_map(|n| claim(Some(json!(n)), true)),
+                12 => (1i64..1_000_000).prop_map(|n| claim(Some(json!(n.to_string())), true)),
+                1 => Just(claim(None, false)),
+                1 => (i64::MIN..=0).prop_map(|n| claim(Some(json!(n)), false)),
+                1 => "[a-z ]{0,8}".prop_map(|t| claim(Some(json!(t)), false)),
+                1 => Just(claim(Some(json!("9223372036854775808")), false)),
+                1 => Just(claim(Some(json!(1.5)), false)),
+                1 => Just(claim(Some(json!(true)), false)),
+                1 => Just(claim(Some(Value::Null), false)),
+                1 => Just(claim(Some(json!([1])), false)),
+            ]
+        }
+
+        fn role() -> impl Strategy<Value = Claim> {
+            prop_oneof![
+                24 => prop::sample::select(vec!["patient", "doctor", "admin"])
+                    .prop_map(|r| claim(Some(json!(r)), true)),
+                1 => Just(claim(None, false)),
+                1 => prop::sample::select(vec!["Admin", "root", "", "patient "])
+                    .prop_map(|r| claim(Some(json!(r)), false)),
+                1 => Just(claim(Some(json!(1)), false)),
+                1 => Just(claim(Some(json!(["admin"])), false)),
+            ]
+        }
+
+        /// `exp` relative to now: valid from just inside the leeway to the lifetime bound.
+        fn exp(now: i64) -> impl Strategy<Value = Claim> {
+            let max = (MAX_TOKEN_LIFETIME_S + LEEWAY) as i64;
+            prop_oneof![
+                36 => (-(LEEWAY as i64) + 2..max - 2)
+                    .prop_map(move |d| claim(Some(json!(now + d)), true)),
+                1 => Just(claim(None, false)),
+                1 => (-400 * DAY..-(LEEWAY as i64) - 2)
+                    .prop_map(move |d| claim(Some(json!(now + d)), false)),
+                1 => (max + 2..100 * 365 * DAY).prop_map(move |d| claim(Some(json!(now + d)), false)),
+                1 => Just(claim(Some(json!(u64::MAX)), false)),
+                1 => Just(claim(Some(json!((now + 600).to_string())), false)),
+                1 => Just(claim(Some(json!(-1)), false)),
+            ]
+        }
+
+        /// `nbf` is optional; present, it must not be ahead of now past the leeway.
+        fn nbf(now: i64) -> impl Strategy<Value = Claim> {
+            prop_oneof![
+                12 => Just(claim(None, true)),
+                12 => (-400 * DAY..LEEWAY as i64 - 2)
+                    .prop_map(move |d| claim(Some(json!(now + d)), true)),
+                1 => (LEEWAY as i64 + 2..400 * DAY)
+                    .prop_map(move |d| claim(Some(json!(now + d)), false)),
+            ]
+        }
+
+        /// The header's `alg` and the algorithm the signature is really made with.
+        fn alg() -> impl Strategy<Value = (Value, Option<Algorithm>, bool)> {
+            prop_oneof![
+                36 => Just((json!("HS256"), Some(Algorithm::HS256), true)),
+                1 => Just((json!("HS384"), Some(Algorithm::HS384), false)),
+                1 => Just((json!("HS512"), Some(Algorithm::HS512), false)),
+                1 => Just((json!("none"), None, false)),
+                1 => Just((json!("RS256"), Some(Algorithm::HS256), false)),
+                1 => Just((json!("hs256"), Some(Algorithm::HS256), false)),
+                1 => Just((Value::Null, Some(Algorithm::HS256), false)),
+            ]
+        }
+
+        #[derive(Debug, Clone, Copy)]
+        enum Damage {
+            None,
+            WrongSecret,
+            FlipSignature,
+            DropSignature,
+            ExtraSegment,
+            Whitespace,
+        }
+
+        fn damage() -> impl Strategy<Value = Damage> {
+            prop_oneof![
+                20 => Just(Damage::None),
+                1 => Just(Damage::WrongSecret),
+                1 => Just(Damage::FlipSignature),
+                1 => Just(Damage::DropSignature),
+                1 => Just(Damage::ExtraSegment),
+                1 => Just(Damage::Whitespace),
+            ]
+        }
+
+        fn token(
+            header: &Value,
+            claims: &Value,
+            algorithm: Option<Algorithm>,
+            damage: Damage,
+        ) -> String {
+            let message = format!(
+                "{}.{}",
+                base64_url(&header.to_string()),
+                base64_url(&claims.to_string())
+            );
+            let secret: &[u8] = match damage {
+                Damage::WrongSecret => b"another-secret-another-secret-another",
+                _ => SECRET,
+            };
+            let signature = algorithm
+                .map(|a| {
+                    jsonwebtoken::crypto::sign(
+                        message.as_bytes(),
+                        &EncodingKey::from_secret(secret),
+                        a,
+                    )
+                    .unwrap()
+                })
+                .unwrap_or_default();
+            match damage {
+                Damage::FlipSignature if !signature.is_empty() => {
+                    let mut bytes = signature.into_bytes();
+                    bytes[0] = if bytes[0] == b'A' { b'B' } else { b'A' };
+                    format!("{message}.{}", String::from_utf8(bytes).unwrap())
+                }
+                Damage::DropSignature => format!("{message}."),
+                Damage::ExtraSegment => format!("{message}.{signature}.x"),
+                Damage::Whitespace => format!(" {message}.{signature}"),
+                _ => format!("{message}.{signature}"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Exactly the well-formed HS256 tokens with a valid signature, a role, a
+            /// positive numeric `sub`, a current `exp` within the lifetime bound and no
+            /// future `nbf` are accepted, with the claims they carry.
+            #[test]
+            fn only_well_formed_signed_current_tokens_are_accepted(
+                (sub, role, exp, nbf) in {
+                    let now = now_s() as i64;
+                    (sub(), role(), exp(now), nbf(now))
+                },
+                (alg, algorithm, alg_ok) in alg(),
+                typ in prop::option::of(Just("JWT")),
+                damage in damage(),
+            ) {
+                let keys = JwtKeys::new(SECRET, LEEWAY);
+                let mut header = json!({"alg": alg});
+                if let Some(typ) = typ {
+                    header["typ"] = json!(typ);
+                }
+                let mut claims = serde_json::Map::new();
+                for (name, c) in [("sub", &sub), ("role", &role), ("exp", &exp), ("nbf", &nbf)] {
+                    if let Some(v) = &c.value {
+                        claims.insert(name.to_owned(), v.clone());
+                    }
+                }
+                let claims = Value::Object(claims);
+                let token = token(&header, &claims, algorithm, damage);
+                let expected = sub.ok && role.ok && exp.ok && nbf.ok && alg_ok
+                    && matches!(damage, Damage::None);
+                match keys.verify(&token) {
+                    Ok(got) => {
+                        prop_assert!(expected, "accepted {header} {claims} {damage:?}");
+                        let want_sub = match &claims["sub"] {
+                            Value::String(s) => s.parse::<i64>().unwrap(),
+                            v => v.as_i64().unwrap(),
+                        };
+                        prop_assert_eq!(got.sub, want_sub);
+                        prop_assert_eq!(json!(got.role), claims["role"].clone());
+                    }
+                    Err(e) => prop_assert!(
+                        !expected && e.status() == axum::http::StatusCode::UNAUTHORIZED,
+                        "refused {header} {claims} {damage:?}: {e}"
+                    ),
+                }
+            }
+
+            /// Arbitrary text, and arbitrary dot-separated base64 segments, never verify.
+            #[test]
+            fn arbitrary_text_is_refused(
+                text in "\\PC{0,300}",
+                segments in prop::collection::vec("[A-Za-z0-9_-]{0,60}", 1..5),
+            ) {
+                let keys = JwtKeys::new(SECRET, LEEWAY);
+                prop_assert!(keys.verify(&text).is_err());
+                prop_assert!(keys.verify(&segments.join(".")).is_err());
+            }
+        }
     }
 }

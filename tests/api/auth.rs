@@ -127,6 +127,17 @@ async fn expired_tampered_unsigned_and_foreign_tokens_are_401() {
         r#"{{"sub":"67","role":"admin","exp":{}}}"#,
         now_s() + 600
     ));
+    // Well signed with the right secret and HS256, whatever the claims say.
+    let signed = |claims: String| {
+        let message = format!("{}.{}", b64(r#"{"alg":"HS256","typ":"JWT"}"#), b64(&claims));
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &jsonwebtoken::EncodingKey::from_secret(DEV_JWT_SECRET.as_bytes()),
+            jsonwebtoken::Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{message}.{signature}")
+    };
     let bad_tokens = [
         ("expired", keys.mint(Patient, 67, now_s() - 7200, 60)),
         (
@@ -142,6 +153,58 @@ async fn expired_tampered_unsigned_and_foreign_tokens_are_401() {
             JwtKeys::new(b"someone-elses-secret-someone-elses", 0).mint(Admin, 1, now_s(), 600),
         ),
         ("garbage", "not.a.token".to_owned()),
+        ("no claims", signed(r#"{}"#.to_owned())),
+        (
+            "nbf in an hour",
+            signed(format!(
+                r#"{{"sub":"67","role":"patient","exp":{},"nbf":{}}}"#,
+                now_s() + 7200,
+                now_s() + 3600
+            )),
+        ),
+        (
+            "exp in ten years",
+            signed(format!(
+                r#"{{"sub":"67","role":"admin","exp":{}}}"#,
+                now_s() + 10 * 365 * 24 * 3600
+            )),
+        ),
+        (
+            "sub not a number",
+            signed(format!(
+                r#"{{"sub":"admin","role":"admin","exp":{}}}"#,
+                now_s() + 600
+            )),
+        ),
+        (
+            "role of the wrong type",
+            signed(format!(
+                r#"{{"sub":"1","role":["admin"],"exp":{}}}"#,
+                now_s() + 600
+            )),
+        ),
+        (
+            "exp as text",
+            signed(format!(
+                r#"{{"sub":"1","role":"admin","exp":"{}"}}"#,
+                now_s() + 600
+            )),
+        ),
+        (
+            "HS512 with the right secret",
+            format!(
+                "{}.{}.{}",
+                b64(r#"{"alg":"HS512","typ":"JWT"}"#),
+                admin_claims,
+                jsonwebtoken::crypto::sign(
+                    format!("{}.{}", b64(r#"{"alg":"HS512","typ":"JWT"}"#), admin_claims)
+                        .as_bytes(),
+                    &jsonwebtoken::EncodingKey::from_secret(DEV_JWT_SECRET.as_bytes()),
+                    jsonwebtoken::Algorithm::HS512,
+                )
+                .unwrap()
+            ),
+        ),
     ];
     for (what, token) in bad_tokens {
         let (status, body) = app.get("/admin/doctors", &token).await;
@@ -158,6 +221,13 @@ async fn expired_tampered_unsigned_and_foreign_tokens_are_401() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let (status, _) = app.get("/patient/doctors", &good).await;
     assert_eq!(status, StatusCode::OK, "the untampered token works");
+    let hand_made = signed(format!(
+        r#"{{"sub":67,"role":"patient","exp":{},"nbf":{}}}"#,
+        now_s() + 600,
+        now_s() - 10
+    ));
+    let (status, _) = app.get("/patient/doctors", &hand_made).await;
+    assert_eq!(status, StatusCode::OK, "a hand-made token with valid claims works");
     app.stop().await;
 }
 
