@@ -171,6 +171,11 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// Requests handled at once; past it, 503 with `Retry-After`.
     pub max_concurrent_requests: usize,
+    /// Open connections at most; past it, a new connection gets 503 and is closed.
+    pub max_connections: usize,
+    /// Time a connection gets to send a whole request head (also the idle time of a
+    /// kept-alive connection); past it, the connection is closed.
+    pub header_read_timeout_ms: u64,
     /// On SIGINT/SIGTERM, how long in-flight requests may take before the server stops.
     pub shutdown_grace_ms: u64,
     /// Per-user (role + sub) sustained requests per second; past it, 429. 0 = no limit.
@@ -310,6 +315,15 @@ impl Settings {
             return Err(invalid(
                 "server.max_concurrent_requests",
                 "must be 1..=1000000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&s.max_connections) {
+            return Err(invalid("server.max_connections", "must be 1..=1000000"));
+        }
+        if !(100..=600_000).contains(&s.header_read_timeout_ms) {
+            return Err(invalid(
+                "server.header_read_timeout_ms",
+                "must be 100..=600000",
             ));
         }
         if s.shutdown_grace_ms > 600_000 {

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use crate::fake_vonage::FakeVonage;
 use crate::http::auth::JwtKeys;
+use crate::http::serve::ConnectionLimits;
 use crate::http::{self, AppState, HttpLimits};
 use crate::settings::{
     redact_url, Profile, SessionProvider, Settings, DEV_VONAGE_PRIVATE_KEY, DEV_VONAGE_PUBLIC_KEY,
@@ -48,6 +49,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     shutdown_grace: Duration,
+    connection_limits: ConnectionLimits,
     /// The in-process fake Vonage server of the `fake` provider.
     fake_vonage: Option<FakeVonage>,
 }
@@ -121,6 +123,10 @@ impl Application {
             listener,
             state,
             shutdown_grace: Duration::from_millis(settings.server.shutdown_grace_ms),
+            connection_limits: ConnectionLimits {
+                max_connections: settings.server.max_connections,
+                header_read_timeout: Duration::from_millis(settings.server.header_read_timeout_ms),
+            },
             fake_vonage,
         })
     }
@@ -147,6 +153,7 @@ impl Application {
             listener,
             state,
             shutdown_grace,
+            connection_limits,
             fake_vonage,
         } = self;
         let engine = state.engine.clone();
@@ -165,7 +172,7 @@ impl Application {
             let _ = stopping_tx.send(true);
         };
         let app = http::router(state);
-        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let server = http::serve::serve(listener, app, connection_limits, signal);
         let mut stopping = stopping_rx;
         let result = tokio::select! {
             r = server => r,

@@ -227,7 +227,11 @@ async fn expired_tampered_unsigned_and_foreign_tokens_are_401() {
         now_s() - 10
     ));
     let (status, _) = app.get("/patient/doctors", &hand_made).await;
-    assert_eq!(status, StatusCode::OK, "a hand-made token with valid claims works");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a hand-made token with valid claims works"
+    );
     app.stop().await;
 }
 

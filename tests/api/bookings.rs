@@ -367,7 +367,7 @@ async fn racing_multi_bookings_are_whole_on_the_store(app: TestApp) {
     for patient in 0..40_i64 {
         let client = app.client.clone();
         let url = app.url(BOOKINGS);
-        let token = app.token(Patient, patient);
+        let token = app.token(Patient, 1000 + patient);
         // Hours 9 to 16; single bookings contest the first four only, so each of the
         // other four has exactly one winning family booking.
         let hour = 9 + (patient % 8) as u32;

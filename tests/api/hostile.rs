@@ -275,3 +275,99 @@ async fn huge_headers_are_refused_and_the_server_stays_up() {
     assert_eq!(status, StatusCode::OK, "still answering");
     app.stop().await;
 }
+
+/// Sends `GET /healthz` on a fresh connection and reads the whole answer (the request asks
+/// the server to close), within 5 s.
+async fn raw_healthz(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("an answer within 5 s")
+    .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A client trickling its request head is cut off at the header read timeout, and does
+/// not keep others from being served meanwhile.
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_closed_at_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app =
+        TestApp::spawn_sqlite_with(&[("CONSULT__SERVER__HEADER_READ_TIMEOUT_MS", "800")]).await;
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let head = b"GET /healthz HTTP/1.1\r\nhost: test\r\nx-slow: ";
+    let mut closed_after = None;
+    for byte in head.iter().chain(b"a".repeat(100).iter()) {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        // Others are served while the slow client trickles.
+        if started.elapsed() < std::time::Duration::from_millis(300) {
+            assert!(raw_healthz(app.addr).await.starts_with("HTTP/1.1 200"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut buf = [0u8; 256];
+        if let Ok(read) =
+            tokio::time::timeout(std::time::Duration::from_millis(1), slow.read(&mut buf)).await
+        {
+            // EOF or an error answer (408): the server gave up on this client.
+            let _ = read;
+            closed_after = Some(started.elapsed());
+            break;
+        }
+    }
+    let closed_after = closed_after.expect("the server closed the trickling connection");
+    assert!(
+        closed_after >= std::time::Duration::from_millis(700),
+        "not before the timeout: {closed_after:?}"
+    );
+    assert!(raw_healthz(app.addr).await.starts_with("HTTP/1.1 200"));
+    app.stop().await;
+}
+
+/// Past `server.max_connections`, a new connection is answered 503 with `Retry-After` and
+/// closed; once a connection closes, new ones are served again.
+#[tokio::test]
+async fn connections_past_the_limit_get_503_and_the_service_stays_responsive() {
+    let app = TestApp::spawn_sqlite_with(&[("CONSULT__SERVER__MAX_CONNECTIONS", "4")]).await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    }
+    // The server may not have accepted all four yet: wait until a fifth is refused.
+    let mut refused = String::new();
+    for _ in 0..50 {
+        refused = raw_healthz(app.addr).await;
+        if refused.starts_with("HTTP/1.1 503") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("retry-after: 1"), "{refused}");
+    let body: Value = serde_json::from_str(refused.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["error"], "unavailable");
+    drop(idle.pop());
+    let mut answer = String::new();
+    for _ in 0..50 {
+        answer = raw_healthz(app.addr).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(answer.starts_with("HTTP/1.1 200"), "served again: {answer}");
+    drop(idle);
+    app.stop().await;
+}
