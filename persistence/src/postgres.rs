@@ -43,18 +43,28 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Pool size: the journal writer, snapshots and the query traffic of one node.
 const MAX_CONNECTIONS: u32 = 16;
-/// How long a caller waits for a pooled connection.
-const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
+/// How long a caller waits for a pooled connection. sqlx spends it retrying a refused
+/// connection, so it is also how long a request waits while the database is down (a
+/// restart, an outage) before its caller is answered 503: kept well under the engine's
+/// call timeout (5 s), so the answer is the journal's clear "nothing was booked" rather
+/// than a timeout's "it may have completed", and `/readyz` answers within it.
+const ACQUIRE_TIMEOUT_MS: u64 = 2_000;
+/// How long the service waits at start for a database that refuses connections (still
+/// starting up, e.g. started together with it).
+const STARTUP_WAIT_MS: u64 = 10_000;
+/// The `application_name` of this store's sessions (`pg_stat_activity`), unless the URL
+/// names another.
+const APPLICATION_NAME: &str = "consult-scheduler";
 /// How long a claim on outbox work (a session attempt, a webhook delivery) keeps other
 /// instances off it: longer than an attempt takes with the default timeouts (Vonage 10 s
 /// per call, a few calls; webhooks 5 s per URL), short enough that the work of an instance
 /// that died is picked up again soon. See [`PgStore::with_outbox_claim`].
 pub const DEFAULT_OUTBOX_CLAIM_S: u64 = 300;
 
-/// The store on one Postgres database.
 /// How long the server lets a transaction of this store sit idle before ending it.
 const IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 2000;
 
+/// The store on one Postgres database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -77,10 +87,13 @@ impl PgStore {
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
         // A transaction left idle (its process paused) must not hold its locks (the lease
         // rows a fenced write reads FOR SHARE) for long: the server ends it.
-        let options = options.options([(
+        let mut options = options.options([(
             "idle_in_transaction_session_timeout",
             IDLE_IN_TRANSACTION_TIMEOUT_MS.to_string(),
         )]);
+        if options.get_application_name().is_none() {
+            options = options.application_name(APPLICATION_NAME);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
@@ -88,9 +101,8 @@ impl PgStore {
             // A connection that broke is discarded by sqlx when its query fails; the
             // journal answers that batch's callers 503 and the next batch gets a new one.
             .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(db_error)?;
+            .connect_lazy_with(options);
+        wait_for_database(&pool).await?;
         MIGRATOR.run(&pool).await.map_err(migrate_error)?;
         let claimer = sqlx::query_scalar("SELECT nextval('outbox_claimers')")
             .fetch_one(&pool)
@@ -119,6 +131,20 @@ impl PgStore {
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Waits up to [`STARTUP_WAIT_MS`] for the first connection: each attempt retries a refused
+/// connection for [`ACQUIRE_TIMEOUT_MS`]; any other failure (bad password, unknown
+/// database) ends the wait at once.
+async fn wait_for_database(pool: &PgPool) -> Result<(), StoreError> {
+    let until = std::time::Instant::now() + Duration::from_millis(STARTUP_WAIT_MS);
+    loop {
+        match pool.acquire().await {
+            Ok(_) => return Ok(()),
+            Err(sqlx::Error::PoolTimedOut) if std::time::Instant::now() < until => {}
+            Err(e) => return Err(db_error(e)),
+        }
     }
 }
 

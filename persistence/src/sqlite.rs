@@ -24,7 +24,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqliteConnection};
+use sqlx::{ConnectOptions, Connection, Row, Sqlite, SqliteConnection};
 
 use crate::batch::{
     self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey, NewMember,
@@ -101,13 +101,22 @@ impl SqliteStore {
         let filename = options.get_filename();
         create_parent_dir(filename)?;
         let lock = if is_file(filename) {
-            Some(lock_database(filename)?)
+            let lock = lock_database(filename)?;
+            refuse_foreign_file(filename).await?;
+            Some(lock)
         } else {
             None
         };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+            // A write whose statement or COMMIT failed on a full disk leaves sqlx counting a
+            // transaction that SQLite has already rolled back by itself; the ROLLBACK then
+            // fails too, and that connection would refuse every later `BEGIN IMMEDIATE`
+            // ("begin_with at non-zero transaction depth") for good. Such a connection is
+            // closed instead of reused, and the next write opens a fresh one. (A released
+            // connection is pinged first, so a pending rollback has run by now.)
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(options.clone())
             .await
             .map_err(db_error)?;
@@ -148,6 +157,81 @@ impl SqliteStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
     }
+}
+
+/// Refuses a database file that is not this service's, before anything writes to it (even
+/// switching to WAL rewrites the header): a file that is not SQLite at all (or is
+/// damaged), one holding another application's tables, or one migrated by another
+/// application or a newer version. Missing or empty files, and files holding only this
+/// service's tables and migrations, pass. The file is only read (a read-only connection).
+async fn refuse_foreign_file(filename: &Path) -> Result<(), StoreError> {
+    match std::fs::metadata(filename) {
+        Ok(meta) if meta.len() > 0 => {}
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StoreError::Unavailable(format!(
+                "cannot read the database file {}: {e}",
+                filename.display()
+            )))
+        }
+    }
+    let name = filename.display();
+    let advice = "it was left untouched; point database.url at this service's database or at \
+                  a new file";
+    let unreadable = |e: sqlx::Error| {
+        StoreError::Corrupt(format!(
+            "{name} is not a SQLite database this service can open ({e}); {advice}"
+        ))
+    };
+    let options = SqliteConnectOptions::new()
+        .filename(filename)
+        .read_only(true)
+        .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS));
+    let mut conn = options.connect().await.map_err(unreadable)?;
+    let verdict = async {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             ORDER BY name",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .map_err(unreadable)?;
+        if tables.is_empty() {
+            return Ok(());
+        }
+        if !tables.iter().any(|t| t == "_sqlx_migrations") {
+            let shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+            let more = if tables.len() > shown.len() { ", ..." } else { "" };
+            return Err(StoreError::Unavailable(format!(
+                "{name} is not a Consult Scheduler database: it holds other tables ({}{more}) \
+                 and no migration history of this service; {advice}",
+                shown.join(", ")
+            )));
+        }
+        let applied: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&mut conn)
+                .await
+                .map_err(unreadable)?;
+        for (version, checksum) in applied {
+            let known = MIGRATOR.iter().any(|m| {
+                m.version == version
+                    && !m.migration_type.is_down_migration()
+                    && *m.checksum == *checksum
+            });
+            if !known {
+                return Err(StoreError::Unavailable(format!(
+                    "{name} was migrated by another application or another version of this \
+                     service (migration {version} is not one of this version's); {advice}"
+                )));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = conn.close().await;
+    verdict
 }
 
 /// Whether the database is a file (an in-memory database is named `:memory:` or, shared

@@ -19,6 +19,11 @@ pub async fn healthz() -> Json<HealthAnswer> {
     })
 }
 
+/// How long `/readyz` waits for the store to answer a trivial query: a store that takes
+/// longer (down, restarting, its connections all stuck) is not ready, and a probe never
+/// waits out its own timeout.
+const READY_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The engine is running, not draining, and the store answers.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = HealthAnswer), (status = 503, body = ErrorBody)))]
@@ -26,9 +31,19 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<HealthAnswer>,
     if state.draining.load(Ordering::Relaxed) || !state.engine.is_running() {
         return Err(ApiError::Unavailable("The service is shutting down"));
     }
-    if let Err(e) = state.engine.store().ping().await {
-        tracing::warn!(error = %e, "readiness: store unreachable");
-        return Err(ApiError::Unavailable("Storage is unreachable"));
+    match tokio::time::timeout(READY_PROBE_TIMEOUT, state.engine.store().ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: store unreachable");
+            return Err(ApiError::Unavailable("Storage is unreachable"));
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = READY_PROBE_TIMEOUT.as_millis() as u64,
+                "readiness: store did not answer in time"
+            );
+            return Err(ApiError::Unavailable("Storage is unreachable"));
+        }
     }
     // In a cluster: ready once every shard is served here or has a live owner to forward to.
     if let Some(cluster) = state.engine.cluster() {
