@@ -13,6 +13,10 @@
 //!   directory), booked through, stopped with SIGTERM and restarted.
 //! - `session_crash`: SIGKILL between a booking and its Vonage session; the session is
 //!   made after restart from the durable outbox.
+//! - `storage_faults`: Postgres restarted, stopped and its sessions killed under load (on a
+//!   private server, `private_postgres`), SQLite on a full disk, a corrupt or foreign
+//!   database file at start; 503 with `Retry-After` meanwhile, recovery by itself, every
+//!   201 stored, a refused file untouched.
 //! - `sqlite_lock`: a second binary on the same SQLite file is refused at start, naming
 //!   the lock file, while the first keeps serving.
 //!
@@ -23,7 +27,9 @@ mod cluster;
 mod cluster_support;
 mod crash;
 mod idempotency_crash;
+mod private_postgres;
 mod readme_smoke;
 mod session_crash;
 mod sqlite_lock;
+mod storage_faults;
 mod support;
