@@ -109,6 +109,11 @@ pub enum EngineError {
     /// 503: the store failed; nothing of this request was acknowledged.
     #[error("storage error: {0}")]
     Storage(String),
+    /// 503: the store lost its connection after the write was sent, so the write may or
+    /// may not be durable: callers must not be told that nothing was done (the store is
+    /// the truth; the doctors reload from it).
+    #[error("storage write outcome unknown: {0}")]
+    Indeterminate(String),
     /// 503: the engine is stopping, or the doctor's actor failed while handling the request.
     #[error("engine unavailable: {0}")]
     Unavailable(String),
@@ -126,6 +131,7 @@ impl EngineError {
             Self::Overloaded
                 | Self::Timeout
                 | Self::Storage(_)
+                | Self::Indeterminate(_)
                 | Self::Unavailable(_)
                 | Self::NotOwner { .. }
         ) || matches!(self, Self::ItemRejected { error, .. } if error.is_retryable())
@@ -148,10 +154,17 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The connection was lost after a write was sent (during its COMMIT, or its one
+    /// auto-committed statement): it may or may not have been committed.
+    #[error("store write outcome unknown: {0}")]
+    Indeterminate(String),
 }
 
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
-        EngineError::Storage(e.to_string())
+        match e {
+            StoreError::Indeterminate(_) => EngineError::Indeterminate(e.to_string()),
+            _ => EngineError::Storage(e.to_string()),
+        }
     }
 }

@@ -367,7 +367,7 @@ impl Batch {
                     let _ = actor.cast(DoctorMsg::JournalFailed { generation });
                 }
                 for (_, _, done) in self.routes.drain(..) {
-                    done(Err(EngineError::Storage(e.to_string())));
+                    done(Err(EngineError::from(e.clone())));
                 }
             }
         }

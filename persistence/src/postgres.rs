@@ -587,6 +587,27 @@ async fn write_plan(conn: &mut PgConnection, plan: &batch::Plan<'_>) -> Result<(
     insert_notifications(conn, &plan.notifications).await
 }
 
+/// The error of a statement that commits (a COMMIT, or one auto-committed statement): when
+/// the connection was lost or the server went away meanwhile (an I/O or protocol error, or
+/// the server's own "terminating connection" or "cannot connect now" answers, SQLSTATE
+/// classes 57P and 08), the write may have been committed before the answer was lost, so
+/// it is [`StoreError::Indeterminate`]; any other error (a constraint, a serialization
+/// failure) rolled it back.
+fn commit_error(e: sqlx::Error) -> StoreError {
+    let lost = match &e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")),
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        _ => false,
+    };
+    if lost {
+        StoreError::Indeterminate(e.to_string())
+    } else {
+        db_error(e)
+    }
+}
+
 fn consultations(rows: Vec<PgRow>) -> Result<Vec<Consultation>, StoreError> {
     rows.iter().map(rows::consultation).collect()
 }
@@ -721,11 +742,13 @@ impl Store for PgStore {
         let statement = bookings_batch_statement(&plan);
         if fences.is_empty() {
             if let Some(statement) = statement {
+                // Acquired apart: a failure to get a connection wrote nothing for sure.
+                let mut conn = self.pool.acquire().await.map_err(db_error)?;
                 return statement
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
                     .await
                     .map(drop)
-                    .map_err(db_error);
+                    .map_err(commit_error);
             }
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
@@ -741,8 +764,9 @@ impl Store for PgStore {
                 .map_err(db_error)?,
             None => write_plan(&mut tx, &plan).await?,
         }
-        // A commit whose answer is lost (connection gone) is an error, never success.
-        tx.commit().await.map_err(db_error)
+        // A commit whose answer is lost (connection gone) is an error, never success; nor
+        // is it known to have failed. (Before the COMMIT, a lost connection rolls back.)
+        tx.commit().await.map_err(commit_error)
     }
 
     async fn find_idempotency(

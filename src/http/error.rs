@@ -204,6 +204,12 @@ impl From<EngineError> for ApiError {
                 tracing::error!(error = %detail, "storage failure answered 503");
                 Self::Unavailable("Storage is unavailable; nothing was booked. Please retry.")
             }
+            EngineError::Indeterminate(detail) => {
+                tracing::error!(error = %detail, "storage write outcome unknown answered 503");
+                Self::Unavailable(
+                    "The connection to storage was lost while saving. It may have completed: check your consultations before retrying.",
+                )
+            }
             EngineError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "engine unavailable answered 503");
                 Self::Unavailable("The service is unavailable; nothing was booked. Please retry.")
