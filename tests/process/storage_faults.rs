@@ -182,6 +182,12 @@ async fn postgres_outage(bin: PathBuf, test: &'static str, fault: PgFault) {
     });
 
     let outcome = check_answers(test, &answers);
+    // While the database is down a booking is answered within the pool's 2 s wait for a
+    // connection (and a batch queued behind), never after waiting out the engine's timeout.
+    assert_eq!(
+        outcome.timed_out, 0,
+        "{test}: bookings waited out the engine's call timeout while the database was down"
+    );
     check_readiness(test, &probes, &times);
     server
         .wait_ready(&client, Duration::from_secs(15))
@@ -278,15 +284,7 @@ async fn sessions_killed_mid_batch(bin: PathBuf) {
         .unwrap_or_else(|_| panic!("{TEST}: no journal batch ever waited on the lock"));
     // Let the other requests reach their batches too.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let killed: Vec<i32> = sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-         AND application_name = $1 AND wait_event_type = 'Lock' \
-         AND pg_terminate_backend(pid)",
-    )
-    .bind(APPLICATION_NAME)
-    .fetch_all(&db)
-    .await
-    .unwrap();
+    let killed = terminate(&db, "wait_event_type = 'Lock'").await;
     assert!(!killed.is_empty(), "{TEST}: no session was terminated");
     tokio::time::sleep(Duration::from_millis(300)).await;
     sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
@@ -324,14 +322,7 @@ async fn sessions_killed_mid_batch(bin: PathBuf) {
     }
 
     // Phase 2: every session of the service terminated while idle; bookings work again.
-    let killed_idle: Vec<i32> = sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-         AND application_name = $1 AND pg_terminate_backend(pid)",
-    )
-    .bind(APPLICATION_NAME)
-    .fetch_all(&db)
-    .await
-    .unwrap();
+    let killed_idle = terminate(&db, "TRUE").await;
     let after_kill = Instant::now();
     let later: Vec<Request> = (0..8)
         .map(|i| Request::new(21_000 + i, slots.drain(..1).collect()))
@@ -371,6 +362,30 @@ async fn sessions_killed_mid_batch(bin: PathBuf) {
     db.close().await;
     server.kill_hard();
     assert_no_panic(&server);
+}
+
+/// Terminates the service's sessions on this database that match `condition` (over
+/// `pg_stat_activity`); returns their pids. Only ever the service's own sessions, found
+/// by its application name, on the test's private server.
+async fn terminate(db: &sqlx::PgPool, condition: &str) -> Vec<i32> {
+    // Chosen first, then terminated: in one WHERE clause Postgres may call
+    // pg_terminate_backend before the other conditions.
+    let pids: Vec<i32> = sqlx::query_scalar(&format!(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = $1 AND pid <> pg_backend_pid() AND ({condition})"
+    ))
+    .bind(APPLICATION_NAME)
+    .fetch_all(db)
+    .await
+    .expect("cannot list the service's sessions");
+    for pid in &pids {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(db)
+            .await
+            .expect("cannot terminate a session");
+    }
+    pids
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1109,6 +1124,8 @@ struct Outcome {
     /// 503s that say the booking "may have completed" (the engine's call timeout, or the
     /// connection to storage lost during a COMMIT).
     uncertain: usize,
+    /// Of those, the engine's call timeout: a caller waited it out.
+    timed_out: usize,
     /// Completion times of the 503s.
     unavailable_at: Vec<Duration>,
     slowest: Duration,
@@ -1149,6 +1166,9 @@ fn check_answers(test: &str, answers: &[Answer]) -> Outcome {
                         .push((answer.request.patient_id, answer.request.slots.clone()));
                 } else if message.contains("may have completed") {
                     outcome.uncertain += 1;
+                    if message.contains("timed out") {
+                        outcome.timed_out += 1;
+                    }
                 }
             }
             other => wrong.push(format!(
@@ -1251,12 +1271,13 @@ fn print_figures(
         .unwrap_or_default();
     println!(
         "{test}: {} x 201, {} x 409, {} x 503 with Retry-After ({} of them \"may have \
-         completed\") {window}; slowest answer {:.2} s; /readyz {not_ready_window}, slowest {:.2} s; \
+         completed\", {} timed out) {window}; slowest answer {:.2} s; /readyz {not_ready_window}, slowest {:.2} s; \
          fault over after {:.2} s; first 201 {:.2} s after that",
         outcome.created,
         outcome.conflicts,
         outcome.unavailable,
         outcome.uncertain,
+        outcome.timed_out,
         outcome.slowest.as_secs_f64(),
         slowest_probe.as_secs_f64(),
         rel(times.back),
