@@ -202,7 +202,11 @@ async fn refuse_foreign_file(filename: &Path) -> Result<(), StoreError> {
         }
         if !tables.iter().any(|t| t == "_sqlx_migrations") {
             let shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
-            let more = if tables.len() > shown.len() { ", ..." } else { "" };
+            let more = if tables.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            };
             return Err(StoreError::Unavailable(format!(
                 "{name} is not a Consult Scheduler database: it holds other tables ({}{more}) \
                  and no migration history of this service; {advice}",

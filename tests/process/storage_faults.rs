@@ -706,7 +706,10 @@ async fn run_to_exit(
     for (key, value) in env {
         cmd.env(key, value);
     }
-    cmd.env("CONSULT__SERVER__BIND", format!("127.0.0.1:{}", free_port()));
+    cmd.env(
+        "CONSULT__SERVER__BIND",
+        format!("127.0.0.1:{}", free_port()),
+    );
     let mut child = cmd.spawn().expect("cannot start the service");
     let until = Instant::now() + deadline;
     let status = loop {
@@ -873,7 +876,12 @@ impl Request {
             )
         };
         let sent = t0.elapsed();
-        let result = client.post(&url).bearer_auth(&token).json(&body).send().await;
+        let result = client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await;
         let (status, retry_after, body) = match result {
             Err(e) => (Err(e.to_string()), None, Value::Null),
             Ok(response) => {
@@ -885,7 +893,11 @@ impl Request {
                     .map(str::to_owned);
                 match response.json::<Value>().await {
                     Ok(body) => (Ok(status), retry_after, body),
-                    Err(e) => (Err(format!("{status} with a broken body: {e}")), None, Value::Null),
+                    Err(e) => (
+                        Err(format!("{status} with a broken body: {e}")),
+                        None,
+                        Value::Null,
+                    ),
                 }
             }
         };
@@ -901,7 +913,12 @@ impl Request {
 
     /// Sends until 201, waiting `Retry-After` between 503s (at most 15 tries); returns
     /// the 201 and how many 503s came first.
-    async fn until_created(&self, client: &reqwest::Client, base: &str, t0: Instant) -> (Answer, usize) {
+    async fn until_created(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        t0: Instant,
+    ) -> (Answer, usize) {
         let mut unavailable = 0;
         loop {
             let answer = self.send(client, base, t0).await;
@@ -1326,14 +1343,16 @@ async fn read_postgres(url: &str) -> Stored {
     Stored {
         rows: rows
             .into_iter()
-            .map(|(id, doctor_id, patient_id, scheduled_at, duration_minutes, status)| Row {
-                id,
-                doctor_id,
-                patient_id,
-                scheduled_at,
-                duration_minutes,
-                status,
-            })
+            .map(
+                |(id, doctor_id, patient_id, scheduled_at, duration_minutes, status)| Row {
+                    id,
+                    doctor_id,
+                    patient_id,
+                    scheduled_at,
+                    duration_minutes,
+                    status,
+                },
+            )
             .collect(),
         members,
     }
@@ -1352,7 +1371,11 @@ async fn read_sqlite(path: &Path) -> Stored {
         .fetch_all(&mut conn)
         .await
         .expect("cannot run PRAGMA integrity_check");
-    assert_eq!(integrity, vec!["ok".to_owned()], "the SQLite file is damaged");
+    assert_eq!(
+        integrity,
+        vec!["ok".to_owned()],
+        "the SQLite file is damaged"
+    );
     let rows: Vec<(i64, i64, i64, String, i64, String)> = sqlx::query_as(
         "SELECT id, doctor_id, patient_id, scheduled_at, duration_minutes, status \
          FROM consultations",
@@ -1368,14 +1391,16 @@ async fn read_sqlite(path: &Path) -> Stored {
     Stored {
         rows: rows
             .into_iter()
-            .map(|(id, doctor_id, patient_id, at, duration_minutes, status)| Row {
-                id,
-                doctor_id,
-                patient_id,
-                scheduled_at: parse_time(&Value::String(at)),
-                duration_minutes,
-                status,
-            })
+            .map(
+                |(id, doctor_id, patient_id, at, duration_minutes, status)| Row {
+                    id,
+                    doctor_id,
+                    patient_id,
+                    scheduled_at: parse_time(&Value::String(at)),
+                    duration_minutes,
+                    status,
+                },
+            )
             .collect(),
         members,
     }
