@@ -15,7 +15,9 @@ use super::AppState;
 /// Registers a doctor, not yet approved.
 #[utoipa::path(post, path = "/admin/doctors", tag = "admin", security(("bearer" = [])),
     request_body = NewDoctorRequest,
-    responses((status = 201, body = DoctorAnswer), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = DoctorAnswer),
+        (status = 400, body = ErrorBody, description = "validation_failed: a bad name, specialty, timezone, schedule or slot length"),
+        (status = 403, body = ErrorBody)))]
 pub async fn create_doctor(
     State(state): State<AppState>,
     _admin: AdminAuth,

@@ -31,18 +31,55 @@ pub struct BookingItemRequest {
     /// RFC 3339, any offset.
     pub scheduled_at: DateTime<chrono::FixedOffset>,
     /// `voice` | `video` | `chat` | `whatsapp`
-    #[schema(example = "video")]
+    #[schema(value_type = super::schema::ConsultMode, example = "video")]
     pub consult_mode: String,
-    /// Who the consultation is for (1 to 200 characters).
-    #[schema(example = "Ada Okafor")]
+    /// Who the consultation is for: 1 to 200 characters after trimming white space; no
+    /// control character.
+    #[schema(
+        example = "Ada Okafor",
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub patient_name: String,
-    /// The booker's relation to them, e.g. `self`, `child`, `parent` (1 to 50 characters).
-    #[schema(example = "child")]
+    /// The booker's relation to them, e.g. `self`, `child`, `parent`: 1 to 50 characters,
+    /// not blank; no control character.
+    #[schema(
+        example = "child",
+        min_length = 1,
+        max_length = 50,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub relation: Option<String>,
+    /// At most 500 characters; no control character but tab, line feed, carriage return.
+    #[schema(
+        max_length = 500,
+        pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub reason: Option<String>,
+    /// At most 2000 characters; no control character but tab, line feed, carriage return.
+    #[schema(
+        max_length = 2000,
+        pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub symptoms: Option<String>,
+    /// At most 4000 characters; no control character but tab, line feed, carriage return.
+    #[schema(
+        max_length = 4000,
+        pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub medical_history: Option<String>,
+    /// At most 1000 characters; no control character but tab, line feed, carriage return.
+    #[schema(
+        max_length = 1000,
+        pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub allergies: Option<String>,
+    /// At most 1000 characters; no control character but tab, line feed, carriage return.
+    #[schema(
+        max_length = 1000,
+        pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub current_medications: Option<String>,
 }
 
@@ -50,6 +87,7 @@ pub struct BookingItemRequest {
 #[serde(deny_unknown_fields)]
 pub struct MultiBookRequest {
     /// 1 to 10 items.
+    #[schema(min_items = 1, max_items = 10)]
     pub items: Vec<BookingItemRequest>,
 }
 
@@ -82,8 +120,9 @@ pub struct BookingAnswer {
 /// are a 400 naming both. `Idempotency-Key` as for single bookings.
 #[utoipa::path(post, path = "/patient/bookings", tag = "patient", security(("bearer" = [])),
     request_body = MultiBookRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats from the same patient answer the first answer (kept 24 h, also across restarts)")),
-    responses((status = 201, body = BookingAnswer), (status = 400, body = ErrorBody),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters; repeats from the same patient answer the first answer (kept 24 h, also across restarts)")),
+    responses((status = 201, body = BookingAnswer),
+        (status = 400, body = ErrorBody, description = "validation_failed (also: two items of one doctor overlap), or a booking rule of one item, with `item`: doctor_unavailable, day_unavailable, outside_availability, off_slot_grid, in_past, outside_booking_window, day_full"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "an item names an unknown doctor"),
         (status = 409, body = ErrorBody, description = "time_slot_conflict, with `item` and `errors`; nothing was booked"),

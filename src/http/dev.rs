@@ -22,10 +22,11 @@ pub const MAX_DEV_TOKEN_TTL_S: u64 = 8 * 3600;
 #[serde(deny_unknown_fields)]
 pub struct SignInRequest {
     /// `patient` | `doctor` | `admin`
-    #[schema(example = "patient")]
+    #[schema(value_type = super::schema::RoleName, example = "patient")]
     pub role: String,
-    /// The user's id. Default: the first demo patient (67) or the demo admin (1); required
-    /// for doctors (a doctor id).
+    /// The user's id, positive. Default: the first demo patient (67) or the demo admin
+    /// (1); required for doctors (a doctor id; an unknown one answers 404).
+    #[schema(minimum = 1)]
     pub sub: Option<i64>,
 }
 
@@ -34,6 +35,7 @@ pub struct SignInAnswer {
     pub success: bool,
     /// Bearer token (HS256). Keep it out of URLs and logs.
     pub token: String,
+    #[schema(value_type = super::schema::RoleName)]
     pub role: String,
     pub sub: i64,
     pub name: String,
@@ -43,6 +45,7 @@ pub struct SignInAnswer {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DemoUser {
     /// `patient` | `doctor` | `admin`
+    #[schema(value_type = super::schema::RoleName)]
     pub role: String,
     pub sub: i64,
     pub name: String,

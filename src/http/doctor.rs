@@ -52,7 +52,9 @@ pub async fn get_availability(
 /// schedule leaves outside (the consultation list flags them `outside_schedule`).
 #[utoipa::path(put, path = "/doctor/availability", tag = "doctor", security(("bearer" = [])),
     request_body = ScheduleRequest,
-    responses((status = 200, body = DoctorAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = DoctorAnswer),
+        (status = 400, body = ErrorBody, description = "validation_failed: a bad time, window, break, date override, policy bound, timezone or slot length (one that does not fit a window)"),
+        (status = 404, body = ErrorBody, description = "not_found: the token's doctor does not exist")))]
 pub async fn put_availability(
     State(state): State<AppState>,
     DoctorAuth(doctor_id): DoctorAuth,
@@ -110,7 +112,9 @@ pub async fn patch_status(
 /// The doctor's consultations starting in `[from, to)`, oldest first.
 #[utoipa::path(get, path = "/doctor/consultations", tag = "doctor", security(("bearer" = [])),
     params(DoctorConsultationsQuery),
-    responses((status = 200, body = ConsultationsAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ConsultationsAnswer),
+        (status = 400, body = ErrorBody, description = "validation_failed: a bad `from`, `to` or `limit`; `to` not after `from`; a range over 366 days"),
+        (status = 404, body = ErrorBody, description = "not_found: the token's doctor does not exist")))]
 pub async fn list_consultations(
     State(state): State<AppState>,
     DoctorAuth(doctor_id): DoctorAuth,

@@ -19,9 +19,9 @@ use super::error::ApiError;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreakDto {
-    #[schema(example = "12:00")]
+    #[schema(example = "12:00", pattern = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub start: String,
-    #[schema(example = "13:00")]
+    #[schema(example = "13:00", pattern = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub end: String,
 }
 
@@ -68,13 +68,14 @@ fn parse_breaks(field: &str, list: &[BreakDto]) -> Result<Breaks, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct DayWindowDto {
     pub enabled: bool,
-    #[schema(example = "09:00")]
+    #[schema(example = "09:00", pattern = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub start: String,
-    #[schema(example = "17:00")]
+    #[schema(example = "17:00", pattern = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub end: String,
     /// Breaks inside the window, at most 8, not overlapping; default none. Left out of
     /// answers when empty, so a day without breaks keeps the seed's exact shape.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 8)]
     pub breaks: Vec<BreakDto>,
 }
 
@@ -84,11 +85,13 @@ pub struct DayWindowDto {
 #[serde(deny_unknown_fields)]
 pub struct DateOverrideDto {
     pub enabled: bool,
-    #[schema(example = "10:00")]
+    #[schema(example = "10:00", pattern = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub start: Option<String>,
-    #[schema(example = "14:00")]
+    #[schema(example = "14:00", pattern = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub end: Option<String>,
+    /// At most 8, not overlapping; default none.
     #[serde(default)]
+    #[schema(max_items = 8)]
     pub breaks: Vec<BreakDto>,
 }
 
@@ -109,12 +112,15 @@ impl From<&DateOverride> for DateOverrideDto {
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyDto {
     /// A booking must start more than this many minutes from now, 0..=43200; default 0.
+    #[schema(minimum = 0, maximum = 43200)]
     pub min_notice_minutes: u32,
     /// A booking must start within this many days (of 24 h) from now, 1..=730; null: no
     /// bound (default).
+    #[schema(minimum = 1, maximum = 730)]
     pub booking_window_days: Option<u16>,
     /// At most this many active consultations per local date, 1..=200; null: no cap
     /// (default).
+    #[schema(minimum = 1, maximum = 200)]
     pub max_per_day: Option<u16>,
 }
 
@@ -238,15 +244,16 @@ pub struct DoctorDto {
     pub id: i64,
     pub name: String,
     pub specialty: String,
-    #[schema(example = "Asia/Kolkata")]
+    #[schema(value_type = super::schema::Timezone)]
     pub timezone: String,
     pub is_available: bool,
     pub is_approved: bool,
+    #[schema(minimum = 5, maximum = 240)]
     pub slot_minutes: u16,
     pub availability_schedule: ScheduleDto,
     pub created_at: DateTime<Utc>,
     /// Local dates whose window replaces the weekly one (today and later).
-    #[schema(value_type = BTreeMap<String, DateOverrideDto>)]
+    #[schema(value_type = super::schema::DateOverrides)]
     pub date_overrides: BTreeMap<NaiveDate, DateOverrideDto>,
     pub policy: PolicyDto,
 }
@@ -287,7 +294,8 @@ pub struct DoctorAnswer {
 pub struct AvailabilityQuery {
     /// First local date (doctor's timezone), `YYYY-MM-DD`; default today there.
     pub from: Option<NaiveDate>,
-    /// Number of days, 1..=62; default 7.
+    /// Number of days, 1..=62 (`engine.max_availability_days`); default 7.
+    #[param(minimum = 1, maximum = 62)]
     pub days: Option<u16>,
 }
 
@@ -298,7 +306,7 @@ pub struct SlotDto {
     pub local_time: String,
     /// `available` | `booked` | `held` | `past` | `outside_booking_window` (further ahead
     /// than the doctor's booking window) | `full` (the doctor's daily cap is reached)
-    #[schema(example = "available")]
+    #[schema(value_type = super::schema::SlotStatus, example = "available")]
     pub status: String,
 }
 
@@ -322,11 +330,13 @@ pub struct DayDto {
 pub struct AvailabilityAnswer {
     pub success: bool,
     pub doctor_id: i64,
+    #[schema(value_type = super::schema::Timezone)]
     pub timezone: String,
+    #[schema(minimum = 5, maximum = 240)]
     pub slot_minutes: u16,
     pub availability_schedule: ScheduleDto,
     /// The date overrides that fall in the requested range.
-    #[schema(value_type = BTreeMap<String, DateOverrideDto>)]
+    #[schema(value_type = super::schema::DateOverrides)]
     pub date_overrides: BTreeMap<NaiveDate, DateOverrideDto>,
     pub policy: PolicyDto,
     pub booked_slots: Vec<DateTime<Utc>>,
@@ -407,12 +417,37 @@ pub struct BookRequest {
     /// RFC 3339, any offset.
     pub scheduled_at: DateTime<chrono::FixedOffset>,
     /// `voice` | `video` | `chat` | `whatsapp`
-    #[schema(example = "video")]
+    #[schema(value_type = super::schema::ConsultMode, example = "video")]
     pub consult_mode: String,
+    /// At most 500 characters; no control character but tab, line feed, carriage return.
+    #[schema(
+        max_length = 500,
+        pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub reason: Option<String>,
+    /// At most 2000 characters; no control character but tab, line feed, carriage return.
+    #[schema(
+        max_length = 2000,
+        pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub symptoms: Option<String>,
+    /// At most 4000 characters; no control character but tab, line feed, carriage return.
+    #[schema(
+        max_length = 4000,
+        pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub medical_history: Option<String>,
+    /// At most 1000 characters; no control character but tab, line feed, carriage return.
+    #[schema(
+        max_length = 1000,
+        pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub allergies: Option<String>,
+    /// At most 1000 characters; no control character but tab, line feed, carriage return.
+    #[schema(
+        max_length = 1000,
+        pattern = "^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub current_medications: Option<String>,
 }
 
@@ -433,11 +468,15 @@ pub struct ConsultationDto {
     pub scheduled_at: DateTime<Utc>,
     pub duration_minutes: u16,
     /// `pending` | `scheduled` | `completed` | `cancelled` | `no_show`
+    #[schema(value_type = super::schema::ConsultationStatus)]
     pub status: String,
+    #[schema(value_type = super::schema::ConsultMode)]
     pub consultation_mode: String,
     /// The seed's name for `consultation_mode`; always equal.
+    #[schema(value_type = super::schema::ConsultMode)]
     pub consult_mode: String,
     /// `pending` | `ready` | `failed` | `not_required`
+    #[schema(value_type = super::schema::SessionStatus)]
     pub session_status: String,
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -447,6 +486,7 @@ pub struct ConsultationDto {
     pub doctor_name: Option<String>,
     /// The doctor's IANA timezone, in the patient's consultation answers.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::schema::Timezone>)]
     pub doctor_timezone: Option<String>,
     /// In the doctor's consultation list: whether this active consultation now lies
     /// outside the doctor's schedule (a later schedule change left it there; it is kept).
@@ -529,6 +569,7 @@ pub struct ConsultationsAnswer {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// At most this many, 1..=500; default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -538,10 +579,14 @@ pub struct ListQuery {
 pub struct DoctorConsultationsQuery {
     /// Start of the range: RFC 3339, or `YYYY-MM-DD` (midnight in the doctor's timezone).
     /// Default: today in the doctor's timezone.
+    #[param(value_type = Option<super::schema::InstantOrDate>)]
     pub from: Option<String>,
-    /// End of the range (exclusive), same forms; default 30 days after `from`, at most 366.
+    /// End of the range (exclusive), same forms; default 30 days after `from`; after
+    /// `from`, and at most 366 days after it.
+    #[param(value_type = Option<super::schema::InstantOrDate>)]
     pub to: Option<String>,
     /// At most this many, 1..=500; default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -549,13 +594,15 @@ pub struct DoctorConsultationsQuery {
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
     /// IANA timezone; unchanged if absent.
+    #[schema(value_type = Option<super::schema::Timezone>)]
     pub timezone: Option<String>,
     /// Slot length in minutes, 5..=240; unchanged if absent.
+    #[schema(minimum = 5, maximum = 240)]
     pub slot_minutes: Option<u16>,
     pub availability_schedule: ScheduleDto,
     /// Replaces every date override when given (at most 366, from today to 731 days
     /// ahead; earlier dates are dropped); unchanged if absent.
-    #[schema(value_type = Option<BTreeMap<String, DateOverrideDto>>)]
+    #[schema(value_type = Option<super::schema::DateOverridesUpdate>)]
     pub date_overrides: Option<BTreeMap<String, DateOverrideDto>>,
     /// Replaces the booking policy when given; unchanged if absent.
     pub policy: Option<PolicyDto>,
@@ -570,13 +617,23 @@ pub struct StatusRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDoctorRequest {
+    /// 1 to 200 bytes (UTF-8) after trimming white space; no control character.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     pub name: String,
+    /// At most 200 bytes (UTF-8); no control character.
+    #[schema(max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub specialty: String,
     /// IANA timezone, e.g. `Europe/Berlin`.
+    #[schema(value_type = super::schema::Timezone)]
     pub timezone: String,
     /// Default: Monday to Friday, 09:00-17:00.
     pub availability_schedule: Option<ScheduleDto>,
-    /// Default 30.
+    /// 5..=240; default 30.
+    #[schema(minimum = 5, maximum = 240)]
     pub slot_minutes: Option<u16>,
     /// Default true; approval is separate (`POST /admin/doctors/{id}/approve`).
     pub is_available: Option<bool>,
@@ -593,6 +650,7 @@ pub struct JoinDto {
     /// `vonage` or `fake`.
     pub provider: String,
     /// `voice` | `video` | `chat`
+    #[schema(value_type = super::schema::SessionMode)]
     pub mode: String,
     /// Voice is a video session whose clients publish audio only.
     pub audio_only: bool,
@@ -608,6 +666,7 @@ pub struct JoinDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
     /// `moderator` (doctor) or `publisher` (patient) for video; `member` for chat.
+    #[schema(value_type = super::schema::JoinRole)]
     pub role: String,
     /// The caller's client token (JWT). Never logged.
     pub token: String,
@@ -619,6 +678,7 @@ pub struct SessionAnswer {
     pub success: bool,
     pub consultation_id: i64,
     /// `pending` | `ready` | `failed` | `not_required`
+    #[schema(value_type = super::schema::SessionStatus)]
     pub session_status: String,
     /// Present when `session_status` is `ready`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -651,7 +711,8 @@ impl From<consult_actors::sessions::SessionView> for SessionAnswer {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InboxParams {
-    /// At most this many, 1..=500; default 50.
+    /// At most this many, 1..=1000; default 50.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Only notifications older than this id (the previous page's `next_before`).
     pub before: Option<i64>,
@@ -668,8 +729,11 @@ pub struct NotificationConsultationDto {
     pub patient_id: i64,
     pub scheduled_at: DateTime<Utc>,
     pub duration_minutes: u16,
+    #[schema(value_type = super::schema::ConsultationStatus)]
     pub status: String,
+    #[schema(value_type = super::schema::ConsultMode)]
     pub consult_mode: String,
+    #[schema(value_type = super::schema::SessionStatus)]
     pub session_status: String,
 }
 
@@ -678,6 +742,7 @@ pub struct NotificationDto {
     pub id: i64,
     /// `consultation_scheduled` | `consultation_cancelled` | `consultation_rescheduled` |
     /// `session_ready` | `session_failed`
+    #[schema(value_type = super::schema::NotificationEvent)]
     pub event: String,
     pub created_at: DateTime<Utc>,
     pub read: bool,
@@ -722,7 +787,8 @@ pub struct InboxAnswer {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarkReadRequest {
-    /// Notification ids (at most 500); ids that are not the caller's are ignored.
+    /// Notification ids (at most 1000); ids that are not the caller's are ignored.
+    #[schema(max_items = 1000)]
     pub ids: Vec<i64>,
 }
 

@@ -86,6 +86,7 @@ pub struct ErrorBody {
     pub success: bool,
     pub message: String,
     /// Stable machine-readable code, e.g. `time_slot_conflict`.
+    #[schema(value_type = super::schema::ErrorCode)]
     pub error: String,
     /// Field name -> reasons, for `validation_failed` (and for a refused item of a
     /// multi-patient booking: `items[i]`).

@@ -21,7 +21,7 @@ pub struct SlotEventDto {
     pub seq: u64,
     /// `registered` | `booked` | `cancelled` | `rescheduled_in` | `rescheduled_out` |
     /// `schedule_updated` | `status_changed`
-    #[schema(example = "booked")]
+    #[schema(value_type = super::schema::SlotEventKind, example = "booked")]
     pub kind: String,
     /// When the journal recorded it.
     pub at: DateTime<Utc>,
@@ -32,7 +32,7 @@ pub struct SlotEventDto {
     pub patient_id: Option<i64>,
     /// `patient` | `doctor` | `admin` | `system`; null when the journal did not record it
     /// (cancellations and status changes written before it did).
-    #[schema(example = "patient")]
+    #[schema(value_type = Option<super::schema::Actor>, example = "patient")]
     pub by: Option<String>,
     /// For reschedules: the start the consultation left.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,12 +61,12 @@ impl SlotEventDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SlotNowDto {
     /// `available` | `booked` | `held` | `past` | `unavailable`
-    #[schema(example = "booked")]
+    #[schema(value_type = super::schema::SlotNowStatus, example = "booked")]
     pub status: String,
     /// The first booking rule (in the seed's order) that refuses the slot now, as its
     /// error code (`doctor_unavailable`, `day_unavailable`, `outside_availability`,
     /// `off_slot_grid`, `in_past`, `time_slot_conflict`); null when it is bookable.
-    #[schema(example = "time_slot_conflict")]
+    #[schema(value_type = Option<super::schema::RuleCode>, example = "time_slot_conflict")]
     pub rule: Option<String>,
     /// When the live hold on the slot ends (the holder is not named).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,7 +137,7 @@ fn parse_start(start: &str) -> Result<DateTime<Utc>, ApiError> {
 /// Why one of the doctor's own slots is (un)available: the journal events that touched
 /// it, who decided them, and the rule that refuses it now. No patient ids.
 #[utoipa::path(get, path = "/doctor/slots/{start}/history", tag = "doctor", security(("bearer" = [])),
-    params(("start" = String, Path, description = "The slot's start, RFC 3339 (any offset; URL-encode `+` as `%2B`)")),
+    params(("start" = String, Path, format = DateTime, description = "The slot's start, RFC 3339 (any offset; URL-encode `+` as `%2B`)")),
     responses((status = 200, body = SlotHistoryAnswer), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -155,7 +155,7 @@ pub async fn doctor_slot_history(
 /// patient id of each consultation event.
 #[utoipa::path(get, path = "/admin/doctors/{id}/slots/{start}/history", tag = "admin", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Doctor id"),
-        ("start" = String, Path, description = "The slot's start, RFC 3339 (any offset; URL-encode `+` as `%2B`)")),
+        ("start" = String, Path, format = DateTime, description = "The slot's start, RFC 3339 (any offset; URL-encode `+` as `%2B`)")),
     responses((status = 200, body = SlotHistoryAnswer), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]

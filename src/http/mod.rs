@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod patient;
+pub mod schema;
 pub mod serve;
 pub mod stream;
 

@@ -70,6 +70,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// This API's OpenAPI document.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, content_type = "application/json", body = Object)))]
-pub async fn openapi() -> impl IntoResponse {
-    Json(super::openapi::document())
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    Json(super::openapi::document_for(
+        state.engine.settings().max_availability_days,
+    ))
 }

@@ -42,7 +42,9 @@ pub async fn list_doctors(
 /// bookings.
 #[utoipa::path(get, path = "/patient/doctors/{id}/availability", tag = "patient", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Doctor id"), AvailabilityQuery),
-    responses((status = 200, body = AvailabilityAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AvailabilityAnswer),
+        (status = 400, body = ErrorBody, description = "validation_failed (`days` out of range, a bad `from`), or doctor_unavailable: the doctor is not taking bookings"),
+        (status = 404, body = ErrorBody, description = "not_found: no such doctor")))]
 pub async fn availability(
     State(state): State<AppState>,
     PatientAuth(patient_id): PatientAuth,
@@ -84,7 +86,10 @@ pub(super) async fn availability_of(
 /// patient (booking consumes the hold).
 #[utoipa::path(post, path = "/patient/doctors/check-slot", tag = "patient", security(("bearer" = [])),
     request_body = CheckSlotRequest,
-    responses((status = 200, body = CheckSlotAnswer), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = CheckSlotAnswer),
+        (status = 400, body = ErrorBody, description = "validation_failed, or a booking rule: doctor_unavailable, day_unavailable, outside_availability, off_slot_grid, in_past, outside_booking_window, day_full"),
+        (status = 404, body = ErrorBody, description = "not_found: no such doctor"),
+        (status = 409, body = ErrorBody, description = "time_slot_conflict, with `next_available`")))]
 pub async fn check_slot(
     State(state): State<AppState>,
     PatientAuth(patient_id): PatientAuth,
@@ -113,9 +118,11 @@ pub async fn check_slot(
 /// after a crash (the key is stored with the booking, in its transaction).
 #[utoipa::path(post, path = "/patient/doctors/book", tag = "patient", security(("bearer" = [])),
     request_body = BookRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats from the same patient answer the first answer (kept 24 h, also across restarts)")),
-    responses((status = 201, body = ConsultationAnswer), (status = 400, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "time_slot_conflict"),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters; repeats from the same patient answer the first answer (kept 24 h, also across restarts)")),
+    responses((status = 201, body = ConsultationAnswer),
+        (status = 400, body = ErrorBody, description = "validation_failed, or a booking rule: doctor_unavailable, day_unavailable, outside_availability, off_slot_grid, in_past, outside_booking_window, day_full"),
+        (status = 404, body = ErrorBody, description = "not_found: no such doctor"),
+        (status = 409, body = ErrorBody, description = "time_slot_conflict, with `next_available`"),
         (status = 422, body = ErrorBody, description = "idempotency_key_reused: the key was used for a different request"),
         (status = 503, body = ErrorBody, description = "overloaded or storage down; nothing was booked")))]
 pub async fn book(
@@ -404,7 +411,7 @@ pub async fn cancel_consultation(
 /// consultation where it was. Same id, reference, mode and session; both sides are notified.
 #[utoipa::path(post, path = "/patient/consultations/{id}/reschedule", tag = "patient", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Consultation id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a repeat of the same move from the same patient answers the first 200 (kept 24 h, also across restarts)")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "1 to 255 visible ASCII characters; a repeat of the same move from the same patient answers the first 200 (kept 24 h, also across restarts)")),
     request_body = RescheduleRequest,
     responses((status = 200, body = ConsultationAnswer, description = "the consultation at its new time, once durable"),
         (status = 400, body = ErrorBody, description = "validation_failed (also: `scheduled_at` is the consultation's current time), doctor_unavailable, day_unavailable, outside_availability, off_slot_grid, in_past"),

@@ -36,6 +36,7 @@ pub struct SlotEventData {
     pub start: Option<chrono::DateTime<chrono::Utc>>,
     /// `available` | `booked` | `held`; absent for `schedule_changed` and `resync`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::schema::StreamSlotStatus>)]
     pub status: Option<&'static str>,
 }
 
@@ -52,10 +53,10 @@ struct ReadyData {
 /// `resync` (reload availability). 503 past the subscriber bounds.
 #[utoipa::path(get, path = "/patient/doctors/{id}/availability/stream", tag = "patient", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Doctor id"),
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position (`<seq>.<n>`)")),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = "^[0-9]+(\\.[0-9]+)?$", description = "Resume after this position (`<seq>.<n>`)")),
     responses((status = 200, content_type = "text/event-stream", body = SlotEventData,
             description = "server-sent events; `data:` of slot events has this shape"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "validation_failed (a bad `Last-Event-ID`), or doctor_unavailable"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody, description = "too many streams open")))]
 pub async fn availability_stream(
     State(state): State<AppState>,

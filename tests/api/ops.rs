@@ -1,7 +1,7 @@
 //! Health, readiness, metrics, the OpenAPI document, the index page and request ids.
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -145,5 +145,105 @@ async fn the_openapi_document_covers_every_endpoint_of_the_contract() {
         assert!(history[field].is_object(), "SlotHistoryAnswer.{field}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    app.stop().await;
+}
+
+/// What schemathesis found undeclared (404 for an unknown doctor named in a body, a 503
+/// from admission on any operation) is declared, each error with the error body; the
+/// served `days` bound follows the configured `engine.max_availability_days`; and a time of
+/// day with a sign (`+9:00`), which the document's `HH:MM` pattern refuses, is refused by
+/// the server too.
+#[tokio::test]
+async fn the_openapi_document_declares_what_the_server_answers() {
+    let app = TestApp::spawn_sqlite_with(&[("CONSULT__ENGINE__MAX_AVAILABILITY_DAYS", "14")]).await;
+    let (status, doc) = app
+        .call(reqwest::Method::GET, "/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let responses = &op["responses"];
+            for status in ["431", "503"] {
+                assert_eq!(
+                    responses[status]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} declares {status} with the error body"
+                );
+            }
+            for (status, answer) in responses.as_object().unwrap() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        answer["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(operations >= 30, "{operations} operations");
+
+    // An unknown doctor named in the body: 404, declared.
+    let patient = app.token(Patient, 67);
+    let at = tomorrow_at(9, 0);
+    for (path, body) in [
+        (
+            "/patient/doctors/book",
+            json!({"doctor_id": 999_999, "scheduled_at": at, "consult_mode": "video"}),
+        ),
+        (
+            "/patient/doctors/check-slot",
+            json!({"doctor_id": 999_999, "scheduled_at": at}),
+        ),
+    ] {
+        let (status, answer) = app.post(path, &patient, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {answer}");
+        assert_eq!(answer["error"], "not_found");
+        assert!(
+            doc["paths"][path]["post"]["responses"]["404"].is_object(),
+            "{path} declares 404"
+        );
+    }
+
+    // `days` as configured, in the document and at the server.
+    for path in ["/patient/doctors/{id}/availability", "/doctor/availability"] {
+        let days = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "days")
+            .unwrap();
+        assert_eq!(days["schema"]["minimum"], 1, "{path}");
+        assert_eq!(days["schema"]["maximum"], 14, "{path}");
+    }
+    let doctor = app.doctor().await;
+    for (days, expected) in [(14, StatusCode::OK), (15, StatusCode::BAD_REQUEST)] {
+        let (status, body) = app
+            .get(
+                &format!("/patient/doctors/{doctor}/availability?days={days}"),
+                &patient,
+            )
+            .await;
+        assert_eq!(status, expected, "days={days}: {body}");
+    }
+
+    // A signed hour parses as a number but is not `HH:MM`: refused, naming the field.
+    let mut week = every_day("08:00", "18:00");
+    week["monday"]["start"] = json!("+9:00");
+    let (status, body) = app
+        .call(
+            reqwest::Method::PUT,
+            "/doctor/availability",
+            Some(&app.token(Doctor, doctor)),
+            Some(json!({ "availability_schedule": week })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["errors"]["availability_schedule.monday.start"].is_array(),
+        "{body}"
+    );
     app.stop().await;
 }

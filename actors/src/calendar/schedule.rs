@@ -42,7 +42,9 @@ impl LocalTime {
 
     pub fn parse(s: &str) -> Option<Self> {
         let (h, m) = s.split_once(':')?;
-        if h.len() != 2 || m.len() != 2 {
+        // Two ASCII digits each ("+9" would parse as a number).
+        let digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(h) || !digits(m) {
             return None;
         }
         let h: u16 = h.parse().ok()?;
@@ -509,7 +511,9 @@ mod tests {
 
     #[test]
     fn bad_times_are_refused() {
-        for bad in ["9:00", "25:00", "24:30", "12:60", "ab:cd", "", "12:00:00"] {
+        for bad in [
+            "9:00", "25:00", "24:30", "12:60", "ab:cd", "", "12:00:00", "+9:00", "09:+5", "-0:00",
+        ] {
             assert_eq!(LocalTime::parse(bad), None, "{bad}");
         }
         assert_eq!(LocalTime::parse("24:00"), Some(LocalTime::END_OF_DAY));
