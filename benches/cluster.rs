@@ -58,7 +58,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -405,13 +405,19 @@ impl Drop for Generator {
     }
 }
 
-/// Books one probe slot per shard through `via` until each is served (a 201 or a 409: the
-/// shard's owner decided), again every [`PROBE_EVERY`]; for each shard the time from
-/// `since` to its first such answer. Panics at the deadline with the shards not served.
+/// When each shard of a fault was first seen leased to another instance.
+type Moves = Arc<Mutex<HashMap<u32, Instant>>>;
+
+/// Books one probe slot per shard through `via` until each is served elsewhere: a 201 or a
+/// 409 (the shard's owner decided) to a request sent after the shard was seen leased to
+/// another instance (`moved`; before that, a leaving instance may still serve it through
+/// a forward). Repeated every [`PROBE_EVERY`]; for each shard the time from `since` to
+/// that answer. Panics at the deadline with the shards not served.
 async fn probe_until_served(
     client: &reqwest::Client,
     via: Vec<String>,
     probes: BTreeMap<u32, Slot>,
+    moved: &Moves,
     since: Instant,
     deadline: Duration,
     ledger: &Arc<Ledger>,
@@ -421,7 +427,12 @@ async fn probe_until_served(
         .into_iter()
         .enumerate()
         .map(|(k, (shard, slot))| {
-            let (client, via, ledger) = (client.clone(), Arc::clone(&via), Arc::clone(ledger));
+            let (client, via, ledger, moved) = (
+                client.clone(),
+                Arc::clone(&via),
+                Arc::clone(ledger),
+                Arc::clone(moved),
+            );
             tokio::spawn(async move {
                 for n in k.. {
                     let left = deadline.saturating_sub(since.elapsed());
@@ -436,10 +447,14 @@ async fn probe_until_served(
                     let patient = PROBE_PATIENTS + i64::from(shard);
                     let outcome = book(&client, &via, n, patient, slot, retry).await;
                     let served = matches!(outcome.last, Final::Booked(_) | Final::Conflict);
-                    let answered = outcome.attempts.last().map(|a| a.answered);
+                    let last = outcome.attempts.last().map(|a| (a.sent, a.answered));
                     ledger.record(outcome);
-                    if let (true, Some(at)) = (served, answered) {
-                        return (shard, Some(at.duration_since(since)));
+                    let moved_at = moved.lock().unwrap().get(&shard).copied();
+                    if let (true, Some((sent, answered)), Some(moved_at)) = (served, last, moved_at)
+                    {
+                        if sent >= moved_at {
+                            return (shard, Some(answered.duration_since(since)));
+                        }
                     }
                     tokio::time::sleep(PROBE_EVERY).await;
                 }
@@ -477,6 +492,8 @@ struct Figures {
     requests: u64,
     latency_us: Histogram<u64>,
     exhausted: bool,
+    /// The 5xx answers by status and message, with their counts.
+    five_xx: BTreeMap<String, usize>,
 }
 
 impl Figures {
@@ -488,6 +505,7 @@ impl Figures {
             latency_us: Histogram::new_with_bounds(1, HIST_MAX_US, 3)
                 .expect("valid histogram bounds"),
             exhausted: false,
+            five_xx: BTreeMap::new(),
         }
     }
 
@@ -513,6 +531,16 @@ impl Figures {
         t.answers_5xx += s.answers_5xx;
         t.refused += s.refused;
         for a in run.outcomes.iter().flat_map(|o| &o.attempts) {
+            if let Some(status) = a.status.filter(|s| *s >= 500) {
+                let message: String = serde_json::from_str::<serde_json::Value>(&a.note)
+                    .ok()
+                    .and_then(|v| v["message"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| a.note.chars().take(100).collect());
+                *self
+                    .five_xx
+                    .entry(format!("{status} {message}"))
+                    .or_default() += 1;
+            }
             if a.status.is_some() {
                 self.requests += 1;
                 let us = (a.answered - a.sent).as_micros() as u64;
@@ -598,6 +626,16 @@ struct Report {
     failover: Option<FailoverRow>,
     handoff: Option<HandoffRow>,
     store_checks: Vec<String>,
+}
+
+/// The 5xx answers of a phase, by message.
+fn print_five_xx(f: &Figures) {
+    if !f.five_xx.is_empty() {
+        println!("\n5xx answers seen, by message:\n");
+        for (message, n) in &f.five_xx {
+            println!("- {n} x {message}");
+        }
+    }
 }
 
 fn print_report(r: &Report, args: &Args) {
@@ -696,6 +734,7 @@ fn print_report(r: &Report, args: &Args) {
             f.figures.summary.refused,
             secs(f.rejoined)
         );
+        print_five_xx(&f.figures);
     }
 
     if let Some(h) = &r.handoff {
@@ -724,6 +763,7 @@ fn print_report(r: &Report, args: &Args) {
             h.figures.other(),
             secs(h.rebalanced)
         );
+        print_five_xx(&h.figures);
     }
 
     println!("\nStore checks after each measurement (no double booking, every 201 stored):\n");
@@ -802,22 +842,42 @@ async fn forwarded(cluster: &TestCluster) -> f64 {
     total
 }
 
-/// Waits until none of `shards` has a live lease held by `from`; the time since `since`.
-async fn wait_released(
+/// Polls the lease table (every 20 ms) until every one of `shards` is leased to an
+/// instance other than `from`, noting in `moved` when each was first seen so. Returns the
+/// times since `since` until none was held by `from` any more (released or expired) and
+/// until all were leased elsewhere. Panics at the deadline.
+async fn watch_leases(
     cluster: &TestCluster,
     shards: &BTreeSet<u32>,
     from: &str,
+    moved: &Moves,
     since: Instant,
     deadline: Duration,
-) -> Duration {
+) -> (Duration, Duration) {
+    let mut released = None;
     loop {
         let owners = cluster.live_owners().await;
-        if shards.iter().all(|s| owners[s].as_deref() != Some(from)) {
-            return since.elapsed();
+        let now = Instant::now();
+        if released.is_none() && shards.iter().all(|s| owners[s].as_deref() != Some(from)) {
+            released = Some(now - since);
+        }
+        let all_moved = {
+            let mut moved = moved.lock().unwrap();
+            for s in shards {
+                if owners[s].as_deref().is_some_and(|o| o != from) {
+                    moved.entry(*s).or_insert(now);
+                }
+            }
+            (moved.len() == shards.len()).then(|| moved.values().max().copied())
+        };
+        if let Some(last) = all_moved {
+            let last = last.map_or(Duration::ZERO, |t| t.duration_since(since));
+            return (released.unwrap_or(last), last);
         }
         assert!(
             since.elapsed() < deadline,
-            "{from} still holds leases of {shards:?} after {deadline:?}"
+            "shards {shards:?} of {from} not leased elsewhere within {deadline:?}: {}",
+            cluster.ownership_line().await
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -1047,18 +1107,19 @@ async fn failover(
     let killed_at = Instant::now();
     cluster.nodes[victim].kill_hard();
     let deadline = Duration::from_millis(LEASE_TTL_MS) + FAULT_SLACK;
-    let (takeover, served) = tokio::join!(
-        cluster.wait_owned_elsewhere(&shards, &victim_url, killed_at, deadline),
+    let moved = Moves::default();
+    let ((_, takeover), served) = tokio::join!(
+        watch_leases(cluster, &shards, &victim_url, &moved, killed_at, deadline),
         probe_until_served(
             &cluster.client,
             survivors,
             probe_slots(probes, &shards, 0),
+            &moved,
             killed_at,
             deadline,
             &probe_ledger,
         )
     );
-    let takeover = takeover.unwrap_or_else(|e| panic!("{e}"));
     let served = served.values().max().copied().unwrap_or_default();
     eprintln!(
         "kill -9 of n{victim} ({} shards): leases taken over after {}, every shard served after {}",
@@ -1127,17 +1188,25 @@ async fn handoff(
     let signalled_at = Instant::now();
     server.terminate();
     let deadline = Duration::from_millis(LEASE_TTL_MS) + FAULT_SLACK;
-    let (exit, released, takeover, served) = tokio::join!(
+    let moved = Moves::default();
+    let (exit, (released, takeover), served) = tokio::join!(
         async {
             let status = server.wait_exit(deadline).await;
             (status, signalled_at.elapsed())
         },
-        wait_released(cluster, &shards, &leaver_url, signalled_at, deadline),
-        cluster.wait_owned_elsewhere(&shards, &leaver_url, signalled_at, deadline),
+        watch_leases(
+            cluster,
+            &shards,
+            &leaver_url,
+            &moved,
+            signalled_at,
+            deadline
+        ),
         probe_until_served(
             &cluster.client,
             others,
             probe_slots(probes, &shards, 1),
+            &moved,
             signalled_at,
             deadline,
             &probe_ledger,
@@ -1147,7 +1216,6 @@ async fn handoff(
         panic!("n{leaver} still runs {deadline:?} after SIGTERM")
     };
     drop(server);
-    let takeover = takeover.unwrap_or_else(|e| panic!("{e}"));
     let served = served.values().max().copied().unwrap_or_default();
     let handoffs = cluster.nodes[leaver].handoffs()[handoffs_before..].to_vec();
     eprintln!(
@@ -1180,6 +1248,9 @@ async fn handoff(
 
 fn main() {
     let args = Args::parse();
+    // Built (or found up to date) before the clock of the time bound starts.
+    let bin = support::release_binary();
+    eprintln!("release binary: {}", bin.display());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
