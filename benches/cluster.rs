@@ -66,6 +66,10 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use tokio::task::JoinHandle;
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{machine_ticks, postgres_ticks, process_ticks, TICKS_PER_S};
+
 #[path = "../tests/process/support.rs"]
 #[allow(dead_code)]
 mod support;
@@ -309,6 +313,65 @@ struct Run {
     outcomes: Vec<Outcome>,
     /// The slots ran out before the load was stopped.
     exhausted: bool,
+    /// The CPU used meanwhile (zeros where not measured).
+    cpu: CpuTicks,
+}
+
+/// CPU clock ticks (from `/proc`) of what a run uses.
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuTicks {
+    /// The instances (processes of the release binary).
+    instances: u64,
+    /// Every `postgres` process of the server.
+    postgres: u64,
+    /// This process: the load generator (and the bench's own polling).
+    generator: u64,
+    /// The whole machine, busy; what is not in the three above is other work on it.
+    machine: u64,
+}
+
+impl CpuTicks {
+    /// Ticks so far, with the instances' process ids.
+    fn now(instances: &[u32]) -> Self {
+        Self {
+            instances: instances.iter().map(|&pid| process_ticks(pid)).sum(),
+            postgres: postgres_ticks(),
+            generator: process_ticks(std::process::id()),
+            machine: machine_ticks().busy,
+        }
+    }
+
+    fn since(self, earlier: Self) -> Self {
+        Self {
+            instances: self.instances.saturating_sub(earlier.instances),
+            postgres: self.postgres.saturating_sub(earlier.postgres),
+            generator: self.generator.saturating_sub(earlier.generator),
+            machine: self.machine.saturating_sub(earlier.machine),
+        }
+    }
+
+    fn add(&mut self, other: Self) {
+        self.instances += other.instances;
+        self.postgres += other.postgres;
+        self.generator += other.generator;
+        self.machine += other.machine;
+    }
+
+    /// Busy ticks of the machine outside the instances, Postgres and the generator.
+    fn other(self) -> u64 {
+        self.machine
+            .saturating_sub(self.instances + self.postgres + self.generator)
+    }
+}
+
+/// The process ids of the running instances.
+fn instance_pids(cluster: &TestCluster) -> Vec<u32> {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|n| n.server().pid())
+        .collect()
 }
 
 impl Generator {
@@ -362,16 +425,21 @@ impl Generator {
     }
 
     /// Runs a load for `run_for`, then stops it.
+    /// Runs a load through `cluster` for `run_for`, then stops it; with the CPU used.
     async fn run_for(
-        client: &reqwest::Client,
+        cluster: &TestCluster,
         pick: Pick,
         route: Route,
         patients: Range<i64>,
         run_for: Duration,
     ) -> Run {
-        let load = Generator::start(client, pick, route, patients);
+        let pids = instance_pids(cluster);
+        let before = CpuTicks::now(&pids);
+        let load = Generator::start(&cluster.client, pick, route, patients);
         tokio::time::sleep(run_for).await;
-        load.stop().await
+        let mut run = load.stop().await;
+        run.cpu = CpuTicks::now(&pids).since(before);
+        run
     }
 
     /// Stops issuing bookings and waits for those under way (each ends within its retry
@@ -392,6 +460,7 @@ impl Generator {
             elapsed: self.started.elapsed(),
             outcomes: self.ledger.outcomes(),
             exhausted: self.exhausted.load(Relaxed),
+            cpu: CpuTicks::default(),
         }
     }
 }
@@ -492,6 +561,7 @@ struct Figures {
     requests: u64,
     latency_us: Histogram<u64>,
     exhausted: bool,
+    cpu: CpuTicks,
     /// The 5xx answers by status and message, with their counts.
     five_xx: BTreeMap<String, usize>,
 }
@@ -505,6 +575,7 @@ impl Figures {
             latency_us: Histogram::new_with_bounds(1, HIST_MAX_US, 3)
                 .expect("valid histogram bounds"),
             exhausted: false,
+            cpu: CpuTicks::default(),
             five_xx: BTreeMap::new(),
         }
     }
@@ -518,6 +589,7 @@ impl Figures {
     fn add(&mut self, run: &Run) {
         self.elapsed += run.elapsed;
         self.exhausted |= run.exhausted;
+        self.cpu.add(run.cpu);
         let s = Summary::of(&run.outcomes);
         let t = &mut self.summary;
         t.bookings += s.bookings;
@@ -563,6 +635,30 @@ impl Figures {
         } else {
             self.latency_us.value_at_quantile(q) as f64 / 1e3
         }
+    }
+
+    /// CPU ms per answered request of the instances, Postgres and the generator, and the
+    /// cores busy with other work on the machine meanwhile.
+    fn cpu_cells(&self) -> String {
+        let per_request = |ticks: u64| {
+            if self.requests == 0 {
+                0.0
+            } else {
+                ticks as f64 * 1e3 / TICKS_PER_S / self.requests as f64
+            }
+        };
+        let c = self.cpu;
+        format!(
+            "{:.2} | {:.2} | {:.2} | {:.2}",
+            per_request(c.instances),
+            per_request(c.postgres),
+            per_request(c.generator),
+            if self.elapsed.is_zero() {
+                0.0
+            } else {
+                c.other() as f64 / TICKS_PER_S / self.elapsed.as_secs_f64()
+            }
+        )
     }
 
     /// Outcomes that ended neither in 201 nor in 409.
@@ -657,8 +753,8 @@ fn print_report(r: &Report, args: &Args) {
     }
 
     println!("\n## Durable bookings with 1, 2 and 3 instances (requests round-robin over the instances)\n");
-    println!("| workload | instances | durable bookings/s | vs 1 instance | requests/s | p50 ms | p99 ms | 201 | 409 | 5xx answers (503) | other ends |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| workload | instances | durable bookings/s | vs 1 instance | requests/s | p50 ms | p99 ms | 201 | 409 | 5xx answers (503) | other ends | CPU ms/request: instances | Postgres | generator | other work (cores) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &r.scale {
         let f = &row.figures;
         let base = r
@@ -667,7 +763,7 @@ fn print_report(r: &Report, args: &Args) {
             .find(|b| b.workload == row.workload && b.instances == 1)
             .map_or(0.0, |b| b.figures.booked_per_s());
         println!(
-            "| {} | {} | {:.0} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} ({}) | {}{} |",
+            "| {} | {} | {:.0} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} ({}) | {}{} | {} |",
             row.workload,
             row.instances,
             f.booked_per_s(),
@@ -686,30 +782,32 @@ fn print_report(r: &Report, args: &Args) {
             f.summary.answers_5xx,
             f.summary.answers_503,
             f.other(),
-            if f.exhausted { " (slots ran out)" } else { "" }
+            if f.exhausted { " (slots ran out)" } else { "" },
+            f.cpu_cells()
         );
     }
 
     if let Some((owner, other, fwd_owner, fwd_other)) = &r.forwarding {
         println!("\n## Forwarded-request overhead (2 instances, uniform)\n");
-        println!("| requests go to | durable bookings/s | requests/s | p50 ms | p99 ms | forwarded by the instances | 5xx answers |");
-        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!("| requests go to | durable bookings/s | requests/s | p50 ms | p99 ms | forwarded by the instances | 5xx answers | CPU ms/request: instances | Postgres | generator | other work (cores) |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for (name, f, fwd) in [
             ("each doctor's owner", owner, fwd_owner),
             ("the other instance (one hop)", other, fwd_other),
         ] {
             println!(
-                "| {name} | {:.0}{} | {:.0} | {:.2} | {:.2} | {fwd:.0} | {} |",
+                "| {name} | {:.0}{} | {:.0} | {:.2} | {:.2} | {fwd:.0} | {} | {} |",
                 f.booked_per_s(),
                 if f.exhausted { " (slots ran out)" } else { "" },
                 f.requests_per_s(),
                 f.q_ms(0.50),
                 f.q_ms(0.99),
-                f.summary.answers_5xx
+                f.summary.answers_5xx,
+                f.cpu_cells()
             );
         }
         println!(
-            "| difference (forwarded vs owner) | {} | {} | {:+.2} | {:+.2} | | |",
+            "| difference (forwarded vs owner) | {} | {} | {:+.2} | {:+.2} | | | | | | |",
             change(other.booked_per_s(), owner.booked_per_s()),
             change(other.requests_per_s(), owner.requests_per_s()),
             other.q_ms(0.50) - owner.q_ms(0.50),
@@ -905,7 +1003,6 @@ async fn bench(cluster: &mut TestCluster, args: Args) -> Report {
         pool.left(),
         secs(started.elapsed())
     );
-    let client = cluster.client.clone();
 
     // 1 and 2: one, two, three instances.
     for instances in 1..=3 {
@@ -924,7 +1021,7 @@ async fn bench(cluster: &mut TestCluster, args: Args) -> Report {
         }
         let urls = cluster.urls();
         let warm = Generator::run_for(
-            &client,
+            cluster,
             Pick::Uniform(Arc::clone(&pool)),
             Route::round_robin(urls.clone()),
             UNIFORM_PATIENTS,
@@ -932,7 +1029,7 @@ async fn bench(cluster: &mut TestCluster, args: Args) -> Report {
         )
         .await;
         let uniform = Generator::run_for(
-            &client,
+            cluster,
             Pick::Uniform(Arc::clone(&pool)),
             Route::round_robin(urls.clone()),
             UNIFORM_PATIENTS,
@@ -956,7 +1053,7 @@ async fn bench(cluster: &mut TestCluster, args: Args) -> Report {
         });
 
         let hot = Generator::run_for(
-            &client,
+            cluster,
             hot_pick(cluster).await,
             Route::round_robin(urls.clone()),
             HOT_PATIENTS,
@@ -1053,7 +1150,7 @@ async fn forwarding(
             .collect();
         let before = forwarded(cluster).await;
         let run = Generator::run_for(
-            &cluster.client,
+            cluster,
             Pick::Uniform(Arc::clone(pool)),
             Route::ByDoctor(route),
             UNIFORM_PATIENTS,
