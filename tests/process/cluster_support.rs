@@ -362,7 +362,7 @@ impl Node {
 
     /// SIGKILL and reap; the node is down until started again.
     pub fn kill_hard(&mut self) {
-        if let Some(mut server) = self.server.take() {
+        if let Some(mut server) = self.take_server() {
             server.kill_hard();
         }
     }
