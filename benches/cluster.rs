@@ -308,6 +308,7 @@ struct Generator {
 }
 
 /// What a load did: its outcomes, and over how long.
+#[derive(Default)]
 struct Run {
     elapsed: Duration,
     outcomes: Vec<Outcome>,
@@ -315,6 +316,22 @@ struct Run {
     exhausted: bool,
     /// The CPU used meanwhile (zeros where not measured).
     cpu: CpuTicks,
+    /// Journal records written and batches (transactions) they took meanwhile, by the
+    /// instances' metrics (zeros where not measured).
+    journal: (f64, f64),
+}
+
+/// Journal records and batches so far, summed over the running instances
+/// (`journal_batch_size_records` histogram: its sum and count).
+async fn journal_totals(cluster: &TestCluster) -> (f64, f64) {
+    let mut totals = (0.0, 0.0);
+    for i in (0..cluster.nodes.len()).filter(|&i| cluster.nodes[i].is_running()) {
+        if let Some(m) = cluster.metrics(i).await {
+            totals.0 += m.get("journal_batch_size_records_sum");
+            totals.1 += m.get("journal_batch_size_records_count");
+        }
+    }
+    totals
 }
 
 /// CPU clock ticks (from `/proc`) of what a run uses.
@@ -434,11 +451,14 @@ impl Generator {
         run_for: Duration,
     ) -> Run {
         let pids = instance_pids(cluster);
+        let journal = journal_totals(cluster).await;
         let before = CpuTicks::now(&pids);
         let load = Generator::start(&cluster.client, pick, route, patients);
         tokio::time::sleep(run_for).await;
         let mut run = load.stop().await;
         run.cpu = CpuTicks::now(&pids).since(before);
+        let after = journal_totals(cluster).await;
+        run.journal = (after.0 - journal.0, after.1 - journal.1);
         run
     }
 
@@ -461,6 +481,7 @@ impl Generator {
             outcomes: self.ledger.outcomes(),
             exhausted: self.exhausted.load(Relaxed),
             cpu: CpuTicks::default(),
+            journal: (0.0, 0.0),
         }
     }
 }
@@ -562,6 +583,9 @@ struct Figures {
     latency_us: Histogram<u64>,
     exhausted: bool,
     cpu: CpuTicks,
+    journal: (f64, f64),
+    /// Examples of the bookings that ended neither in 201 nor in 409.
+    other_ends: Vec<String>,
     /// The 5xx answers by status and message, with their counts.
     five_xx: BTreeMap<String, usize>,
 }
@@ -576,6 +600,8 @@ impl Figures {
                 .expect("valid histogram bounds"),
             exhausted: false,
             cpu: CpuTicks::default(),
+            journal: (0.0, 0.0),
+            other_ends: Vec::new(),
             five_xx: BTreeMap::new(),
         }
     }
@@ -590,6 +616,23 @@ impl Figures {
         self.elapsed += run.elapsed;
         self.exhausted |= run.exhausted;
         self.cpu.add(run.cpu);
+        self.journal.0 += run.journal.0;
+        self.journal.1 += run.journal.1;
+        for o in &run.outcomes {
+            if self.other_ends.len() < 5 && !matches!(o.last, Final::Booked(_) | Final::Conflict) {
+                let answers: Vec<String> = o
+                    .attempts
+                    .iter()
+                    .map(|a| a.status.map_or("lost".to_owned(), |s| s.to_string()))
+                    .collect();
+                self.other_ends.push(format!(
+                    "{} (answers: {}; {} refused connections)",
+                    o.last.describe(),
+                    answers.join(", "),
+                    o.refused
+                ));
+            }
+        }
         let s = Summary::of(&run.outcomes);
         let t = &mut self.summary;
         t.bookings += s.bookings;
@@ -649,7 +692,7 @@ impl Figures {
         };
         let c = self.cpu;
         format!(
-            "{:.2} | {:.2} | {:.2} | {:.2}",
+            "{:.2} | {:.2} | {:.2} | {:.2} | {}",
             per_request(c.instances),
             per_request(c.postgres),
             per_request(c.generator),
@@ -657,6 +700,11 @@ impl Figures {
                 0.0
             } else {
                 c.other() as f64 / TICKS_PER_S / self.elapsed.as_secs_f64()
+            },
+            if self.journal.1 > 0.0 {
+                format!("{:.1}", self.journal.0 / self.journal.1)
+            } else {
+                "-".to_owned()
             }
         )
     }
@@ -697,7 +745,9 @@ struct FailoverRow {
     shards: usize,
     takeover: Duration,
     served: Duration,
+    /// The load's bookings (the probes apart).
     figures: Figures,
+    probes: Figures,
     rejoined: Duration,
 }
 
@@ -710,7 +760,9 @@ struct HandoffRow {
     released: Duration,
     takeover: Duration,
     served: Duration,
+    /// The load's bookings (the probes apart).
     figures: Figures,
+    probes: Figures,
     rebalanced: Duration,
 }
 
@@ -724,10 +776,27 @@ struct Report {
     store_checks: Vec<String>,
 }
 
-/// The 5xx answers of a phase, by message.
+/// The 5xx answers of a phase, by message, and the bookings that ended otherwise than in
+/// 201 or 409.
 fn print_five_xx(f: &Figures) {
     if !f.five_xx.is_empty() {
         println!("\n5xx answers seen, by message:\n");
+        for (message, n) in &f.five_xx {
+            println!("- {n} x {message}");
+        }
+    }
+    if !f.other_ends.is_empty() {
+        println!("\nBookings that ended neither in 201 nor in 409 (at most 5):\n");
+        for end in &f.other_ends {
+            println!("- {end}");
+        }
+    }
+}
+
+/// The probes' 5xx answers by message (a probe that is not served is simply repeated).
+fn print_probe_five_xx(f: &Figures) {
+    if !f.five_xx.is_empty() {
+        println!("\n5xx answers to the probes, by message:\n");
         for (message, n) in &f.five_xx {
             println!("- {n} x {message}");
         }
@@ -753,8 +822,8 @@ fn print_report(r: &Report, args: &Args) {
     }
 
     println!("\n## Durable bookings with 1, 2 and 3 instances (requests round-robin over the instances)\n");
-    println!("| workload | instances | durable bookings/s | vs 1 instance | requests/s | p50 ms | p99 ms | 201 | 409 | 5xx answers (503) | other ends | CPU ms/request: instances | Postgres | generator | other work (cores) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| workload | instances | durable bookings/s | vs 1 instance | requests/s | p50 ms | p99 ms | 201 | 409 | 5xx answers (503) | other ends | CPU ms/request: instances | Postgres | generator | other work (cores) | journal records per batch |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &r.scale {
         let f = &row.figures;
         let base = r
@@ -787,10 +856,19 @@ fn print_report(r: &Report, args: &Args) {
         );
     }
 
+    for row in r
+        .scale
+        .iter()
+        .filter(|row| !row.figures.other_ends.is_empty())
+    {
+        println!("\n{}, {} instances:", row.workload, row.instances);
+        print_five_xx(&row.figures);
+    }
+
     if let Some((owner, other, fwd_owner, fwd_other)) = &r.forwarding {
         println!("\n## Forwarded-request overhead (2 instances, uniform)\n");
-        println!("| requests go to | durable bookings/s | requests/s | p50 ms | p99 ms | forwarded by the instances | 5xx answers | CPU ms/request: instances | Postgres | generator | other work (cores) |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("| requests go to | durable bookings/s | requests/s | p50 ms | p99 ms | forwarded by the instances | 5xx answers | CPU ms/request: instances | Postgres | generator | other work (cores) | journal records per batch |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for (name, f, fwd) in [
             ("each doctor's owner", owner, fwd_owner),
             ("the other instance (one hop)", other, fwd_other),
@@ -807,7 +885,7 @@ fn print_report(r: &Report, args: &Args) {
             );
         }
         println!(
-            "| difference (forwarded vs owner) | {} | {} | {:+.2} | {:+.2} | | | | | | |",
+            "| difference (forwarded vs owner) | {} | {} | {:+.2} | {:+.2} | | | | | | | |",
             change(other.booked_per_s(), owner.booked_per_s()),
             change(other.requests_per_s(), owner.requests_per_s()),
             other.q_ms(0.50) - owner.q_ms(0.50),
@@ -817,15 +895,16 @@ fn print_report(r: &Report, args: &Args) {
 
     if let Some(f) = &r.failover {
         println!("\n## Failover after `kill -9` of one of 3 instances under load\n");
-        println!("| shards it held | leases taken over after | every one of them booked through the survivors after | 5xx answers seen (503) | bookings in the phase: 201 / 409 / other | refused connections | restarted: rebalanced after |");
-        println!("|---:|---:|---:|---:|---|---:|---:|");
+        println!("| shards it held | leases taken over after | every one of them booked through the survivors after | 5xx answers seen by the load (503) | by the probes | load bookings in the phase: 201 / 409 / other | refused connections | restarted: rebalanced after |");
+        println!("|---:|---:|---:|---:|---:|---|---:|---:|");
         println!(
-            "| {} | {} | {} | {} ({}) | {} / {} / {} | {} | {} |",
+            "| {} | {} | {} | {} ({}) | {} | {} / {} / {} | {} | {} |",
             f.shards,
             secs(f.takeover),
             secs(f.served),
             f.figures.summary.answers_5xx,
             f.figures.summary.answers_503,
+            f.probes.summary.answers_5xx,
             f.figures.summary.booked,
             f.figures.summary.conflicts,
             f.figures.other(),
@@ -833,14 +912,15 @@ fn print_report(r: &Report, args: &Args) {
             secs(f.rejoined)
         );
         print_five_xx(&f.figures);
+        print_probe_five_xx(&f.probes);
     }
 
     if let Some(h) = &r.handoff {
         println!("\n## Handoff on SIGTERM of one of 3 instances under load\n");
-        println!("| shards it held | handoff in its log (shards, ms) | SIGTERM to exit (status) | leases released after | leased elsewhere after | every one booked through the others after | 5xx answers seen (503) | bookings in the phase: 201 / 409 / other | 2 left: rebalanced after |");
-        println!("|---:|---|---:|---:|---:|---:|---:|---|---:|");
+        println!("| shards it held | handoff in its log (shards, ms) | SIGTERM to exit (status) | leases released after | leased elsewhere after | every one booked through the others after | 5xx answers seen by the load (503) | by the probes | load bookings in the phase: 201 / 409 / other | 2 left: rebalanced after |");
+        println!("|---:|---|---:|---:|---:|---:|---:|---:|---|---:|");
         println!(
-            "| {} | {} | {} ({}) | {} | {} | {} | {} ({}) | {} / {} / {} | {} |",
+            "| {} | {} | {} ({}) | {} | {} | {} | {} ({}) | {} | {} / {} / {} | {} |",
             h.shards,
             h.handoffs
                 .iter()
@@ -856,12 +936,14 @@ fn print_report(r: &Report, args: &Args) {
             secs(h.served),
             h.figures.summary.answers_5xx,
             h.figures.summary.answers_503,
+            h.probes.summary.answers_5xx,
             h.figures.summary.booked,
             h.figures.summary.conflicts,
             h.figures.other(),
             secs(h.rebalanced)
         );
         print_five_xx(&h.figures);
+        print_probe_five_xx(&h.probes);
     }
 
     println!("\nStore checks after each measurement (no double booking, every 201 stored):\n");
@@ -1227,8 +1309,13 @@ async fn failover(
     // The load goes on a little after the last shard is served.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut run = load.stop().await;
-    run.outcomes.extend(probe_ledger.outcomes());
     let figures = Figures::of(&run);
+    let probes = Run {
+        outcomes: probe_ledger.outcomes(),
+        ..Run::default()
+    };
+    let probe_figures = Figures::of(&probes);
+    run.outcomes.extend(probes.outcomes);
     checks.push(books.check(cluster, "kill -9", &run.outcomes).await);
 
     let at = Instant::now();
@@ -1248,6 +1335,7 @@ async fn failover(
         takeover,
         served,
         figures,
+        probes: probe_figures,
         rejoined,
     }
 }
@@ -1326,8 +1414,13 @@ async fn handoff(
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut run = load.stop().await;
-    run.outcomes.extend(probe_ledger.outcomes());
     let figures = Figures::of(&run);
+    let probes = Run {
+        outcomes: probe_ledger.outcomes(),
+        ..Run::default()
+    };
+    let probe_figures = Figures::of(&probes);
+    run.outcomes.extend(probes.outcomes);
     checks.push(books.check(cluster, "SIGTERM", &run.outcomes).await);
     let rebalanced = cluster.wait_balanced(BALANCE_DEADLINE).await;
     HandoffRow {
@@ -1339,6 +1432,7 @@ async fn handoff(
         takeover,
         served,
         figures,
+        probes: probe_figures,
         rebalanced,
     }
 }
