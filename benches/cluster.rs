@@ -49,7 +49,7 @@
 //! ```
 //!
 //! - `--seconds N`: seconds per measurement (default 10); `--quick`: 1 s per measurement
-//!   and fewer doctors (CI; the whole bench in about 40 s once the release binary is built).
+//!   and fewer doctors (CI; the whole bench in about 25 s once the release binary is built).
 //!
 //! Postgres comes from `CONSULT_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! The release binary is built (`cargo build --release --bin consult-scheduler`) if it is
