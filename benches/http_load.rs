@@ -121,8 +121,11 @@ use consult_scheduler::persistence::testing::{
 };
 use consult_scheduler::{Application, Settings};
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "peers/mod.rs"]
 mod peers;
+use common::{machine_ticks, postgres_ticks, stat_ticks, TICKS_PER_S};
 use peers::{PeerKind, PeerServer};
 
 /// Doctors of the uniform workload.
@@ -2090,17 +2093,6 @@ struct CpuSample {
     idle: u64,
 }
 
-/// utime + stime of a `/proc/.../stat` line, and the name between the parentheses.
-fn stat_ticks(stat: &str) -> Option<(&str, u64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let name = &stat[open + 1..close];
-    let mut fields = stat[close + 1..].split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((name, utime + stime))
-}
-
 impl CpuSample {
     fn now() -> Self {
         let mut s = Self::default();
@@ -2116,42 +2108,17 @@ impl CpuSample {
                 }
             }
         }
-        if let Ok(procs) = std::fs::read_dir("/proc") {
-            for p in procs.flatten() {
-                if !p
-                    .file_name()
-                    .to_string_lossy()
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
-                {
-                    continue;
-                }
-                let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
-                if let Some(("postgres", ticks)) = stat_ticks(&stat) {
-                    s.postgres += ticks;
-                }
-            }
-        }
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        if let Some(line) = stat.lines().next().filter(|l| l.starts_with("cpu ")) {
-            let v: Vec<u64> = line
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            // user nice system idle iowait irq softirq steal (guest time is inside user).
-            if v.len() >= 8 {
-                s.busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-                s.softirq = v[6];
-                s.idle = v[3] + v[4];
-            }
-        }
+        s.postgres = postgres_ticks();
+        let machine = machine_ticks();
+        s.busy = machine.busy;
+        s.softirq = machine.softirq;
+        s.idle = machine.idle;
         s
     }
 
     /// Cores used per category between `self` and `later`, over `over`.
     fn cores(self, later: Self, over: Duration) -> CpuCores {
-        let c = |a: u64, b: u64| b.saturating_sub(a) as f64 / 100.0 / over.as_secs_f64();
+        let c = |a: u64, b: u64| b.saturating_sub(a) as f64 / TICKS_PER_S / over.as_secs_f64();
         let loadgen = c(self.loadgen, later.loadgen);
         let app = c(self.app, later.app);
         let postgres = c(self.postgres, later.postgres);

@@ -354,9 +354,15 @@ impl Node {
             .collect()
     }
 
+    /// The running process, taken out of the node (which is down from now on, until
+    /// started again): to signal it and wait for its exit while the cluster is in use.
+    pub fn take_server(&mut self) -> Option<Server> {
+        self.server.take()
+    }
+
     /// SIGKILL and reap; the node is down until started again.
     pub fn kill_hard(&mut self) {
-        if let Some(mut server) = self.server.take() {
+        if let Some(mut server) = self.take_server() {
             server.kill_hard();
         }
     }
@@ -385,41 +391,8 @@ impl TestCluster {
             dir: TempDir::new(prefix),
             spec,
         };
-        for i in 0..cluster.spec.instances {
-            let name = format!("n{i}");
-            let role = if cluster.spec.role_per_instance {
-                Some(cluster.db.create_login_role(&name).await)
-            } else {
-                None
-            };
-            let mut env = vec![
-                (
-                    "CONSULT__DATABASE__URL",
-                    cluster.db.url_for(role.as_deref(), &name),
-                ),
-                ("CONSULT__DEMO__SEED", "false".to_owned()),
-                ("CONSULT__SESSIONS__PROVIDER", "off".to_owned()),
-                ("CONSULT__LOG__FORMAT", "json".to_owned()),
-                // Hundreds of requests per second from one probe patient are the test's
-                // doing, not abuse.
-                ("CONSULT__SERVER__RATE_LIMIT_PER_S", "0".to_owned()),
-            ];
-            if let Some(ttl) = cluster.spec.lease_ttl_ms {
-                env.push(("CONSULT__CLUSTER__LEASE_TTL_MS", ttl.to_string()));
-            }
-            if let Some(shards) = cluster.spec.shard_count {
-                env.push(("CONSULT__CLUSTER__SHARD_COUNT", shards.to_string()));
-            }
-            cluster.nodes.push(Node {
-                name,
-                port: 0,
-                role,
-                env,
-                runs: 0,
-                server: None,
-                logs: Vec::new(),
-            });
-            cluster.start_node_on_a_free_port(i).await;
+        for _ in 0..cluster.spec.instances {
+            cluster.add_node().await;
         }
         let took = cluster.wait_balanced(Duration::from_secs(30)).await;
         println!(
@@ -429,6 +402,48 @@ impl TestCluster {
             cluster.ownership_line().await
         );
         cluster
+    }
+
+    /// Starts one more instance (`n<k>`, configured like the others) on a free port and
+    /// waits for its `/readyz`, not for the shards to spread (see [`Self::wait_balanced`]).
+    /// Returns its index.
+    pub async fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let name = format!("n{i}");
+        let role = if self.spec.role_per_instance {
+            Some(self.db.create_login_role(&name).await)
+        } else {
+            None
+        };
+        let mut env = vec![
+            (
+                "CONSULT__DATABASE__URL",
+                self.db.url_for(role.as_deref(), &name),
+            ),
+            ("CONSULT__DEMO__SEED", "false".to_owned()),
+            ("CONSULT__SESSIONS__PROVIDER", "off".to_owned()),
+            ("CONSULT__LOG__FORMAT", "json".to_owned()),
+            // Hundreds of requests per second from one probe patient are the test's
+            // doing, not abuse.
+            ("CONSULT__SERVER__RATE_LIMIT_PER_S", "0".to_owned()),
+        ];
+        if let Some(ttl) = self.spec.lease_ttl_ms {
+            env.push(("CONSULT__CLUSTER__LEASE_TTL_MS", ttl.to_string()));
+        }
+        if let Some(shards) = self.spec.shard_count {
+            env.push(("CONSULT__CLUSTER__SHARD_COUNT", shards.to_string()));
+        }
+        self.nodes.push(Node {
+            name,
+            port: 0,
+            role,
+            env,
+            runs: 0,
+            server: None,
+            logs: Vec::new(),
+        });
+        self.start_node_on_a_free_port(i).await;
+        i
     }
 
     async fn start_node_on_a_free_port(&mut self, i: usize) {

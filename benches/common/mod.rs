@@ -1,0 +1,80 @@
+//! Helpers shared by the benches, each of which includes this file with `#[path]` and uses
+//! part of it: where the CPU went, from Linux `/proc` (zeros elsewhere). Clock ticks are
+//! USER_HZ, 100 per second on Linux.
+
+#![allow(dead_code)]
+
+/// Clock ticks per second in `/proc` (USER_HZ).
+pub const TICKS_PER_S: f64 = 100.0;
+
+/// utime + stime of a `/proc/.../stat` line, and the name between the parentheses.
+pub fn stat_ticks(stat: &str) -> Option<(&str, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = &stat[open + 1..close];
+    let mut fields = stat[close + 1..].split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+/// Ticks spent so far by process `pid` (all its threads), 0 when it is gone.
+pub fn process_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_ticks(&stat).map_or(0, |(_, ticks)| ticks)
+}
+
+/// Ticks spent so far by the processes named `postgres` (every backend of the server, not
+/// only a bench's own).
+pub fn postgres_ticks() -> u64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut ticks = 0;
+    for p in procs.flatten() {
+        if !p
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+        if let Some(("postgres", t)) = stat_ticks(&stat) {
+            ticks += t;
+        }
+    }
+    ticks
+}
+
+/// The whole machine so far, from `/proc/stat`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MachineTicks {
+    /// Busy, softirq included.
+    pub busy: u64,
+    pub softirq: u64,
+    /// Idle and I/O wait.
+    pub idle: u64,
+}
+
+pub fn machine_ticks() -> MachineTicks {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next().filter(|l| l.starts_with("cpu ")) else {
+        return MachineTicks::default();
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    if v.len() < 8 {
+        return MachineTicks::default();
+    }
+    MachineTicks {
+        busy: v[0] + v[1] + v[2] + v[5] + v[6] + v[7],
+        softirq: v[6],
+        idle: v[3] + v[4],
+    }
+}
