@@ -168,6 +168,12 @@ impl Application {
             // Hand this instance's shards to the others while still answering: requests
             // for them are forwarded from here on, so a rolling restart answers no 5xx.
             leaving.leave_cluster().await;
+            if leaving.cluster().is_some() {
+                // Keep answering a moment after the handoff: the other instances' views
+                // of the leases catch up (a stale one is told 421 and re-resolves), so no
+                // forwarded request races the close of an idle pooled connection.
+                tokio::time::sleep(LAME_DUCK).await;
+            }
             tracing::info!("shutdown requested: finishing requests in flight");
             let _ = stopping_tx.send(true);
         };
@@ -193,6 +199,9 @@ impl Application {
         result
     }
 }
+
+/// How long a leaving cluster member keeps answering (forwarding) after its handoff.
+const LAME_DUCK: Duration = Duration::from_secs(1);
 
 /// The session worker's configuration for the settings' provider; with the `fake`
 /// provider, also the fake Vonage server it talks to (on a free loopback port).

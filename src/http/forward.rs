@@ -45,7 +45,9 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(30))
+        // Well below the servers' idle close (`server.header_read_timeout_ms`, keep it
+        // over 10 s in a cluster), so a pooled connection is not reused as it is closed.
+        .pool_idle_timeout(Duration::from_secs(10))
         .build()
         .expect("a client with these options builds")
 }
