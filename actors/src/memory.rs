@@ -15,8 +15,8 @@ use crate::model::{
     PatientId, SessionStatus, StoredIdempotency,
 };
 use crate::outbox::{
-    ConsultationSummary, InboxQuery, Notification, NotificationKind, Recipient, SessionOutcome,
-    SessionRecord, SessionTask, WebhookUpdate,
+    ConsultationSummary, InboxQuery, JoinSide, Notification, NotificationKind, Recipient,
+    SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
 };
 use crate::store::{DoctorHistory, JournalEntry, Store, StoredSnapshot};
 
@@ -660,15 +660,11 @@ impl Store for MemoryStore {
             SessionOutcome::Ready {
                 provider,
                 provider_session_id,
-                doctor_join,
-                patient_join,
                 expires_at,
                 ..
             } => {
                 s.provider = Some(provider.clone());
                 s.provider_session_id = Some(provider_session_id.clone());
-                s.doctor_join = Some(doctor_join.clone());
-                s.patient_join = Some(patient_join.clone());
                 s.expires_at = Some(micros(*expires_at));
                 s.last_error = None;
             }
@@ -682,6 +678,25 @@ impl Store for MemoryStore {
             t.notify(kind, id, now);
         }
         Ok(true)
+    }
+
+    async fn save_join(
+        &self,
+        consultation_id: ConsultationId,
+        side: JoinSide,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        if let Some(s) = t.sessions.get_mut(&consultation_id) {
+            if s.status == SessionStatus::Ready {
+                let column = match side {
+                    JoinSide::Doctor => &mut s.doctor_join,
+                    JoinSide::Patient => &mut s.patient_join,
+                };
+                *column = Some(sealed.to_vec());
+            }
+        }
+        Ok(())
     }
 
     async fn notifications(&self, query: &InboxQuery) -> Result<Vec<Notification>, StoreError> {

@@ -181,6 +181,13 @@ impl std::fmt::Debug for SessionRecord {
     }
 }
 
+/// Whose join token: a session has one per side, each signed when that side first asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinSide {
+    Doctor,
+    Patient,
+}
+
 /// How a pending session ends.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SessionOutcome {
@@ -188,8 +195,6 @@ pub enum SessionOutcome {
         consultation_id: ConsultationId,
         provider: String,
         provider_session_id: String,
-        doctor_join: Vec<u8>,
-        patient_join: Vec<u8>,
         expires_at: DateTime<Utc>,
     },
     /// Attempts exhausted or a permanent provider error.

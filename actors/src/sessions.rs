@@ -24,8 +24,8 @@ use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::error::{EngineError, InvalidField};
-use crate::model::{ConsultMode, ConsultationId, Requester, SessionStatus};
-use crate::outbox::{SessionOutcome, SessionTask};
+use crate::model::{ConsultMode, ConsultationId, DoctorId, PatientId, Requester, SessionStatus};
+use crate::outbox::{JoinSide, SessionOutcome, SessionTask};
 use crate::seal::Sealer;
 use crate::store::Store;
 use crate::vonage::{VideoRole, VonageClient, VonageError};
@@ -185,12 +185,23 @@ pub struct SessionView {
     pub join: Option<JoinDetails>,
 }
 
-/// What is sealed per side: the token and who it is for.
+/// What is sealed per side: the token, who it is for, and until when it is valid.
 #[derive(Serialize, Deserialize)]
 struct SealedJoin {
     token: String,
     role: String,
     user_name: Option<String>,
+    /// Absent in joins sealed before tokens were signed on request (then the session's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// A side's join token as handed out.
+struct StoredJoin {
+    token: String,
+    role: String,
+    user_name: Option<String>,
+    expires_at: DateTime<Utc>,
 }
 
 pub(crate) struct SessionCtx {
@@ -393,9 +404,9 @@ impl SessionHandle {
         }
     }
 
-    /// The requester's join details, if the session is ready (a token past its expiry, or
-    /// minted for the consultation's time before a reschedule, is re-minted locally: no
-    /// call to Vonage).
+    /// The requester's join details, if the session is ready. The join token is signed on
+    /// the side's first request (locally, no call to Vonage) and kept sealed; one past its
+    /// expiry, or signed for the consultation's time before a reschedule, is signed afresh.
     pub async fn view(
         &self,
         id: ConsultationId,
@@ -407,9 +418,9 @@ impl SessionHandle {
             .get_consultation(id)
             .await?
             .ok_or(EngineError::ConsultationNotFound(id))?;
-        let is_doctor = match requester {
-            Requester::Patient(p) if p == consultation.patient_id => false,
-            Requester::Doctor(d) if d == consultation.doctor_id => true,
+        let side = match requester {
+            Requester::Patient(p) if p == consultation.patient_id => JoinSide::Patient,
+            Requester::Doctor(d) if d == consultation.doctor_id => JoinSide::Doctor,
             _ => return Err(EngineError::Forbidden),
         };
         let pending = SessionView {
@@ -431,43 +442,28 @@ impl SessionHandle {
             SessionStatus::Ready => {}
             status => return Ok(SessionView { status, ..pending }),
         }
-        let sealed = if is_doctor {
-            record.doctor_join
-        } else {
-            record.patient_join
+        let sealed = match side {
+            JoinSide::Doctor => record.doctor_join,
+            JoinSide::Patient => record.patient_join,
         };
-        let (Some(sealed), Some(provider_id), Some(mut expires_at)) =
-            (sealed, record.provider_session_id, record.expires_at)
-        else {
+        let Some(provider_id) = record.provider_session_id else {
             return Err(EngineError::Storage(format!(
-                "session of consultation {id} is ready without join details"
+                "session of consultation {id} is ready without a provider session"
             )));
         };
-        let opened = ctx
-            .config
-            .sealer
-            .open(&sealed)
-            .map_err(|e| EngineError::Storage(format!("session of consultation {id}: {e}")))?;
-        let mut join: SealedJoin = serde_json::from_slice(&opened).map_err(|_| {
-            EngineError::Storage(format!("session of consultation {id} does not parse"))
-        })?;
         let mode = consultation.consultation_mode;
         let now = ctx.clock.now();
         let end = consultation_end(&consultation);
-        if !stored_token_fits(&ctx.config.settings, expires_at, &end, now) {
-            expires_at = token_expiry(&ctx.config.settings, &end, now);
-            join.token = match mode {
-                ConsultMode::Chat => ctx
-                    .config
-                    .client
-                    .chat_token(join.user_name.as_deref().unwrap_or_default(), expires_at),
-                _ => ctx
-                    .config
-                    .client
-                    .video_token(&provider_id, video_role(is_doctor), expires_at),
+        let stored = match sealed {
+            Some(sealed) => Some(self.open(id, &sealed, record.expires_at)?),
+            None => None,
+        };
+        let join = match stored {
+            Some(join) if stored_token_fits(&ctx.config.settings, join.expires_at, &end, now) => {
+                join
             }
-            .map_err(|e| EngineError::Unavailable(format!("token: {e}")))?;
-        }
+            _ => self.mint(&consultation, side, &provider_id, now).await?,
+        };
         let chat = mode == ConsultMode::Chat;
         Ok(SessionView {
             consultation_id: id,
@@ -482,17 +478,101 @@ impl SessionHandle {
                 user_name: join.user_name,
                 role: join.role,
                 token: join.token,
-                expires_at,
+                expires_at: join.expires_at,
             }),
+        })
+    }
+
+    /// Opens a sealed join. Joins sealed before tokens carried their own expiry take the
+    /// session's.
+    fn open(
+        &self,
+        id: ConsultationId,
+        sealed: &[u8],
+        session_expiry: Option<DateTime<Utc>>,
+    ) -> Result<StoredJoin, EngineError> {
+        let corrupt =
+            |why: &str| EngineError::Storage(format!("session of consultation {id}: {why}"));
+        let opened = self
+            .ctx
+            .config
+            .sealer
+            .open(sealed)
+            .map_err(|e| corrupt(&e.to_string()))?;
+        let join: SealedJoin =
+            serde_json::from_slice(&opened).map_err(|_| corrupt("join details do not parse"))?;
+        let expires_at = join
+            .expires_at
+            .or(session_expiry)
+            .ok_or_else(|| corrupt("join details without an expiry"))?;
+        Ok(StoredJoin {
+            token: join.token,
+            role: join.role,
+            user_name: join.user_name,
+            expires_at,
+        })
+    }
+
+    /// Signs a join token for one side (locally, no call to Vonage), valid for the
+    /// consultation's window, and keeps it sealed in the store so the next request gets
+    /// the same one. A token that could not be kept is still valid: it is answered, and the
+    /// next request signs another.
+    async fn mint(
+        &self,
+        consultation: &crate::model::Consultation,
+        side: JoinSide,
+        provider_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StoredJoin, EngineError> {
+        let ctx = &self.ctx;
+        let expires_at = token_expiry(&ctx.config.settings, &consultation_end(consultation), now);
+        let client = &ctx.config.client;
+        let (token, role, user_name) = match consultation.consultation_mode {
+            ConsultMode::Chat => {
+                let user = chat_user(side, consultation.doctor_id, consultation.patient_id);
+                let token = client.chat_token(&user, expires_at);
+                (token, "member".to_owned(), Some(user))
+            }
+            _ => {
+                let role = video_role(side);
+                let token = client.video_token(provider_id, role, expires_at);
+                (token, role.as_str().to_owned(), None)
+            }
+        };
+        let join = SealedJoin {
+            token: token.map_err(|e| EngineError::Unavailable(format!("token: {e}")))?,
+            role,
+            user_name,
+            expires_at: Some(expires_at),
+        };
+        let sealed = ctx
+            .config
+            .sealer
+            .seal(&serde_json::to_vec(&join).expect("join details serialize"));
+        if let Err(e) = ctx.store.save_join(consultation.id, side, &sealed).await {
+            warn!(consultation_id = consultation.id, error = %e, "join token not kept; answered");
+        }
+        Ok(StoredJoin {
+            token: join.token,
+            role: join.role,
+            user_name: join.user_name,
+            expires_at,
         })
     }
 }
 
-fn video_role(is_doctor: bool) -> VideoRole {
-    if is_doctor {
-        VideoRole::Moderator
-    } else {
-        VideoRole::Publisher
+fn video_role(side: JoinSide) -> VideoRole {
+    match side {
+        JoinSide::Doctor => VideoRole::Moderator,
+        JoinSide::Patient => VideoRole::Publisher,
+    }
+}
+
+/// The Vonage user of one side of a chat consultation (made by [`provision`]).
+fn chat_user(side: JoinSide, doctor: DoctorId, patient: PatientId) -> String {
+    match side {
+        JoinSide::Doctor => format!("doctor-{doctor}"),
+        JoinSide::Patient => format!("patient-{patient}"),
     }
 }
 
@@ -615,27 +695,17 @@ async fn attempt(ctx: &SessionCtx, id: ConsultationId) -> Option<Duration> {
     }
 }
 
-/// Creates the provider side of a session and seals a join token for each side.
+/// Creates the provider side of a session (a video session; or a conversation with both
+/// sides as members). Join tokens are signed later, when each side asks (see `view`): most
+/// bookings never need one before the day, and signing is the costly part.
 async fn provision(ctx: &SessionCtx, task: &SessionTask) -> Result<SessionOutcome, VonageError> {
     let config = &ctx.config;
     let client = &config.client;
     let now = ctx.clock.now();
     let end = task.scheduled_at + chrono::Duration::minutes(i64::from(task.duration_minutes));
     let expires_at = token_expiry(&config.settings, &end, now);
-    let (provider_session_id, doctor, patient) = match task.mode {
-        ConsultMode::Voice | ConsultMode::Video => {
-            let session_id = client.create_video_session().await?;
-            let side = |role: VideoRole| -> Result<SealedJoin, VonageError> {
-                Ok(SealedJoin {
-                    token: client.video_token(&session_id, role, expires_at)?,
-                    role: role.as_str().to_owned(),
-                    user_name: None,
-                })
-            };
-            let doctor = side(VideoRole::Moderator)?;
-            let patient = side(VideoRole::Publisher)?;
-            (session_id, doctor, patient)
-        }
+    let provider_session_id = match task.mode {
+        ConsultMode::Voice | ConsultMode::Video => client.create_video_session().await?,
         ConsultMode::Chat => {
             // Unique per consultation: a retry after a lost answer finds the same one.
             let name = format!("consultation-{}", task.consultation_id);
@@ -643,24 +713,15 @@ async fn provision(ctx: &SessionCtx, task: &SessionTask) -> Result<SessionOutcom
             let conversation = client
                 .create_conversation(&name, &task.reference, ttl_s)
                 .await?;
-            let doctor_user = format!("doctor-{}", task.doctor_id);
-            let patient_user = format!("patient-{}", task.patient_id);
-            client
-                .create_user(&doctor_user, &format!("Doctor {}", task.doctor_id))
-                .await?;
-            client
-                .create_user(&patient_user, &format!("Patient {}", task.patient_id))
-                .await?;
-            client.add_member(&conversation, &doctor_user).await?;
-            client.add_member(&conversation, &patient_user).await?;
-            let side = |user: String| -> Result<SealedJoin, VonageError> {
-                Ok(SealedJoin {
-                    token: client.chat_token(&user, expires_at)?,
-                    role: "member".to_owned(),
-                    user_name: Some(user),
-                })
-            };
-            (conversation, side(doctor_user)?, side(patient_user)?)
+            for (side, display) in [
+                (JoinSide::Doctor, format!("Doctor {}", task.doctor_id)),
+                (JoinSide::Patient, format!("Patient {}", task.patient_id)),
+            ] {
+                let user = chat_user(side, task.doctor_id, task.patient_id);
+                client.create_user(&user, &display).await?;
+                client.add_member(&conversation, &user).await?;
+            }
+            conversation
         }
         ConsultMode::Whatsapp => {
             return Ok(SessionOutcome::NotRequired {
@@ -668,17 +729,10 @@ async fn provision(ctx: &SessionCtx, task: &SessionTask) -> Result<SessionOutcom
             })
         }
     };
-    let seal = |join: &SealedJoin| {
-        config
-            .sealer
-            .seal(&serde_json::to_vec(join).expect("join details serialize"))
-    };
     Ok(SessionOutcome::Ready {
         consultation_id: task.consultation_id,
         provider: config.provider.clone(),
         provider_session_id,
-        doctor_join: seal(&doctor),
-        patient_join: seal(&patient),
         expires_at,
     })
 }

@@ -11,7 +11,8 @@ use crate::model::{
     Consultation, ConsultationId, DoctorId, DoctorProfile, NewDoctor, PatientId, StoredIdempotency,
 };
 use crate::outbox::{
-    InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
+    InboxQuery, JoinSide, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask,
+    WebhookUpdate,
 };
 
 /// A stored snapshot blob and the last journal sequence number it covers.
@@ -206,6 +207,15 @@ pub trait Store: Send + Sync + 'static {
         outcome: &SessionOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Keeps one side's sealed join token of a ready session (replacing the one kept
+    /// before). Does nothing to a session that is not ready.
+    async fn save_join(
+        &self,
+        consultation_id: ConsultationId,
+        side: JoinSide,
+        sealed: &[u8],
+    ) -> Result<(), StoreError>;
 
     /// A page of someone's notifications, newest first.
     async fn notifications(&self, query: &InboxQuery) -> Result<Vec<Notification>, StoreError>;

@@ -18,7 +18,8 @@ use chrono::{DateTime, Utc};
 use consult_actors::calendar::{DoctorEvent, JournalRecord};
 use consult_actors::cluster::{ClusterStore, Fence};
 use consult_actors::outbox::{
-    InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
+    InboxQuery, JoinSide, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask,
+    WebhookUpdate,
 };
 use consult_actors::{
     Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, JournalEntry, NewDoctor,
@@ -1122,21 +1123,16 @@ impl Store for PgStore {
             SessionOutcome::Ready {
                 provider,
                 provider_session_id,
-                doctor_join,
-                patient_join,
                 expires_at,
                 ..
             } => sqlx::query(
                 "UPDATE sessions SET status = $2, provider = $3, provider_session_id = $4, \
-                 doctor_join = $5, patient_join = $6, expires_at = $7, last_error = NULL, \
-                 updated_at = $8 WHERE consultation_id = $1 AND status = 'pending'",
+                 expires_at = $5, last_error = NULL, updated_at = $6 WHERE consultation_id = $1 AND status = 'pending'",
             )
             .bind(id)
             .bind(status)
             .bind(provider.as_str())
             .bind(provider_session_id.as_str())
-            .bind(doctor_join.as_slice())
-            .bind(patient_join.as_slice())
             .bind(*expires_at)
             .bind(now),
             SessionOutcome::Failed { error, .. } => sqlx::query(
@@ -1185,6 +1181,29 @@ impl Store for PgStore {
         }
         tx.commit().await.map_err(db_error)?;
         Ok(true)
+    }
+
+    async fn save_join(
+        &self,
+        consultation_id: ConsultationId,
+        side: JoinSide,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        let sql = match side {
+            JoinSide::Doctor => {
+                "UPDATE sessions SET doctor_join = $2 WHERE consultation_id = $1 AND status = 'ready'"
+            }
+            JoinSide::Patient => {
+                "UPDATE sessions SET patient_join = $2 WHERE consultation_id = $1 AND status = 'ready'"
+            }
+        };
+        sqlx::query(sql)
+            .bind(consultation_id)
+            .bind(sealed)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
     }
 
     async fn notifications(&self, query: &InboxQuery) -> Result<Vec<Notification>, StoreError> {

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use consult_actors::calendar::{DoctorEvent, JournalRecord};
 use consult_actors::outbox::{
-    InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
+    InboxQuery, JoinSide, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask,
+    WebhookUpdate,
 };
 use consult_actors::{
     Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, JournalEntry, NewDoctor,
@@ -1014,21 +1015,16 @@ impl Store for SqliteStore {
             SessionOutcome::Ready {
                 provider,
                 provider_session_id,
-                doctor_join,
-                patient_join,
                 expires_at,
                 ..
             } => sqlx::query(
                 "UPDATE sessions SET status = ?2, provider = ?3, provider_session_id = ?4, \
-                 doctor_join = ?5, patient_join = ?6, expires_at = ?7, last_error = NULL, \
-                 updated_at = ?8 WHERE consultation_id = ?1 AND status = 'pending'",
+                 expires_at = ?5, last_error = NULL, updated_at = ?6 WHERE consultation_id = ?1 AND status = 'pending'",
             )
             .bind(id)
             .bind(status)
             .bind(provider.as_str())
             .bind(provider_session_id.as_str())
-            .bind(doctor_join.as_slice())
-            .bind(patient_join.as_slice())
             .bind(ts(*expires_at))
             .bind(ts(now)),
             SessionOutcome::Failed { error, .. } => sqlx::query(
@@ -1077,6 +1073,29 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(db_error)?;
         Ok(true)
+    }
+
+    async fn save_join(
+        &self,
+        consultation_id: ConsultationId,
+        side: JoinSide,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        let sql = match side {
+            JoinSide::Doctor => {
+                "UPDATE sessions SET doctor_join = ?2 WHERE consultation_id = ?1 AND status = 'ready'"
+            }
+            JoinSide::Patient => {
+                "UPDATE sessions SET patient_join = ?2 WHERE consultation_id = ?1 AND status = 'ready'"
+            }
+        };
+        sqlx::query(sql)
+            .bind(consultation_id)
+            .bind(sealed)
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(())
     }
 
     async fn notifications(&self, query: &InboxQuery) -> Result<Vec<Notification>, StoreError> {

@@ -12,7 +12,7 @@ use consult_actors::calendar::{
     JournalRecord, LocalTime, WeeklySchedule,
 };
 use consult_actors::outbox::{
-    InboxQuery, NotificationKind, Recipient, SessionOutcome, WebhookUpdate,
+    InboxQuery, JoinSide, NotificationKind, Recipient, SessionOutcome, WebhookUpdate,
 };
 use consult_actors::{
     reference_for, BookingMember, ConsultMode, Consultation, ConsultationStatus, DoctorProfile,
@@ -1384,10 +1384,13 @@ async fn settling_a_session_is_once_only_and_notifies_patient_and_doctor(store: 
         consultation_id: 1,
         provider: "fake".into(),
         provider_session_id: "1_MX4abc".into(),
-        doctor_join: vec![1, 2, 3],
-        patient_join: vec![4, 5, 6],
         expires_at: slot(1),
     };
+    // No join token is kept before the session is ready.
+    store
+        .save_join(1, JoinSide::Doctor, &[9])
+        .await
+        .expect("save on a pending session is a no-op");
     assert!(store.settle_session(&ready, later).await.expect("settle"));
     // A second outcome for the same consultation changes nothing.
     let failed = SessionOutcome::Failed {
@@ -1408,9 +1411,24 @@ async fn settling_a_session_is_once_only_and_notifies_patient_and_doctor(store: 
     assert_eq!(record.attempts, 0);
     assert_eq!(record.provider.as_deref(), Some("fake"));
     assert_eq!(record.provider_session_id.as_deref(), Some("1_MX4abc"));
+    assert_eq!((record.doctor_join, record.patient_join), (None, None));
+    assert_eq!(record.expires_at, Some(slot(1)));
+    // Each side's token is kept when it is signed, and a later one replaces it.
+    store
+        .save_join(1, JoinSide::Doctor, &[1, 2, 3])
+        .await
+        .expect("save");
+    store
+        .save_join(1, JoinSide::Patient, &[4])
+        .await
+        .expect("save");
+    store
+        .save_join(1, JoinSide::Patient, &[4, 5, 6])
+        .await
+        .expect("save");
+    let record = store.session(1).await.expect("session").expect("row");
     assert_eq!(record.doctor_join, Some(vec![1, 2, 3]));
     assert_eq!(record.patient_join, Some(vec![4, 5, 6]));
-    assert_eq!(record.expires_at, Some(slot(1)));
     let c = store.get_consultation(1).await.expect("get").expect("row");
     assert_eq!(c.session_status, SessionStatus::Ready);
 

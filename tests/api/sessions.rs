@@ -351,26 +351,58 @@ async fn fifty_concurrent_session_requests_for_one_consultation_make_exactly_one
 }
 
 #[tokio::test]
-async fn stored_tokens_are_sealed_never_plaintext_and_open_with_the_key() {
+async fn join_tokens_are_signed_when_asked_for_then_kept_sealed_never_plaintext() {
     let (app, fake) = spawn_with_fake(&[]).await;
     let doctor = app.doctor().await;
     let id = book_mode(&app, 7, doctor, 9, "video").await;
-    let body = settled_session(&app, 7, id).await;
-    let token = body["session"]["token"].as_str().unwrap().to_owned();
     let Db::Sqlite(path) = &app.db else {
         unreachable!()
     };
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    let (patient_join, doctor_join): (Vec<u8>, Vec<u8>) =
-        sqlx::query_as("SELECT patient_join, doctor_join FROM sessions WHERE consultation_id = ?1")
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let joins = || async {
+        sqlx::query_as::<_, (String, Option<Vec<u8>>, Option<Vec<u8>>)>(
+            "SELECT status, patient_join, doctor_join FROM sessions WHERE consultation_id = ?1",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    // Ready, and nobody has asked to join yet: no token has been signed.
+    let (_, patient_join, doctor_join) =
+        eventually(|| async { Some(joins().await).filter(|(status, ..)| status == "ready") }).await;
+    assert_eq!((patient_join, doctor_join), (None, None));
+
+    let body = settled_session(&app, 7, id).await;
+    let token = body["session"]["token"].as_str().unwrap().to_owned();
+    let (_, patient_join, doctor_join) = joins().await;
+    assert_eq!(doctor_join, None, "only the side that asked gets a token");
+    let patient_join = patient_join.expect("the patient's token is kept");
+    // Asked again: the kept token, not a new signature.
+    assert_eq!(
+        settled_session(&app, 7, id).await["session"]["token"],
+        token.as_str()
+    );
+
+    let (status, doctor_body) = app
+        .get(
+            &format!("/doctor/consultations/{id}/session"),
+            &app.token(Doctor, doctor),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{doctor_body}");
+    let doctor_token = doctor_body["session"]["token"].as_str().unwrap();
+    assert_eq!(claims(doctor_token)["role"], "moderator");
+    let (_, _, doctor_join) = joins().await;
+    let doctor_join = doctor_join.expect("the doctor's token is kept");
     pool.close().await;
-    for blob in [&patient_join, &doctor_join] {
+
+    for (blob, token) in [
+        (&patient_join, token.as_str()),
+        (&doctor_join, doctor_token),
+    ] {
         let text = String::from_utf8_lossy(blob);
         for part in token.split('.') {
             assert!(!text.contains(part), "a token part is stored in the clear");

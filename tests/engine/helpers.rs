@@ -13,7 +13,8 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use chrono_tz::Tz;
 use consult_actors::calendar::{DayWindow, JournalRecord, LocalTime, WeeklySchedule};
 use consult_actors::outbox::{
-    InboxQuery, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask, WebhookUpdate,
+    InboxQuery, JoinSide, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask,
+    WebhookUpdate,
 };
 use consult_actors::*;
 use consult_persistence::testing::{drop_postgres, fresh_postgres, fresh_sqlite, remove_sqlite};
@@ -248,6 +249,14 @@ impl Store for FaultyStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.inner.settle_session(outcome, now).await
+    }
+    async fn save_join(
+        &self,
+        id: ConsultationId,
+        side: JoinSide,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        self.inner.save_join(id, side, sealed).await
     }
     async fn notifications(&self, query: &InboxQuery) -> Result<Vec<Notification>, StoreError> {
         self.inner.notifications(query).await

@@ -2,6 +2,13 @@
 //! application token that authenticates our API calls, the video client token
 //! (`scope: session.connect`) and the chat (Client SDK) token with its ACL. All are made
 //! locally; none is ever logged.
+//!
+//! An RSA-2048 signature costs about a millisecond of CPU, the same order as a whole
+//! booking, so the application token is signed once and reused for most of its life
+//! (Vonage accepts one token for many calls until its `exp`), and join tokens are signed
+//! only when a participant asks to join (see `sessions.rs`).
+
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -12,6 +19,9 @@ use super::{VideoRole, VonageError};
 
 /// Lifetime of the application JWT sent with each API call.
 pub(crate) const APP_TOKEN_TTL_S: i64 = 5 * 60;
+/// A cached application JWT is replaced once it has less than this left, so a call that
+/// is retried or slow never reaches Vonage with an expired token.
+const APP_TOKEN_REFRESH_S: i64 = 60;
 /// Longest a video client token may live (the Vonage server SDKs refuse more).
 pub(crate) const MAX_VIDEO_TOKEN_TTL_S: i64 = 30 * 24 * 3600;
 
@@ -63,6 +73,8 @@ struct ChatClaims<'a> {
 pub(crate) struct TokenSigner {
     application_id: String,
     key: EncodingKey,
+    /// The application JWT in use and its `exp` (Unix seconds).
+    app_token: Mutex<Option<(String, i64)>>,
 }
 
 impl TokenSigner {
@@ -76,6 +88,7 @@ impl TokenSigner {
         let signer = Self {
             application_id: application_id.to_owned(),
             key,
+            app_token: Mutex::new(None),
         };
         // A key that parses but cannot sign (e.g. too short for ring) fails here, not on
         // the first call.
@@ -83,15 +96,27 @@ impl TokenSigner {
         Ok(signer)
     }
 
-    /// The application JWT for one API call: fresh `jti`, `exp` = `iat` + 5 minutes.
+    /// The application JWT for an API call: `exp` = `iat` + 5 minutes, signed afresh (new
+    /// `iat`, new `jti`) only when the one in use has less than a minute left or was
+    /// issued "in the future" (the clock went back).
     pub(crate) fn app_token(&self, now: DateTime<Utc>) -> Result<String, VonageError> {
-        let iat = now.timestamp();
-        self.sign(&AppClaims {
+        let now_s = now.timestamp();
+        let mut cached = self.app_token.lock().expect("app token lock");
+        if let Some((token, exp)) = cached.as_ref() {
+            let iat = exp - APP_TOKEN_TTL_S;
+            if iat <= now_s && now_s < exp - APP_TOKEN_REFRESH_S {
+                return Ok(token.clone());
+            }
+        }
+        let exp = now_s + APP_TOKEN_TTL_S;
+        let token = self.sign(&AppClaims {
             application_id: &self.application_id,
-            iat,
-            exp: iat + APP_TOKEN_TTL_S,
+            iat: now_s,
+            exp,
             jti: new_jti(),
-        })
+        })?;
+        *cached = Some((token.clone(), exp));
+        Ok(token)
     }
 
     pub(crate) fn video_token(
@@ -185,10 +210,12 @@ mod tests {
         TokenSigner::new(APP_ID, PRIVATE_PEM).expect("dev key parses")
     }
 
+    /// The claims, verified with the public key; `exp` is asserted by each test instead of
+    /// against the wall clock.
     fn decode(token: &str) -> Value {
         let key = DecodingKey::from_rsa_pem(PUBLIC_PEM.as_bytes()).unwrap();
         let mut validation = Validation::new(Algorithm::RS256);
-        validation.leeway = 0;
+        validation.validate_exp = false;
         validation.validate_aud = false;
         jsonwebtoken::decode::<Value>(token, &key, &validation)
             .expect("verifies with the public key")
@@ -206,12 +233,23 @@ mod tests {
     }
 
     #[test]
-    fn each_application_token_has_a_fresh_jti() {
+    fn the_application_token_is_reused_until_a_minute_before_it_expires() {
         let now = Utc::now();
         let s = signer();
-        let a = decode(&s.app_token(now).unwrap());
-        let b = decode(&s.app_token(now).unwrap());
+        let first = s.app_token(now).unwrap();
+        assert_eq!(s.app_token(now + Duration::seconds(1)).unwrap(), first);
+        let late = now + Duration::seconds(APP_TOKEN_TTL_S - APP_TOKEN_REFRESH_S - 1);
+        assert_eq!(s.app_token(late).unwrap(), first);
+        // Less than a minute left: a new token, with its own jti and times.
+        let renewal = now + Duration::seconds(APP_TOKEN_TTL_S - APP_TOKEN_REFRESH_S);
+        let renewed = s.app_token(renewal).unwrap();
+        assert_ne!(renewed, first);
+        let (a, b) = (decode(&first), decode(&renewed));
         assert_ne!(a["jti"], b["jti"]);
+        assert_eq!(b["iat"], renewal.timestamp());
+        // A clock that went back never gets a token issued after its "now".
+        let earlier = s.app_token(now).unwrap();
+        assert_eq!(decode(&earlier)["iat"], now.timestamp());
     }
 
     #[test]
