@@ -186,11 +186,11 @@ impl EngineBuilder {
         settings.validate()?;
         let sessions = match self.sessions {
             Some(config) => Some(Arc::new(
-                SessionHandle::start(SessionCtx {
-                    store: Arc::clone(&self.store),
-                    clock: Arc::clone(&self.clock),
+                SessionHandle::start(SessionCtx::new(
+                    Arc::clone(&self.store),
+                    Arc::clone(&self.clock),
                     config,
-                })
+                ))
                 .await?,
             )),
             None => None,

@@ -7,6 +7,7 @@
 //! - [`Store`]: the storage port; `consult-persistence` implements it for SQLite and
 //!   Postgres, [`memory::MemoryStore`] in memory.
 
+mod batch;
 pub mod calendar;
 pub mod clock;
 pub mod cluster;

@@ -48,6 +48,41 @@ struct StoredNotification {
 }
 
 impl Tables {
+    /// Settles one pending session (see [`Store::settle_sessions`]).
+    fn settle(&mut self, outcome: &SessionOutcome, now: DateTime<Utc>) -> bool {
+        let id = outcome.consultation_id();
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return false;
+        };
+        if s.status != SessionStatus::Pending {
+            return false;
+        }
+        s.status = outcome.status();
+        s.updated_at = micros(now);
+        match outcome {
+            SessionOutcome::Ready {
+                provider,
+                provider_session_id,
+                expires_at,
+                ..
+            } => {
+                s.provider = Some(provider.clone());
+                s.provider_session_id = Some(provider_session_id.clone());
+                s.expires_at = Some(micros(*expires_at));
+                s.last_error = None;
+            }
+            SessionOutcome::Failed { error, .. } => s.last_error = Some(error.clone()),
+            SessionOutcome::NotRequired { .. } => {}
+        }
+        if let Some(c) = self.consultations.get_mut(&id) {
+            c.session_status = outcome.status();
+        }
+        if let Some(kind) = outcome.notification() {
+            self.notify(kind, id, now);
+        }
+        true
+    }
+
     fn notify(
         &mut self,
         kind: NotificationKind,
@@ -605,15 +640,17 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn pending_session(
+    async fn pending_sessions(
         &self,
-        consultation_id: ConsultationId,
-    ) -> Result<Option<SessionTask>, StoreError> {
+        consultation_ids: &[ConsultationId],
+    ) -> Result<Vec<SessionTask>, StoreError> {
         let t = self.tables();
-        Ok(t.sessions
-            .get(&consultation_id)
+        Ok(consultation_ids
+            .iter()
+            .filter_map(|id| t.sessions.get(id))
             .filter(|s| s.status == SessionStatus::Pending)
-            .and_then(|s| t.session_task(s)))
+            .filter_map(|s| t.session_task(s))
+            .collect())
     }
 
     async fn session(
@@ -641,43 +678,13 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn settle_session(
+    async fn settle_sessions(
         &self,
-        outcome: &SessionOutcome,
+        outcomes: &[SessionOutcome],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         let mut t = self.tables();
-        let id = outcome.consultation_id();
-        let Some(s) = t.sessions.get_mut(&id) else {
-            return Ok(false);
-        };
-        if s.status != SessionStatus::Pending {
-            return Ok(false);
-        }
-        s.status = outcome.status();
-        s.updated_at = micros(now);
-        match outcome {
-            SessionOutcome::Ready {
-                provider,
-                provider_session_id,
-                expires_at,
-                ..
-            } => {
-                s.provider = Some(provider.clone());
-                s.provider_session_id = Some(provider_session_id.clone());
-                s.expires_at = Some(micros(*expires_at));
-                s.last_error = None;
-            }
-            SessionOutcome::Failed { error, .. } => s.last_error = Some(error.clone()),
-            SessionOutcome::NotRequired { .. } => {}
-        }
-        if let Some(c) = t.consultations.get_mut(&id) {
-            c.session_status = outcome.status();
-        }
-        if let Some(kind) = outcome.notification() {
-            t.notify(kind, id, now);
-        }
-        Ok(true)
+        Ok(outcomes.iter().map(|o| t.settle(o, now)).collect())
     }
 
     async fn save_join(

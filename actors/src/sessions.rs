@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 use tracing::{error, info, warn};
 
+use crate::batch::Batcher;
 use crate::clock::Clock;
 use crate::error::{EngineError, InvalidField};
 use crate::model::{ConsultMode, ConsultationId, DoctorId, PatientId, Requester, SessionStatus};
@@ -208,6 +209,52 @@ pub(crate) struct SessionCtx {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub config: SessionConfig,
+    /// The outbox writes of concurrent attempts, batched (a claim and an outcome per
+    /// session would otherwise be two transactions each, more than the booking's share).
+    pub outbox: OutboxWrites,
+}
+
+impl SessionCtx {
+    /// Starts the outbox's batch writers (on the current tokio runtime).
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: SessionConfig) -> Self {
+        let outbox = OutboxWrites::start(&store, &clock, config.settings.max_in_flight);
+        Self {
+            store,
+            clock,
+            config,
+            outbox,
+        }
+    }
+}
+
+/// Claims and outcomes of the session outbox, each written in batches.
+pub(crate) struct OutboxWrites {
+    claims: Batcher<ConsultationId, Option<SessionTask>>,
+    outcomes: Batcher<SessionOutcome, bool>,
+}
+
+impl OutboxWrites {
+    fn start(store: &Arc<dyn Store>, clock: &Arc<dyn Clock>, max: usize) -> Self {
+        let claimer = Arc::clone(store);
+        let claims = Batcher::start(max, move |ids: Vec<ConsultationId>| {
+            let store = Arc::clone(&claimer);
+            async move {
+                let mut claimed: HashMap<ConsultationId, SessionTask> = store
+                    .pending_sessions(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|task| (task.consultation_id, task))
+                    .collect();
+                Ok(ids.iter().map(|id| claimed.remove(id)).collect())
+            }
+        });
+        let (settler, clock) = (Arc::clone(store), Arc::clone(clock));
+        let outcomes = Batcher::start(max, move |outcomes: Vec<SessionOutcome>| {
+            let (store, now) = (Arc::clone(&settler), clock.now());
+            async move { store.settle_sessions(&outcomes, now).await }
+        });
+        Self { claims, outcomes }
+    }
 }
 
 pub(crate) enum SessionMsg {
@@ -613,7 +660,7 @@ fn stored_token_fits(
 async fn attempt(ctx: &SessionCtx, id: ConsultationId) -> Option<Duration> {
     let settings = &ctx.config.settings;
     let retry_later = Duration::from_millis(settings.poll_interval_ms);
-    let task = match ctx.store.pending_session(id).await {
+    let task = match ctx.outbox.claims.run(id).await {
         Ok(Some(task)) => task,
         // Settled already (or never needed one): nothing to do.
         Ok(None) => return None,
@@ -671,9 +718,10 @@ async fn attempt(ctx: &SessionCtx, id: ConsultationId) -> Option<Duration> {
             }
         }
     };
-    match ctx.store.settle_session(&outcome, ctx.clock.now()).await {
+    let status = outcome.status();
+    match ctx.outbox.outcomes.run(outcome).await {
         Ok(settled) => {
-            if settled && outcome.status() == SessionStatus::Ready {
+            if settled && status == SessionStatus::Ready {
                 info!(
                     event_type = "session_ready",
                     consultation_id = id,

@@ -169,17 +169,26 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<SessionTask>, StoreError>;
 
-    /// The pending session of one consultation as a task (whatever its due time), or `None`
-    /// when there is no pending session for it.
+    /// The pending sessions of these consultations as tasks (whatever their due time), in
+    /// no particular order; a consultation with no pending session has none. One statement
+    /// for the whole batch (the session worker claims its sessions in batches).
     ///
-    /// A shared store claims it as [`Store::due_sessions`] does, and answers `None` too
-    /// while another instance's claim on it holds (that instance is at it): a caller goes
-    /// on only with a session it has claimed. Its own claims (from `due_sessions` or an
-    /// earlier call) do not stop it.
+    /// A shared store claims them as [`Store::due_sessions`] does, and leaves out those
+    /// another instance's claim holds (that instance is at it): a caller goes on only with
+    /// sessions it has claimed. Its own claims (from `due_sessions` or an earlier call) do
+    /// not stop it.
+    async fn pending_sessions(
+        &self,
+        consultation_ids: &[ConsultationId],
+    ) -> Result<Vec<SessionTask>, StoreError>;
+
+    /// [`Store::pending_sessions`] of one consultation.
     async fn pending_session(
         &self,
         consultation_id: ConsultationId,
-    ) -> Result<Option<SessionTask>, StoreError>;
+    ) -> Result<Option<SessionTask>, StoreError> {
+        Ok(self.pending_sessions(&[consultation_id]).await?.pop())
+    }
 
     /// The session row of a consultation, if it has one.
     async fn session(
@@ -198,15 +207,28 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
     ) -> Result<(), StoreError>;
 
-    /// Settles a pending session, in one transaction: the session row, the consultation's
-    /// `session_status`, and (for ready / failed) a `session_ready` / `session_failed`
-    /// notification for patient and doctor. Returns `false`, changing nothing, when the
-    /// session was not pending (settled before): one outcome per consultation.
+    /// Settles pending sessions, all in one transaction: each session row, its
+    /// consultation's `session_status`, and (for ready / failed) a `session_ready` /
+    /// `session_failed` notification for patient and doctor. Answers, per outcome in
+    /// order, `false` (changing nothing for it) when the session was not pending (settled
+    /// before): one outcome per consultation.
+    async fn settle_sessions(
+        &self,
+        outcomes: &[SessionOutcome],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// [`Store::settle_sessions`] of one outcome.
     async fn settle_session(
         &self,
         outcome: &SessionOutcome,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let settled = self
+            .settle_sessions(std::slice::from_ref(outcome), now)
+            .await?;
+        Ok(settled.first().copied().unwrap_or(false))
+    }
 
     /// Keeps one side's sealed join token of a ready session (replacing the one kept
     /// before). Does nothing to a session that is not ready.

@@ -458,6 +458,66 @@ async fn insert_sessions(conn: &mut PgConnection, rows: &[NewSession]) -> Result
     Ok(())
 }
 
+/// Settles one pending session inside the caller's transaction (see
+/// `Store::settle_sessions`); `false` when it was not pending.
+async fn settle_one(
+    conn: &mut PgConnection,
+    outcome: &SessionOutcome,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let id = outcome.consultation_id();
+    let status = outcome.status().as_str();
+    let query = match outcome {
+        SessionOutcome::Ready {
+            provider,
+            provider_session_id,
+            expires_at,
+            ..
+        } => sqlx::query(
+            "UPDATE sessions SET status = $2, provider = $3, provider_session_id = $4, \
+             expires_at = $5, last_error = NULL, updated_at = $6 WHERE consultation_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(provider.as_str())
+        .bind(provider_session_id.as_str())
+        .bind(*expires_at)
+        .bind(now),
+        SessionOutcome::Failed { error, .. } => sqlx::query(
+            "UPDATE sessions SET status = $2, last_error = $3, updated_at = $4 \
+             WHERE consultation_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(error.as_str())
+        .bind(now),
+        SessionOutcome::NotRequired { .. } => sqlx::query(
+            "UPDATE sessions SET status = $2, updated_at = $3 \
+             WHERE consultation_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(now),
+    };
+    if query
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .rows_affected()
+        == 0
+    {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE consultations SET session_status = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(status)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(true)
+}
+
 /// Writes each event for the consultation's patient, then its doctor, in event order.
 /// Bookings name both, so a batch of them is written straight from the arrays; a batch
 /// with a cancellation reads the parties from `consultations` (by primary key).
@@ -1045,30 +1105,30 @@ impl Store for PgStore {
     /// Claims the row too, unless another store holds a claim on it that has not run out
     /// (its next attempt is still ahead by the database clock) or a transaction has it
     /// locked: then `None`, as for a settled session, and the claimer goes on with it.
-    async fn pending_session(
+    async fn pending_sessions(
         &self,
-        consultation_id: ConsultationId,
-    ) -> Result<Option<SessionTask>, StoreError> {
+        consultation_ids: &[ConsultationId],
+    ) -> Result<Vec<SessionTask>, StoreError> {
         sqlx::query(&format!(
             "WITH claimed AS (UPDATE sessions AS s SET claimed_by = $2, \
              next_attempt_at = GREATEST(s.next_attempt_at, now() + make_interval(secs => $3)) \
-             WHERE s.consultation_id = (SELECT consultation_id FROM sessions \
-             WHERE consultation_id = $1 AND status = 'pending' \
+             WHERE s.consultation_id IN (SELECT consultation_id FROM sessions \
+             WHERE consultation_id = ANY($1) AND status = 'pending' \
              AND (claimed_by IS NULL OR claimed_by = $2 OR next_attempt_at <= now()) \
              FOR UPDATE SKIP LOCKED) \
              RETURNING s.consultation_id, s.attempts) \
              SELECT {SESSION_TASK_COLUMNS} FROM claimed s \
              JOIN consultations c ON c.id = s.consultation_id"
         ))
-        .bind(consultation_id)
+        .bind(consultation_ids)
         .bind(self.claimer)
         .bind(self.outbox_claim.as_secs_f64())
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
         .map_err(db_error)?
-        .as_ref()
+        .iter()
         .map(rows::session_task)
-        .transpose()
+        .collect()
     }
 
     async fn session(
@@ -1111,76 +1171,29 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn settle_session(
+    async fn settle_sessions(
         &self,
-        outcome: &SessionOutcome,
+        outcomes: &[SessionOutcome],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let id = outcome.consultation_id();
-        let status = outcome.status().as_str();
+    ) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let query = match outcome {
-            SessionOutcome::Ready {
-                provider,
-                provider_session_id,
-                expires_at,
-                ..
-            } => sqlx::query(
-                "UPDATE sessions SET status = $2, provider = $3, provider_session_id = $4, \
-                 expires_at = $5, last_error = NULL, updated_at = $6 WHERE consultation_id = $1 AND status = 'pending'",
-            )
-            .bind(id)
-            .bind(status)
-            .bind(provider.as_str())
-            .bind(provider_session_id.as_str())
-            .bind(*expires_at)
-            .bind(now),
-            SessionOutcome::Failed { error, .. } => sqlx::query(
-                "UPDATE sessions SET status = $2, last_error = $3, updated_at = $4 \
-                 WHERE consultation_id = $1 AND status = 'pending'",
-            )
-            .bind(id)
-            .bind(status)
-            .bind(error.as_str())
-            .bind(now),
-            SessionOutcome::NotRequired { .. } => sqlx::query(
-                "UPDATE sessions SET status = $2, updated_at = $3 \
-                 WHERE consultation_id = $1 AND status = 'pending'",
-            )
-            .bind(id)
-            .bind(status)
-            .bind(now),
-        };
-        if query
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .rows_affected()
-            == 0
-        {
-            return Ok(false);
-        }
-        sqlx::query("UPDATE consultations SET session_status = $2, updated_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(status)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        if let Some(kind) = outcome.notification() {
-            insert_notifications(
-                &mut tx,
-                &[NewNotification {
+        let mut settled = Vec::with_capacity(outcomes.len());
+        let mut notifications = Vec::new();
+        for outcome in outcomes {
+            let done = settle_one(&mut tx, outcome, now).await?;
+            if let Some(kind) = outcome.notification().filter(|_| done) {
+                notifications.push(NewNotification {
                     kind: kind.as_str(),
-                    consultation_id: id,
+                    consultation_id: outcome.consultation_id(),
                     parties: None,
                     at: now,
-                }],
-            )
-            .await?;
+                });
+            }
+            settled.push(done);
         }
+        insert_notifications(&mut tx, &notifications).await?;
         tx.commit().await.map_err(db_error)?;
-        Ok(true)
+        Ok(settled)
     }
 
     async fn save_join(

@@ -479,6 +479,66 @@ async fn insert_sessions(
     Ok(())
 }
 
+/// Settles one pending session inside the caller's transaction (see
+/// `Store::settle_sessions`); `false` when it was not pending.
+async fn settle_one(
+    conn: &mut SqliteConnection,
+    outcome: &SessionOutcome,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let id = outcome.consultation_id();
+    let status = outcome.status().as_str();
+    let query = match outcome {
+        SessionOutcome::Ready {
+            provider,
+            provider_session_id,
+            expires_at,
+            ..
+        } => sqlx::query(
+            "UPDATE sessions SET status = ?2, provider = ?3, provider_session_id = ?4, \
+             expires_at = ?5, last_error = NULL, updated_at = ?6 WHERE consultation_id = ?1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(provider.as_str())
+        .bind(provider_session_id.as_str())
+        .bind(ts(*expires_at))
+        .bind(ts(now)),
+        SessionOutcome::Failed { error, .. } => sqlx::query(
+            "UPDATE sessions SET status = ?2, last_error = ?3, updated_at = ?4 \
+             WHERE consultation_id = ?1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(error.as_str())
+        .bind(ts(now)),
+        SessionOutcome::NotRequired { .. } => sqlx::query(
+            "UPDATE sessions SET status = ?2, updated_at = ?3 \
+             WHERE consultation_id = ?1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(ts(now)),
+    };
+    if query
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .rows_affected()
+        == 0
+    {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE consultations SET session_status = ?2, updated_at = ?3 WHERE id = ?1")
+        .bind(id)
+        .bind(status)
+        .bind(ts(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(true)
+}
+
 /// Writes each event for the consultation's patient, then its doctor, in event order.
 async fn insert_notifications(
     conn: &mut SqliteConnection,
@@ -943,22 +1003,25 @@ impl Store for SqliteStore {
         .collect()
     }
 
-    async fn pending_session(
+    async fn pending_sessions(
         &self,
-        consultation_id: ConsultationId,
-    ) -> Result<Option<SessionTask>, StoreError> {
+        consultation_ids: &[ConsultationId],
+    ) -> Result<Vec<SessionTask>, StoreError> {
+        // The ids as a JSON array: one statement whatever their number.
+        let ids = serde_json::to_string(consultation_ids).expect("ids serialize");
         sqlx::query(&format!(
             "SELECT {SESSION_TASK_COLUMNS} FROM sessions s \
              JOIN consultations c ON c.id = s.consultation_id \
-             WHERE s.consultation_id = ?1 AND s.status = 'pending'"
+             WHERE s.consultation_id IN (SELECT value FROM json_each(?1)) \
+             AND s.status = 'pending'"
         ))
-        .bind(consultation_id)
-        .fetch_optional(&self.pool)
+        .bind(ids)
+        .fetch_all(&self.pool)
         .await
         .map_err(db_error)?
-        .as_ref()
+        .iter()
         .map(rows::session_task)
-        .transpose()
+        .collect()
     }
 
     async fn session(
@@ -999,80 +1062,33 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn settle_session(
+    async fn settle_sessions(
         &self,
-        outcome: &SessionOutcome,
+        outcomes: &[SessionOutcome],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let id = outcome.consultation_id();
-        let status = outcome.status().as_str();
+    ) -> Result<Vec<bool>, StoreError> {
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error)?;
-        let query = match outcome {
-            SessionOutcome::Ready {
-                provider,
-                provider_session_id,
-                expires_at,
-                ..
-            } => sqlx::query(
-                "UPDATE sessions SET status = ?2, provider = ?3, provider_session_id = ?4, \
-                 expires_at = ?5, last_error = NULL, updated_at = ?6 WHERE consultation_id = ?1 AND status = 'pending'",
-            )
-            .bind(id)
-            .bind(status)
-            .bind(provider.as_str())
-            .bind(provider_session_id.as_str())
-            .bind(ts(*expires_at))
-            .bind(ts(now)),
-            SessionOutcome::Failed { error, .. } => sqlx::query(
-                "UPDATE sessions SET status = ?2, last_error = ?3, updated_at = ?4 \
-                 WHERE consultation_id = ?1 AND status = 'pending'",
-            )
-            .bind(id)
-            .bind(status)
-            .bind(error.as_str())
-            .bind(ts(now)),
-            SessionOutcome::NotRequired { .. } => sqlx::query(
-                "UPDATE sessions SET status = ?2, updated_at = ?3 \
-                 WHERE consultation_id = ?1 AND status = 'pending'",
-            )
-            .bind(id)
-            .bind(status)
-            .bind(ts(now)),
-        };
-        if query
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .rows_affected()
-            == 0
-        {
-            return Ok(false);
-        }
-        sqlx::query("UPDATE consultations SET session_status = ?2, updated_at = ?3 WHERE id = ?1")
-            .bind(id)
-            .bind(status)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        if let Some(kind) = outcome.notification() {
-            insert_notifications(
-                &mut tx,
-                &[NewNotification {
+        let mut settled = Vec::with_capacity(outcomes.len());
+        let mut notifications = Vec::new();
+        for outcome in outcomes {
+            let done = settle_one(&mut tx, outcome, now).await?;
+            if let Some(kind) = outcome.notification().filter(|_| done) {
+                notifications.push(NewNotification {
                     kind: kind.as_str(),
-                    consultation_id: id,
+                    consultation_id: outcome.consultation_id(),
                     parties: None,
                     at: now,
-                }],
-            )
-            .await?;
+                });
+            }
+            settled.push(done);
         }
+        insert_notifications(&mut tx, &notifications).await?;
         tx.commit().await.map_err(db_error)?;
-        Ok(true)
+        Ok(settled)
     }
 
     async fn save_join(

@@ -125,6 +125,7 @@ store_test_suite!(
     a_batch_writes_session_rows_and_notifications_with_its_bookings,
     a_failed_batch_writes_no_outbox_rows,
     settling_a_session_is_once_only_and_notifies_patient_and_doctor,
+    sessions_are_claimed_and_settled_in_batches_each_once,
     a_retried_session_is_due_again_only_at_its_next_attempt,
     the_inbox_pages_newest_first_and_marks_only_the_recipients_own_read,
     a_webhook_stays_due_until_delivered_or_given_up,
@@ -1368,6 +1369,77 @@ async fn a_failed_batch_writes_no_outbox_rows(store: Arc<dyn Store>) {
     assert!(store.due_sessions(now(), 10).await.expect("due").is_empty());
     assert!(kinds(&*store, Recipient::patient(100)).await.is_empty());
     assert!(store.session(1).await.expect("session").is_none());
+}
+
+async fn sessions_are_claimed_and_settled_in_batches_each_once(store: Arc<dyn Store>) {
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    store
+        .append(&[
+            booking(doctor.id, 2, 1, 100, slot(0), MedicalInfo::default()),
+            booking(doctor.id, 3, 2, 101, slot(1), MedicalInfo::default()),
+            booking(doctor.id, 4, 3, 102, slot(2), MedicalInfo::default()),
+        ])
+        .await
+        .expect("append");
+    let later = now() + Duration::minutes(1);
+    let failed = |id| SessionOutcome::Failed {
+        consultation_id: id,
+        error: "HTTP 500".into(),
+    };
+    assert_eq!(
+        store
+            .settle_sessions(&[failed(3)], later)
+            .await
+            .expect("settle"),
+        vec![true]
+    );
+    // One statement for several: the pending ones, none for a settled or unknown id.
+    let mut claimed: Vec<_> = store
+        .pending_sessions(&[1, 2, 3, 99])
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|t| (t.consultation_id, t.patient_id))
+        .collect();
+    claimed.sort();
+    assert_eq!(claimed, vec![(1, 100), (2, 101)]);
+    // One transaction for several; an outcome for a settled session changes nothing, and
+    // two outcomes for one session in one batch settle it once.
+    let ready = |id| SessionOutcome::Ready {
+        consultation_id: id,
+        provider: "fake".into(),
+        provider_session_id: format!("s{id}"),
+        expires_at: slot(3),
+    };
+    assert_eq!(
+        store
+            .settle_sessions(&[ready(1), failed(3), ready(2), failed(2)], later)
+            .await
+            .expect("settle"),
+        vec![true, false, true, false]
+    );
+    for (id, status) in [
+        (1, SessionStatus::Ready),
+        (2, SessionStatus::Ready),
+        (3, SessionStatus::Failed),
+    ] {
+        let record = store.session(id).await.expect("session").expect("row");
+        assert_eq!(record.status, status, "session {id}");
+        let c = store.get_consultation(id).await.expect("get").expect("row");
+        assert_eq!(c.session_status, status, "consultation {id}");
+    }
+    assert_eq!(
+        kinds(&*store, Recipient::patient(101)).await,
+        vec![
+            (NotificationKind::SessionReady, 2),
+            (NotificationKind::ConsultationScheduled, 2)
+        ]
+    );
+    assert!(store
+        .pending_sessions(&[1, 2, 3])
+        .await
+        .expect("claim")
+        .is_empty());
 }
 
 async fn settling_a_session_is_once_only_and_notifies_patient_and_doctor(store: Arc<dyn Store>) {

@@ -228,8 +228,11 @@ impl Store for FaultyStore {
     ) -> Result<Vec<SessionTask>, StoreError> {
         self.inner.due_sessions(now, limit).await
     }
-    async fn pending_session(&self, id: ConsultationId) -> Result<Option<SessionTask>, StoreError> {
-        self.inner.pending_session(id).await
+    async fn pending_sessions(
+        &self,
+        ids: &[ConsultationId],
+    ) -> Result<Vec<SessionTask>, StoreError> {
+        self.inner.pending_sessions(ids).await
     }
     async fn session(&self, id: ConsultationId) -> Result<Option<SessionRecord>, StoreError> {
         self.inner.session(id).await
@@ -243,12 +246,12 @@ impl Store for FaultyStore {
     ) -> Result<(), StoreError> {
         self.inner.retry_session(id, attempts, next, error).await
     }
-    async fn settle_session(
+    async fn settle_sessions(
         &self,
-        outcome: &SessionOutcome,
+        outcomes: &[SessionOutcome],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inner.settle_session(outcome, now).await
+    ) -> Result<Vec<bool>, StoreError> {
+        self.inner.settle_sessions(outcomes, now).await
     }
     async fn save_join(
         &self,
