@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
@@ -106,11 +106,28 @@ macro_rules! on_every_backend {
     };
 }
 
-/// A store that can be told to fail every `append`, and that counts `load_doctor` calls.
+/// What a fault plan does to one `append`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendFault {
+    None,
+    /// Refused before anything is written: a clean failure.
+    FailBefore,
+    /// Written, then reported failed: the caller cannot tell whether it happened.
+    FailAfter,
+    /// Written after this delay (paused time in the simulation, so nothing really waits).
+    Slow(StdDuration),
+}
+
+/// Decides each `append`'s fault, in call order (the simulation draws it from its seed).
+pub type FaultPlan = Box<dyn FnMut() -> AppendFault + Send>;
+
+/// A store that can be told to fail every `append` or to follow a fault plan, and that
+/// counts `load_doctor` calls.
 pub struct FaultyStore {
     inner: Arc<dyn Store>,
     pub fail_appends: AtomicBool,
     pub loads: AtomicU64,
+    plan: Mutex<Option<FaultPlan>>,
 }
 
 impl FaultyStore {
@@ -119,7 +136,26 @@ impl FaultyStore {
             inner,
             fail_appends: AtomicBool::new(false),
             loads: AtomicU64::new(0),
+            plan: Mutex::new(None),
         })
+    }
+
+    /// Like [`FaultyStore::wrap`], every `append` getting the fault `plan` decides.
+    pub fn with_plan(inner: Arc<dyn Store>, plan: FaultPlan) -> Arc<Self> {
+        let store = Self::wrap(inner);
+        *store.plan.lock().expect("plan lock") = Some(plan);
+        store
+    }
+
+    fn next_fault(&self) -> AppendFault {
+        if self.fail_appends.load(Ordering::SeqCst) {
+            return AppendFault::FailBefore;
+        }
+        self.plan
+            .lock()
+            .expect("plan lock")
+            .as_mut()
+            .map_or(AppendFault::None, |plan| plan())
     }
 }
 
@@ -137,10 +173,21 @@ impl Store for FaultyStore {
         self.inner.load_doctor(id).await
     }
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError> {
-        if self.fail_appends.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("injected failure".into()));
+        let fault = self.next_fault();
+        match fault {
+            AppendFault::FailBefore => {
+                return Err(StoreError::Unavailable("injected failure".into()));
+            }
+            AppendFault::Slow(delay) => tokio::time::sleep(delay).await,
+            AppendFault::None | AppendFault::FailAfter => {}
         }
-        self.inner.append(batch).await
+        self.inner.append(batch).await?;
+        if fault == AppendFault::FailAfter {
+            return Err(StoreError::Unavailable(
+                "injected failure after the write".into(),
+            ));
+        }
+        Ok(())
     }
     async fn doctor_journal(
         &self,
