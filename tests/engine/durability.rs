@@ -107,6 +107,49 @@ async fn a_plain_check_never_reports_a_slot_taken_by_an_undurable_booking(b: &Ba
     engine.shutdown().await;
 }
 
+/// Availability waits for the doctor's writes in flight, like a plain check: a slot shown
+/// booked by a booking whose write then fails would be an answer resting on undurable
+/// state (found by the simulation, `tests/engine/simulation`).
+#[tokio::test(start_paused = true)]
+async fn availability_never_shows_a_slot_taken_by_an_undurable_booking() {
+    let slow_failure = AppendFault {
+        delay: Some(std::time::Duration::from_millis(10)),
+        outcome: AppendOutcome::FailBefore,
+    };
+    let store = FaultyStore::with_plan(
+        Arc::new(consult_actors::memory::MemoryStore::default()),
+        Box::new(move || slow_failure),
+    );
+    let engine = start(store).await;
+    let doctor = engine
+        .create_doctor(open_doctor("Dr. Inflight", chrono_tz::UTC))
+        .await
+        .unwrap();
+    engine.doctor(doctor.id).await.unwrap();
+    let at = slot(2);
+    let book = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.book(booking(doctor.id, 1, at)).await }
+    });
+    // Until the booking is decided and its write is in flight.
+    while {
+        let seen = engine.observe(doctor.id).await.unwrap();
+        seen.seq == seen.durable_seq
+    } {
+        tokio::task::yield_now().await;
+    }
+    let shown = engine.availability(doctor.id, at.date_naive(), 1).await;
+    assert!(book.await.unwrap().is_err(), "the write was made to fail");
+    match shown {
+        Ok(a) => assert!(
+            !a.booked_slots.contains(&at),
+            "availability showed a booking that never became durable"
+        ),
+        Err(e) => assert!(e.is_retryable(), "got {e:?}"),
+    }
+    engine.shutdown().await;
+}
+
 /// Books from many tasks on several doctors, cancels a few; returns what was acknowledged
 /// as still active.
 async fn book_a_mixed_load(engine: &Engine) -> (Vec<DoctorProfile>, HashSet<ConsultationId>) {

@@ -106,16 +106,28 @@ macro_rules! on_every_backend {
     };
 }
 
-/// What a fault plan does to one `append`.
+/// What a fault plan does to one `append`: an optional delay (paused time in the
+/// simulation, so nothing really waits), then its outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppendFault {
-    None,
+pub struct AppendFault {
+    pub delay: Option<StdDuration>,
+    pub outcome: AppendOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Written,
     /// Refused before anything is written: a clean failure.
     FailBefore,
     /// Written, then reported failed: the caller cannot tell whether it happened.
     FailAfter,
-    /// Written after this delay (paused time in the simulation, so nothing really waits).
-    Slow(StdDuration),
+}
+
+impl AppendFault {
+    pub const NONE: Self = Self {
+        delay: None,
+        outcome: AppendOutcome::Written,
+    };
 }
 
 /// Decides each `append`'s fault, in call order (the simulation draws it from its seed).
@@ -149,13 +161,16 @@ impl FaultyStore {
 
     fn next_fault(&self) -> AppendFault {
         if self.fail_appends.load(Ordering::SeqCst) {
-            return AppendFault::FailBefore;
+            return AppendFault {
+                outcome: AppendOutcome::FailBefore,
+                ..AppendFault::NONE
+            };
         }
         self.plan
             .lock()
             .expect("plan lock")
             .as_mut()
-            .map_or(AppendFault::None, |plan| plan())
+            .map_or(AppendFault::NONE, |plan| plan())
     }
 }
 
@@ -174,20 +189,19 @@ impl Store for FaultyStore {
     }
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError> {
         let fault = self.next_fault();
-        match fault {
-            AppendFault::FailBefore => {
-                return Err(StoreError::Unavailable("injected failure".into()));
+        if let Some(delay) = fault.delay {
+            tokio::time::sleep(delay).await;
+        }
+        match fault.outcome {
+            AppendOutcome::Written => self.inner.append(batch).await,
+            AppendOutcome::FailBefore => Err(StoreError::Unavailable("injected failure".into())),
+            AppendOutcome::FailAfter => {
+                self.inner.append(batch).await?;
+                Err(StoreError::Unavailable(
+                    "injected failure after the write".into(),
+                ))
             }
-            AppendFault::Slow(delay) => tokio::time::sleep(delay).await,
-            AppendFault::None | AppendFault::FailAfter => {}
         }
-        self.inner.append(batch).await?;
-        if fault == AppendFault::FailAfter {
-            return Err(StoreError::Unavailable(
-                "injected failure after the write".into(),
-            ));
-        }
-        Ok(())
     }
     async fn doctor_journal(
         &self,

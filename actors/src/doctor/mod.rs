@@ -199,7 +199,7 @@ impl DoctorActor {
                     .read()
                     .calendar
                     .availability(from, days, now, &ctx.rules);
-                let _ = reply.send(Ok(availability));
+                self.reply_when_durable(state, reply, Ok(availability));
             }
             DoctorMsg::CheckSlot {
                 patient_id,

@@ -85,8 +85,9 @@ async fn simulate(seed: u64, rounds: usize) -> Result<Vec<String>, String> {
             answers.push(task.await.map_err(|e| fail(format!("operation panicked: {e}")))?);
         }
         check::after_round(&world, &mut durable).await;
+        let lines: Vec<String> = answers.iter().map(run::Answer::trace).collect();
+        let fail = |e: String| format!("round {round}: {e}\nthe round's answers:\n  {}", lines.join("\n  "));
         for a in &answers {
-            trace.push(a.trace());
             model.record(a);
         }
         check::answers_rest_on_durable_state(&answers, &durable, &model.holds, began)
@@ -101,6 +102,7 @@ async fn simulate(seed: u64, rounds: usize) -> Result<Vec<String>, String> {
         check::availability_is_derived_from_the_store(&world)
             .await
             .map_err(fail)?;
+        trace.extend(lines);
     }
     world.engine.shutdown().await;
     Ok(trace)

@@ -11,7 +11,7 @@ use consult_actors::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::helpers::{open_doctor, AppendFault, FaultPlan, FaultyStore};
+use crate::helpers::{open_doctor, AppendFault, AppendOutcome, FaultPlan, FaultyStore};
 
 /// Timezones the doctors are drawn from: whole, half-hour and far-east offsets, and both
 /// hemispheres' daylight saving.
@@ -55,7 +55,8 @@ pub fn settings() -> EngineSettings {
     }
 }
 
-/// How often the store misbehaves in one seed, in percent of appends.
+/// How often the store misbehaves in one seed, in percent of appends (a slow append may
+/// also fail).
 #[derive(Debug, Clone, Copy)]
 pub struct FaultRates {
     pub fail_before: u32,
@@ -96,15 +97,16 @@ impl FaultRates {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_fa17);
         Box::new(move || {
             let roll = rng.random_range(0..100);
-            if roll < self.fail_before {
-                AppendFault::FailBefore
+            let outcome = if roll < self.fail_before {
+                AppendOutcome::FailBefore
             } else if roll < self.fail_before + self.fail_after {
-                AppendFault::FailAfter
-            } else if roll < self.fail_before + self.fail_after + self.slow {
-                AppendFault::Slow(StdDuration::from_millis(rng.random_range(1..50)))
+                AppendOutcome::FailAfter
             } else {
-                AppendFault::None
-            }
+                AppendOutcome::Written
+            };
+            let delay = (rng.random_range(0..100) < self.slow)
+                .then(|| StdDuration::from_millis(rng.random_range(1..50)));
+            AppendFault { delay, outcome }
         })
     }
 }
