@@ -462,8 +462,13 @@ impl DoctorActor {
                 return;
             }
         };
+        // Readers of the view go through this actor until the verdict is applied, so
+        // none reads a committed booking's slots as free (set before the coordinator can
+        // write, answer and be read from another thread).
+        state.write().preparing = true;
         if reply.send(Ok((records.clone(), state.fence))).is_err() {
             // The coordinator gave up before this answer: it writes nothing.
+            state.write().preparing = false;
             return;
         }
         let outcome = match verdict.wait_for(Option::is_some).await {
@@ -476,6 +481,7 @@ impl DoctorActor {
             Verdict::Aborted => {}
             Verdict::Unknown => Box::pin(self.reload(myself, state)).await,
         }
+        state.write().preparing = false;
     }
 
     /// Waits until every record this actor decided is durable (or answers why not: the

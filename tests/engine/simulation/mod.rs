@@ -9,7 +9,8 @@
 //! reruns exactly that seed.
 //!
 //! Budget: `SIM_SECONDS` of wall time (default 60 under `CI=true`, else 5), at most
-//! `SIM_SEEDS` seeds, `SIM_ROUNDS` rounds each (default 80); `SIM_SEED` runs one seed.
+//! `SIM_SEEDS` seeds, `SIM_ROUNDS` rounds each (default 80); `SIM_SEED` runs one seed,
+//! and `SIM_TRACE=1` prints each seed's trace.
 
 mod check;
 mod ops;
@@ -135,6 +136,9 @@ fn random_interleavings_with_faults_keep_every_invariant() {
         }
         match run_seed(seed, rounds) {
             Ok(trace) => {
+                if std::env::var_os("SIM_TRACE").is_some() {
+                    println!("seed {seed}:\n  {}", trace.join("\n  "));
+                }
                 operations += trace.iter().filter(|l| l.contains(" -> ")).count();
                 errors += trace.iter().filter(|l| l.contains(" -> err ")).count();
             }
