@@ -10,8 +10,8 @@ use consult_actors::calendar::{
 };
 use consult_actors::*;
 
-use super::oracle::HoldFact;
 use super::ops::{local_today, Op};
+use super::oracle::HoldFact;
 use super::run::{Ack, Answer};
 use super::world::World;
 
@@ -107,7 +107,12 @@ pub async fn after_round(world: &World, durable: &mut BTreeMap<DoctorId, Durable
 impl Durable {
     /// Something durable occupied the span at some moment of the round (other than
     /// `except`, a consultation being moved).
-    fn occupied_sometime(&self, at: DateTime<Utc>, minutes: u16, except: Option<ConsultationId>) -> bool {
+    fn occupied_sometime(
+        &self,
+        at: DateTime<Utc>,
+        minutes: u16,
+        except: Option<ConsultationId>,
+    ) -> bool {
         self.before
             .iter()
             .chain(&self.placed)
@@ -161,14 +166,31 @@ pub fn answers_rest_on_durable_state(
             }
         };
         match (&a.op, &a.result) {
-            (Op::Book { doctor, patient, at }, Err(e)) | (Op::Check { doctor, patient, at, .. }, Err(e))
-                if *e == EngineError::Rejected(Rejection::Conflict) =>
-            {
+            (
+                Op::Book {
+                    doctor,
+                    patient,
+                    at,
+                },
+                Err(e),
+            )
+            | (
+                Op::Check {
+                    doctor,
+                    patient,
+                    at,
+                    ..
+                },
+                Err(e),
+            ) if *e == EngineError::Rejected(Rejection::Conflict) => {
                 conflict(*doctor, *patient, *at, None)?;
             }
             (Op::Check { doctor, at, .. }, Ok(_)) => {
                 let d = &durable[&doctor];
-                if d.slot_minutes.iter().any(|m| d.occupied_throughout(*at, *m)) {
+                // The round's shortest slot length: the check may predate a change to a
+                // longer one.
+                let minutes = d.slot_minutes.iter().copied().min().unwrap_or(30);
+                if d.occupied_throughout(*at, minutes) {
                     return Err(format!("shown free, but taken all along: {}", a.trace()));
                 }
             }
@@ -209,10 +231,17 @@ pub async fn no_overlaps_and_views_match(world: &World) -> Result<(), String> {
         .active_consultations(None)
         .await
         .map_err(|e| e.to_string())?;
-    no_overlap(all.iter().map(|c| (c.doctor_id, c.id, c.scheduled_at, c.duration_minutes)))
-        .map_err(|e| format!("store: {e}"))?;
+    no_overlap(
+        all.iter()
+            .map(|c| (c.doctor_id, c.id, c.scheduled_at, c.duration_minutes)),
+    )
+    .map_err(|e| format!("store: {e}"))?;
     for &doctor in &world.doctors {
-        let seen = world.engine.observe(doctor).await.map_err(|e| e.to_string())?;
+        let seen = world
+            .engine
+            .observe(doctor)
+            .await
+            .map_err(|e| e.to_string())?;
         let view: Vec<Span> = seen
             .active
             .iter()
@@ -244,7 +273,9 @@ fn no_overlap(
     for pair in sorted.windows(2) {
         let ((da, ia, sa, ma), (db, ib, sb, mb)) = (pair[0], pair[1]);
         if da == db && overlaps(sa, ma, sb, mb) {
-            return Err(format!("consultations {ia} and {ib} of doctor {da} overlap"));
+            return Err(format!(
+                "consultations {ia} and {ib} of doctor {da} overlap"
+            ));
         }
     }
     Ok(())
@@ -256,7 +287,11 @@ pub async fn availability_is_derived_from_the_store(world: &World) -> Result<(),
     let store: &dyn Store = world.store.as_ref();
     let rules = world.engine.settings().rules();
     for &doctor in &world.doctors {
-        let profile = world.engine.doctor(doctor).await.map_err(|e| e.to_string())?;
+        let profile = world
+            .engine
+            .doctor(doctor)
+            .await
+            .map_err(|e| e.to_string())?;
         let from = local_today(&profile, world.now());
         let answered = world
             .engine
@@ -300,7 +335,10 @@ fn without_holds(mut answered: Availability, derived: &Availability) -> Availabi
 
 fn first_difference(a: &Availability, b: &Availability) -> String {
     if a.booked_slots != b.booked_slots {
-        return format!("booked: engine {:?}, store {:?}", a.booked_slots, b.booked_slots);
+        return format!(
+            "booked: engine {:?}, store {:?}",
+            a.booked_slots, b.booked_slots
+        );
     }
     for (x, y) in a.days.iter().zip(&b.days) {
         if x != y {

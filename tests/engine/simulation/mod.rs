@@ -29,6 +29,23 @@ use world::World;
 
 const DEFAULT_ROUNDS: usize = 80;
 
+/// The message of the engine's injected actor panics (`Engine::inject_panic`).
+const INJECTED_PANIC: &str = "injected fault in doctor actor";
+
+/// Keeps the injected actor panics (thousands per run) out of the output; every other
+/// panic is reported as before.
+fn quiet_injected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&INJECTED_PANIC) {
+                report(info);
+            }
+        }));
+    });
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -36,6 +53,7 @@ fn env_u64(name: &str) -> Option<u64> {
 /// Runs one seed in its own current-thread runtime with paused time; answers the seed's
 /// trace (one line per operation and pause), or the first broken invariant.
 fn run_seed(seed: u64, rounds: usize) -> Result<Vec<String>, String> {
+    quiet_injected_panics();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -63,7 +81,11 @@ async fn simulate(seed: u64, rounds: usize) -> Result<Vec<String>, String> {
                 trace.push("restart".into());
             }
         }
-        let profiles = world.engine.list_doctors().await.map_err(|e| fail(e.to_string()))?;
+        let profiles = world
+            .engine
+            .list_doctors()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         let active = model.active();
         let scene = Scene {
             now: world.now(),
@@ -83,20 +105,25 @@ async fn simulate(seed: u64, rounds: usize) -> Result<Vec<String>, String> {
         }
         let mut answers = Vec::with_capacity(tasks.len());
         for task in tasks {
-            answers.push(task.await.map_err(|e| fail(format!("operation panicked: {e}")))?);
+            answers.push(
+                task.await
+                    .map_err(|e| fail(format!("operation panicked: {e}")))?,
+            );
         }
         check::after_round(&world, &mut durable).await;
         let lines: Vec<String> = answers.iter().map(run::Answer::trace).collect();
-        let fail = |e: String| format!("round {round}: {e}\nthe round's answers:\n  {}", lines.join("\n  "));
+        let fail = |e: String| {
+            format!(
+                "round {round}: {e}\nthe round's answers:\n  {}",
+                lines.join("\n  ")
+            )
+        };
         for a in &answers {
             model.record(a);
         }
         check::answers_rest_on_durable_state(&answers, &durable, &model.holds, began)
             .map_err(fail)?;
-        model
-            .reconcile(world.store.as_ref())
-            .await
-            .map_err(fail)?;
+        model.reconcile(world.store.as_ref()).await.map_err(fail)?;
         check::no_overlaps_and_views_match(&world)
             .await
             .map_err(fail)?;
@@ -110,7 +137,9 @@ async fn simulate(seed: u64, rounds: usize) -> Result<Vec<String>, String> {
 }
 
 fn rerun(seed: u64, rounds: usize) -> String {
-    format!("SIM_SEED={seed} SIM_ROUNDS={rounds} cargo test --test engine simulation -- --nocapture")
+    format!(
+        "SIM_SEED={seed} SIM_ROUNDS={rounds} cargo test --test engine simulation -- --nocapture"
+    )
 }
 
 #[test]
@@ -125,7 +154,10 @@ fn random_interleavings_with_faults_keep_every_invariant() {
                 .duration_since(UNIX_EPOCH)
                 .expect("clock after 1970")
                 .as_nanos() as u64;
-            (nanos % 1_000_000_000, env_u64("SIM_SEEDS").unwrap_or(u64::MAX))
+            (
+                nanos % 1_000_000_000,
+                env_u64("SIM_SEEDS").unwrap_or(u64::MAX),
+            )
         }
     };
     let started = Instant::now();

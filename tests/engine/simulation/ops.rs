@@ -172,12 +172,13 @@ pub fn local_today(profile: &DoctorProfile, now: DateTime<Utc>) -> NaiveDate {
 fn slot(rng: &mut StdRng, profile: &DoctorProfile, now: DateTime<Utc>) -> DateTime<Utc> {
     let date = local_today(profile, now) + Duration::days(rng.random_range(0..3));
     let window = day_window(profile, date);
-    let starts: Vec<DateTime<Utc>> = local_slots(date, &window, profile.slot_minutes, profile.timezone)
-        .into_iter()
-        .map(|(start, _)| start)
-        .filter(|start| *start > now)
-        .take(12)
-        .collect();
+    let starts: Vec<DateTime<Utc>> =
+        local_slots(date, &window, profile.slot_minutes, profile.timezone)
+            .into_iter()
+            .map(|(start, _)| start)
+            .filter(|start| *start > now)
+            .take(12)
+            .collect();
     match starts.choose(rng) {
         Some(start) if rng.random_bool(0.9) => *start,
         _ => {

@@ -33,7 +33,9 @@ impl Answer {
     /// A line for the seed's trace: the same seed must produce the same lines.
     pub fn trace(&self) -> String {
         let result = match &self.result {
-            Ok(Ack::Booked(c)) | Ok(Ack::Rescheduled(c)) => format!("ok {} {}", c.id, c.scheduled_at),
+            Ok(Ack::Booked(c)) | Ok(Ack::Rescheduled(c)) => {
+                format!("ok {} {}", c.id, c.scheduled_at)
+            }
             Ok(Ack::BookedMany(m)) => format!("ok booking {}", m.id),
             Ok(Ack::Availability(a)) => format!("ok {} booked", a.booked_slots.len()),
             Ok(Ack::Profile(p)) => format!("ok {} {}", p.timezone, p.slot_minutes),
@@ -46,7 +48,11 @@ impl Answer {
 
 pub async fn perform(engine: Engine, op: Op) -> Answer {
     let result = match &op {
-        Op::Book { doctor, patient, at } => engine
+        Op::Book {
+            doctor,
+            patient,
+            at,
+        } => engine
             .book(BookingRequest {
                 doctor_id: *doctor,
                 patient_id: *patient,
