@@ -315,15 +315,17 @@ impl DoctorActor {
                 let decision = state.read().calendar.decide_status(update, by);
                 match decision {
                     Some(event) => self.journal_profile_change(myself, state, event, reply),
+                    // Nothing to change: the profile as it stands, once it is durable.
                     None => {
                         let profile = state.read().calendar.profile().clone();
-                        let _ = reply.send(Ok(profile));
+                        self.reply_when_durable(state, reply, Ok(profile));
                     }
                 }
             }
+            // Once durable: a profile change still in flight may yet fail.
             DoctorMsg::Profile { reply } => {
                 let profile = state.read().calendar.profile().clone();
-                let _ = reply.send(Ok(profile));
+                self.reply_when_durable(state, reply, Ok(profile));
             }
             DoctorMsg::SlotState { at, reply } => {
                 let slot = state.read().calendar.slot_state(at, now, &ctx.rules);

@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 
 use ops::{Pause, Scene};
 use oracle::Model;
-use world::World;
+use world::{Tally, World};
 
 const DEFAULT_ROUNDS: usize = 80;
 
@@ -50,9 +50,16 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-/// Runs one seed in its own current-thread runtime with paused time; answers the seed's
-/// trace (one line per operation and pause), or the first broken invariant.
-fn run_seed(seed: u64, rounds: usize) -> Result<Vec<String>, String> {
+/// What one seed did: its trace (one line per operation and pause: the same seed must
+/// give the same lines) and what its engines counted.
+struct Run {
+    trace: Vec<String>,
+    tally: Tally,
+}
+
+/// Runs one seed in its own current-thread runtime with paused time; answers what it did,
+/// or the first broken invariant.
+fn run_seed(seed: u64, rounds: usize) -> Result<Run, String> {
     quiet_injected_panics();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -62,7 +69,7 @@ fn run_seed(seed: u64, rounds: usize) -> Result<Vec<String>, String> {
     runtime.block_on(simulate(seed, rounds))
 }
 
-async fn simulate(seed: u64, rounds: usize) -> Result<Vec<String>, String> {
+async fn simulate(seed: u64, rounds: usize) -> Result<Run, String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut world = World::build(seed, &mut rng).await;
     let mut model = Model::default();
@@ -132,8 +139,10 @@ async fn simulate(seed: u64, rounds: usize) -> Result<Vec<String>, String> {
             .map_err(fail)?;
         trace.extend(lines);
     }
-    world.engine.shutdown().await;
-    Ok(trace)
+    Ok(Run {
+        trace,
+        tally: world.stop().await,
+    })
 }
 
 fn rerun(seed: u64, rounds: usize) -> String {
@@ -162,17 +171,19 @@ fn random_interleavings_with_faults_keep_every_invariant() {
     };
     let started = Instant::now();
     let (mut seeds, mut operations, mut errors) = (0u64, 0usize, 0usize);
+    let mut tally = Tally::default();
     for seed in first..first.saturating_add(max_seeds) {
         if seeds > 0 && started.elapsed().as_secs() >= seconds {
             break;
         }
         match run_seed(seed, rounds) {
-            Ok(trace) => {
+            Ok(run) => {
                 if std::env::var_os("SIM_TRACE").is_some() {
-                    println!("seed {seed}:\n  {}", trace.join("\n  "));
+                    println!("seed {seed}:\n  {}", run.trace.join("\n  "));
                 }
-                operations += trace.iter().filter(|l| l.contains(" -> ")).count();
-                errors += trace.iter().filter(|l| l.contains(" -> err ")).count();
+                operations += run.trace.iter().filter(|l| l.contains(" -> ")).count();
+                errors += run.trace.iter().filter(|l| l.contains(" -> err ")).count();
+                tally.add(run.tally);
             }
             Err(e) => panic!(
                 "simulation seed {seed} broke an invariant: {e}\nrerun exactly this seed with:\n  {}",
@@ -183,7 +194,7 @@ fn random_interleavings_with_faults_keep_every_invariant() {
     }
     println!(
         "simulation: {seeds} seeds from {first} ({rounds} rounds each), {operations} operations \
-         ({errors} answered with an error) in {:.1} s",
+         ({errors} answered with an error) in {:.1} s; {tally:?}",
         started.elapsed().as_secs_f64()
     );
 }
@@ -191,8 +202,8 @@ fn random_interleavings_with_faults_keep_every_invariant() {
 #[test]
 fn a_seed_runs_the_same_way_every_time() {
     let seed = env_u64("SIM_SEED").unwrap_or(7);
-    let first = run_seed(seed, 40).expect("seed passes");
-    let second = run_seed(seed, 40).expect("seed passes");
+    let first = run_seed(seed, 40).expect("seed passes").trace;
+    let second = run_seed(seed, 40).expect("seed passes").trace;
     let diverged = first.iter().zip(&second).position(|(a, b)| a != b);
     assert!(
         diverged.is_none() && first.len() == second.len(),

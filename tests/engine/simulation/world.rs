@@ -111,12 +111,42 @@ impl FaultRates {
     }
 }
 
+/// What the engines of one seed did, summed over restarts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub restarts: u64,
+    pub passivations: u64,
+    pub actor_failures: u64,
+    pub failed_batches: u64,
+    pub snapshots: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, other: Tally) {
+        self.restarts += other.restarts;
+        self.passivations += other.passivations;
+        self.actor_failures += other.actor_failures;
+        self.failed_batches += other.failed_batches;
+        self.snapshots += other.snapshots;
+    }
+
+    fn count(&mut self, engine: &Engine) {
+        let s = engine.stats();
+        self.passivations += s.passivations;
+        self.actor_failures += s.actor_failures;
+        self.failed_batches += s.journal_failed_batches;
+        self.snapshots += s.snapshots_written;
+    }
+}
+
 pub struct World {
     pub store: Arc<FaultyStore>,
     pub clock: Arc<SimClock>,
     pub engine: Engine,
     pub doctors: Vec<DoctorId>,
     pub rates: FaultRates,
+    /// What the engines stopped so far did.
+    tally: Tally,
 }
 
 impl World {
@@ -147,6 +177,7 @@ impl World {
             engine,
             doctors,
             rates,
+            tally: Tally::default(),
         }
     }
 
@@ -154,7 +185,16 @@ impl World {
     /// same store: everything acknowledged must be there.
     pub async fn restart(&mut self) {
         self.engine.shutdown().await;
+        self.tally.count(&self.engine);
+        self.tally.restarts += 1;
         self.engine = start(&self.store, &self.clock).await;
+    }
+
+    /// Stops the engine; answers what the seed's engines did.
+    pub async fn stop(mut self) -> Tally {
+        self.engine.shutdown().await;
+        self.tally.count(&self.engine);
+        self.tally
     }
 
     pub fn now(&self) -> DateTime<Utc> {
