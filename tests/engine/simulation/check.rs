@@ -186,7 +186,7 @@ pub fn answers_rest_on_durable_state(
                 conflict(*doctor, *patient, *at, None)?;
             }
             (Op::Check { doctor, at, .. }, Ok(_)) => {
-                let d = &durable[&doctor];
+                let d = &durable[doctor];
                 // The round's shortest slot length: the check may predate a change to a
                 // longer one.
                 let minutes = d.slot_minutes.iter().copied().min().unwrap_or(30);

@@ -49,7 +49,7 @@ pub enum Op {
     },
     Schedule {
         doctor: DoctorId,
-        update: ScheduleUpdate,
+        update: Box<ScheduleUpdate>,
     },
     Status {
         doctor: DoctorId,
@@ -151,7 +151,7 @@ fn op(rng: &mut StdRng, scene: &Scene) -> Op {
         (72..=85, _) => Op::Availability { doctor },
         (86..=91, _) => Op::Schedule {
             doctor,
-            update: schedule(rng, profile, scene.now),
+            update: Box::new(schedule(rng, profile, scene.now)),
         },
         (92..=95, _) => Op::Status {
             doctor,

@@ -108,7 +108,7 @@ pub async fn perform(engine: Engine, op: Op) -> Answer {
                 .map(|a| Ack::Availability(Box::new(a)))
         }
         Op::Schedule { doctor, update } => engine
-            .update_schedule(*doctor, update.clone())
+            .update_schedule(*doctor, (**update).clone())
             .await
             .map(|p| Ack::Profile(Box::new(p))),
         Op::Status { doctor, available } => engine
