@@ -507,10 +507,12 @@ impl Engine {
                 &self.ctx().rules,
             )
         };
-        if let Some(found) = self.read_view(doctor_id, next) {
+        if let Some(found) = self.read_quiet_view(doctor_id, next) {
             return Ok(found);
         }
-        // Not active (passivated since the conflict): activate it, then read the same way.
+        // Not active (passivated since the conflict), or writes in flight: a profile read
+        // activates it and answers once everything it decided is durable (an error if a
+        // write failed), then read the same way.
         self.doctor(doctor_id).await?;
         Ok(self.read_view(doctor_id, next).unwrap_or_default())
     }

@@ -162,6 +162,28 @@ async fn availability_never_shows_a_slot_taken_by_an_undurable_booking() {
     engine.shutdown().await;
 }
 
+/// The free times offered with a 409 wait for the doctor's writes in flight too: a slot
+/// taken by a booking whose write then fails is still offered (or the read fails).
+#[tokio::test(start_paused = true)]
+async fn times_offered_never_leave_out_a_slot_taken_only_by_an_undurable_booking() {
+    let (engine, doctor) = slowly_failing_engine().await;
+    let at = slot(2);
+    let book = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.book(booking(doctor.id, 1, at)).await }
+    });
+    until_in_flight(&engine, doctor.id).await;
+    let offered = engine
+        .next_available(doctor.id, 2, at - chrono::Duration::minutes(1), 1)
+        .await;
+    assert!(book.await.unwrap().is_err(), "the write was made to fail");
+    match offered {
+        Ok(times) => assert_eq!(times, vec![at], "the slot never durably taken"),
+        Err(e) => assert!(e.is_retryable(), "got {e:?}"),
+    }
+    engine.shutdown().await;
+}
+
 /// A profile read, or a status change that changes nothing, waits for the doctor's
 /// profile change in flight: answered at once, it showed a schedule change that then
 /// failed (found by the simulation).
