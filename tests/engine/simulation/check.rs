@@ -119,6 +119,13 @@ impl Durable {
             .any(|(id, s, m)| Some(*id) != except && overlaps(at, minutes, *s, *m))
     }
 
+    /// Durably taken all through the round, judged on the round's shortest slot length
+    /// (a free answer may predate a change to a longer one).
+    fn taken_all_along(&self, at: DateTime<Utc>) -> bool {
+        let minutes = self.slot_minutes.iter().copied().min().unwrap_or(30);
+        self.occupied_throughout(at, minutes)
+    }
+
     /// The same consultation occupied the span durably all through the round.
     fn occupied_throughout(&self, at: DateTime<Utc>, minutes: u16) -> bool {
         self.before
@@ -185,14 +192,13 @@ pub fn answers_rest_on_durable_state(
             ) if *e == EngineError::Rejected(Rejection::Conflict) => {
                 conflict(*doctor, *patient, *at, None)?;
             }
-            (Op::Check { doctor, at, .. }, Ok(_)) => {
-                let d = &durable[doctor];
-                // The round's shortest slot length: the check may predate a change to a
-                // longer one.
-                let minutes = d.slot_minutes.iter().copied().min().unwrap_or(30);
-                if d.occupied_throughout(*at, minutes) {
-                    return Err(format!("shown free, but taken all along: {}", a.trace()));
-                }
+            (Op::Check { doctor, at, .. }, Ok(_)) if durable[doctor].taken_all_along(*at) => {
+                return Err(format!("shown free, but taken all along: {}", a.trace()));
+            }
+            (Op::Offer { doctor, .. }, Ok(Ack::Offered(times)))
+                if times.iter().any(|t| durable[doctor].taken_all_along(*t)) =>
+            {
+                return Err(format!("offered, but taken all along: {}", a.trace()));
             }
             (Op::Availability { doctor }, Ok(Ack::Availability(av))) => {
                 availability_rests_on_durable_state(av, &durable[doctor])

@@ -47,6 +47,12 @@ pub enum Op {
     Availability {
         doctor: DoctorId,
     },
+    /// The free times offered with a 409, from `after`.
+    Offer {
+        doctor: DoctorId,
+        patient: PatientId,
+        after: DateTime<Utc>,
+    },
     Schedule {
         doctor: DoctorId,
         update: Box<ScheduleUpdate>,
@@ -148,7 +154,12 @@ fn op(rng: &mut StdRng, scene: &Scene) -> Op {
             at: slot(rng, profile, scene.now),
             hold: rng.random_bool(0.6),
         },
-        (72..=85, _) => Op::Availability { doctor },
+        (72..=80, _) => Op::Availability { doctor },
+        (81..=85, _) => Op::Offer {
+            doctor,
+            patient,
+            after: slot(rng, profile, scene.now) - Duration::minutes(1),
+        },
         (86..=91, _) => Op::Schedule {
             doctor,
             update: Box::new(schedule(rng, profile, scene.now)),

@@ -16,6 +16,7 @@ pub enum Ack {
     Rescheduled(Consultation),
     Checked(Option<DateTime<Utc>>),
     Availability(Box<Availability>),
+    Offered(Vec<DateTime<Utc>>),
     Profile(Box<DoctorProfile>),
     Panicked,
 }
@@ -107,6 +108,14 @@ pub async fn perform(engine: Engine, op: Op) -> Answer {
                 .await
                 .map(|a| Ack::Availability(Box::new(a)))
         }
+        Op::Offer {
+            doctor,
+            patient,
+            after,
+        } => engine
+            .next_available(*doctor, *patient, *after, 3)
+            .await
+            .map(Ack::Offered),
         Op::Schedule { doctor, update } => engine
             .update_schedule(*doctor, (**update).clone())
             .await
