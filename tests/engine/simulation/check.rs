@@ -10,7 +10,7 @@ use consult_actors::calendar::{
 };
 use consult_actors::*;
 
-use super::ops::{local_today, Op};
+use super::ops::{local_today, Op, LONGEST_SLOT_MINUTES};
 use super::oracle::HoldFact;
 use super::run::{Ack, Answer};
 use super::world::World;
@@ -161,7 +161,7 @@ pub fn answers_rest_on_durable_state(
                 h.doctor == doctor
                     && h.patient != patient
                     && h.until > round_began
-                    && overlaps(at, minutes, h.start, minutes)
+                    && overlaps(at, minutes, h.start, LONGEST_SLOT_MINUTES)
             });
             if held || d.occupied_sometime(at, minutes, moving) {
                 Ok(())

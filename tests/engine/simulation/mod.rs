@@ -57,10 +57,29 @@ struct Run {
     tally: Tally,
 }
 
+/// A seed's trace; printed as it grows under `SIM_TRACE`, so a failing seed shows what
+/// led to its failure.
+#[derive(Default)]
+struct Trace {
+    lines: Vec<String>,
+}
+
+impl Trace {
+    fn push(&mut self, line: String) {
+        if std::env::var_os("SIM_TRACE").is_some() {
+            println!("  {line}");
+        }
+        self.lines.push(line);
+    }
+}
+
 /// Runs one seed in its own current-thread runtime with paused time; answers what it did,
 /// or the first broken invariant.
 fn run_seed(seed: u64, rounds: usize) -> Result<Run, String> {
     quiet_injected_panics();
+    if std::env::var_os("SIM_TRACE").is_some() {
+        println!("seed {seed}:");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -73,7 +92,8 @@ async fn simulate(seed: u64, rounds: usize) -> Result<Run, String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut world = World::build(seed, &mut rng).await;
     let mut model = Model::default();
-    let mut trace = vec![format!("faults {:?}", world.rates)];
+    let mut trace = Trace::default();
+    trace.push(format!("faults {:?}", world.rates));
     model.reconcile(world.store.as_ref()).await?;
     for round in 0..rounds {
         let fail = |e: String| format!("round {round}: {e}");
@@ -85,7 +105,7 @@ async fn simulate(seed: u64, rounds: usize) -> Result<Run, String> {
             }
             Pause::Restart => {
                 world.restart().await;
-                trace.push("restart".into());
+                trace.push("restart".to_string());
             }
         }
         let profiles = world
@@ -137,10 +157,10 @@ async fn simulate(seed: u64, rounds: usize) -> Result<Run, String> {
         check::availability_is_derived_from_the_store(&world)
             .await
             .map_err(fail)?;
-        trace.extend(lines);
+        lines.into_iter().for_each(|l| trace.push(l));
     }
     Ok(Run {
-        trace,
+        trace: trace.lines,
         tally: world.stop().await,
     })
 }
@@ -178,9 +198,6 @@ fn random_interleavings_with_faults_keep_every_invariant() {
         }
         match run_seed(seed, rounds) {
             Ok(run) => {
-                if std::env::var_os("SIM_TRACE").is_some() {
-                    println!("seed {seed}:\n  {}", run.trace.join("\n  "));
-                }
                 operations += run.trace.iter().filter(|l| l.contains(" -> ")).count();
                 errors += run.trace.iter().filter(|l| l.contains(" -> err ")).count();
                 tally.add(run.tally);

@@ -15,6 +15,13 @@ use super::world::TIMEZONES;
 /// Patients the operations act for.
 const PATIENTS: PatientId = 6;
 
+/// Slot lengths a schedule change draws from.
+const SLOT_LENGTHS: [u16; 3] = [15, 30, 60];
+
+/// The longest of them: a hold spans the slot length of its day, which a later change
+/// does not shorten.
+pub const LONGEST_SLOT_MINUTES: u16 = 60;
+
 /// One request to the engine. Rounds run several at once.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -222,7 +229,7 @@ fn schedule(rng: &mut StdRng, profile: &DoctorProfile, now: DateTime<Utc>) -> Sc
             .then(|| *TIMEZONES.choose(rng).expect("timezones")),
         slot_minutes: rng
             .random_bool(0.2)
-            .then(|| *[15, 30, 60].choose(rng).expect("choices")),
+            .then(|| *SLOT_LENGTHS.choose(rng).expect("choices")),
         schedule,
         date_overrides,
         policy,
