@@ -139,6 +139,7 @@ async fn simulate(seed: u64, rounds: usize) -> Result<Run, String> {
         }
         check::after_round(&world, &mut durable).await;
         let lines: Vec<String> = answers.iter().map(run::Answer::trace).collect();
+        // From here on a broken invariant also shows the round's answers.
         let fail = |e: String| {
             format!(
                 "round {round}: {e}\nthe round's answers:\n  {}",
