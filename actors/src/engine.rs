@@ -471,7 +471,10 @@ impl Engine {
             return Err(InvalidField::new("days", format!("must be 1 to {max}")).into());
         }
         self.ensure_open()?;
-        if let Some(a) = self.read_view(doctor_id, |cal| {
+        // Like a plain check: from the published view only when everything the actor
+        // decided is durable, else through the actor, which answers once it is (a slot
+        // shown booked by a write that then fails would rest on undurable state).
+        if let Some(a) = self.read_quiet_view(doctor_id, |cal| {
             cal.availability(from, days, self.now(), &self.ctx().rules)
         }) {
             return Ok(a);
@@ -504,10 +507,12 @@ impl Engine {
                 &self.ctx().rules,
             )
         };
-        if let Some(found) = self.read_view(doctor_id, next) {
+        if let Some(found) = self.read_quiet_view(doctor_id, next) {
             return Ok(found);
         }
-        // Not active (passivated since the conflict): activate it, then read the same way.
+        // Not active (passivated since the conflict), or writes in flight: a profile read
+        // activates it and answers once everything it decided is durable (an error if a
+        // write failed), then read the same way.
         self.doctor(doctor_id).await?;
         Ok(self.read_view(doctor_id, next).unwrap_or_default())
     }

@@ -107,6 +107,119 @@ async fn a_plain_check_never_reports_a_slot_taken_by_an_undurable_booking(b: &Ba
     engine.shutdown().await;
 }
 
+/// An engine on the in-memory store whose every append takes 10 ms, then fails, and an
+/// active doctor open around the clock.
+async fn slowly_failing_engine() -> (Engine, DoctorProfile) {
+    let slow_failure = AppendFault {
+        delay: Some(std::time::Duration::from_millis(10)),
+        outcome: AppendOutcome::FailBefore,
+    };
+    let store = FaultyStore::with_plan(
+        Arc::new(consult_actors::memory::MemoryStore::default()),
+        Box::new(move || slow_failure),
+    );
+    let engine = start(store).await;
+    let doctor = engine
+        .create_doctor(open_doctor("Dr. Inflight", chrono_tz::UTC))
+        .await
+        .unwrap();
+    engine.doctor(doctor.id).await.unwrap();
+    (engine, doctor)
+}
+
+/// Returns once the doctor's actor has decided something whose write is in flight.
+async fn until_in_flight(engine: &Engine, doctor_id: DoctorId) {
+    loop {
+        let seen = engine.observe(doctor_id).await.unwrap();
+        if seen.seq > seen.durable_seq {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Availability waits for the doctor's writes in flight, like a plain check: a slot shown
+/// booked by a booking whose write then fails would be an answer resting on undurable
+/// state (found by the simulation, `tests/engine/simulation`).
+#[tokio::test(start_paused = true)]
+async fn availability_never_shows_a_slot_taken_by_an_undurable_booking() {
+    let (engine, doctor) = slowly_failing_engine().await;
+    let at = slot(2);
+    let book = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.book(booking(doctor.id, 1, at)).await }
+    });
+    until_in_flight(&engine, doctor.id).await;
+    let shown = engine.availability(doctor.id, at.date_naive(), 1).await;
+    assert!(book.await.unwrap().is_err(), "the write was made to fail");
+    match shown {
+        Ok(a) => assert!(
+            !a.booked_slots.contains(&at),
+            "availability showed a booking that never became durable"
+        ),
+        Err(e) => assert!(e.is_retryable(), "got {e:?}"),
+    }
+    engine.shutdown().await;
+}
+
+/// The free times offered with a 409 wait for the doctor's writes in flight too: a slot
+/// taken by a booking whose write then fails is still offered (or the read fails).
+#[tokio::test(start_paused = true)]
+async fn times_offered_never_leave_out_a_slot_taken_only_by_an_undurable_booking() {
+    let (engine, doctor) = slowly_failing_engine().await;
+    let at = slot(2);
+    let book = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.book(booking(doctor.id, 1, at)).await }
+    });
+    until_in_flight(&engine, doctor.id).await;
+    let offered = engine
+        .next_available(doctor.id, 2, at - chrono::Duration::minutes(1), 1)
+        .await;
+    assert!(book.await.unwrap().is_err(), "the write was made to fail");
+    match offered {
+        Ok(times) => assert_eq!(times, vec![at], "the slot never durably taken"),
+        Err(e) => assert!(e.is_retryable(), "got {e:?}"),
+    }
+    engine.shutdown().await;
+}
+
+/// A profile read, or a status change that changes nothing, waits for the doctor's
+/// profile change in flight: answered at once, it showed a schedule change that then
+/// failed (found by the simulation).
+#[tokio::test(start_paused = true)]
+async fn answers_that_write_nothing_never_show_an_undurable_profile_change() {
+    let (engine, doctor) = slowly_failing_engine().await;
+    let update = ScheduleUpdate {
+        timezone: None,
+        slot_minutes: Some(60),
+        schedule: doctor.schedule,
+        date_overrides: None,
+        policy: None,
+    };
+    let change = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.update_schedule(doctor.id, update).await }
+    });
+    until_in_flight(&engine, doctor.id).await;
+    let unchanged = StatusUpdate {
+        is_available: Some(true),
+        is_approved: None,
+    };
+    let answers = [
+        engine.doctor(doctor.id).await,
+        engine.set_status(doctor.id, unchanged).await,
+    ];
+    assert!(change.await.unwrap().is_err(), "the write was made to fail");
+    for answer in answers {
+        match answer {
+            Ok(p) => assert_eq!(p.slot_minutes, 30, "answered the failed change"),
+            Err(e) => assert!(e.is_retryable(), "got {e:?}"),
+        }
+    }
+    engine.shutdown().await;
+}
+
 /// Books from many tasks on several doctors, cancels a few; returns what was acknowledged
 /// as still active.
 async fn book_a_mixed_load(engine: &Engine) -> (Vec<DoctorProfile>, HashSet<ConsultationId>) {

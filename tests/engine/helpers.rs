@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
@@ -107,11 +107,40 @@ macro_rules! on_every_backend {
     };
 }
 
-/// A store that can be told to fail every `append`, and that counts `load_doctor` calls.
+/// What a fault plan does to one `append`: an optional delay (paused time in the
+/// simulation, so nothing really waits), then its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendFault {
+    pub delay: Option<StdDuration>,
+    pub outcome: AppendOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Written,
+    /// Refused before anything is written: a clean failure.
+    FailBefore,
+    /// Written, then reported failed: the caller cannot tell whether it happened.
+    FailAfter,
+}
+
+impl AppendFault {
+    pub const NONE: Self = Self {
+        delay: None,
+        outcome: AppendOutcome::Written,
+    };
+}
+
+/// Decides each `append`'s fault, in call order (the simulation draws it from its seed).
+pub type FaultPlan = Box<dyn FnMut() -> AppendFault + Send>;
+
+/// A store that can be told to fail every `append` or to follow a fault plan, and that
+/// counts `load_doctor` calls.
 pub struct FaultyStore {
     inner: Arc<dyn Store>,
     pub fail_appends: AtomicBool,
     pub loads: AtomicU64,
+    plan: Mutex<Option<FaultPlan>>,
 }
 
 impl FaultyStore {
@@ -120,7 +149,29 @@ impl FaultyStore {
             inner,
             fail_appends: AtomicBool::new(false),
             loads: AtomicU64::new(0),
+            plan: Mutex::new(None),
         })
+    }
+
+    /// Like [`FaultyStore::wrap`], every `append` getting the fault `plan` decides.
+    pub fn with_plan(inner: Arc<dyn Store>, plan: FaultPlan) -> Arc<Self> {
+        let store = Self::wrap(inner);
+        *store.plan.lock().expect("plan lock") = Some(plan);
+        store
+    }
+
+    fn next_fault(&self) -> AppendFault {
+        if self.fail_appends.load(Ordering::SeqCst) {
+            return AppendFault {
+                outcome: AppendOutcome::FailBefore,
+                ..AppendFault::NONE
+            };
+        }
+        self.plan
+            .lock()
+            .expect("plan lock")
+            .as_mut()
+            .map_or(AppendFault::NONE, |plan| plan())
     }
 }
 
@@ -138,10 +189,20 @@ impl Store for FaultyStore {
         self.inner.load_doctor(id).await
     }
     async fn append(&self, batch: &[JournalRecord]) -> Result<(), StoreError> {
-        if self.fail_appends.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("injected failure".into()));
+        let fault = self.next_fault();
+        if let Some(delay) = fault.delay {
+            tokio::time::sleep(delay).await;
         }
-        self.inner.append(batch).await
+        match fault.outcome {
+            AppendOutcome::Written => self.inner.append(batch).await,
+            AppendOutcome::FailBefore => Err(StoreError::Unavailable("injected failure".into())),
+            AppendOutcome::FailAfter => {
+                self.inner.append(batch).await?;
+                Err(StoreError::Unavailable(
+                    "injected failure after the write".into(),
+                ))
+            }
+        }
     }
     async fn doctor_journal(
         &self,

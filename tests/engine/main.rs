@@ -9,3 +9,4 @@ mod multi;
 mod policy;
 mod reschedule;
 mod rules;
+mod simulation;

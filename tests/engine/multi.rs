@@ -458,6 +458,37 @@ async fn twenty_four_racing_two_item_bookings_on_a_day_capped_at_five_store_two_
     engine.shutdown().await;
 }
 
+/// A multi-patient booking reads as booked as soon as it is acknowledged, from any
+/// thread: the doctors' actors have applied it before the booker hears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_acknowledged_multi_booking_is_never_read_as_free() {
+    let engine = start(std::sync::Arc::new(memory::MemoryStore::default())).await;
+    let d1 = engine
+        .create_doctor(open_doctor("Dr. Seen", chrono_tz::UTC))
+        .await
+        .unwrap();
+    let d2 = engine
+        .create_doctor(open_doctor("Dr. Read", chrono_tz::UTC))
+        .await
+        .unwrap();
+    for n in 0..200 {
+        let items = vec![item(d1.id, n, "Ada"), item(d2.id, n, "Ben")];
+        let booked = engine.book_many(request(1, items), None).await.unwrap();
+        for c in &booked.consultations {
+            let check = engine
+                .check_slot(c.doctor_id, 2, c.scheduled_at, false)
+                .await;
+            assert!(
+                matches!(check, Err(EngineError::Rejected(Rejection::Conflict))),
+                "booking {} was acknowledged, then its slot {} read as {check:?}",
+                booked.id,
+                c.scheduled_at
+            );
+        }
+    }
+    engine.shutdown().await;
+}
+
 crate::on_every_backend!(
     twenty_four_racing_two_item_bookings_on_a_day_capped_at_five_store_two_whole_bookings,
     a_multi_booking_books_every_item_with_its_member_in_one_go,

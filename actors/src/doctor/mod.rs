@@ -199,7 +199,7 @@ impl DoctorActor {
                     .read()
                     .calendar
                     .availability(from, days, now, &ctx.rules);
-                let _ = reply.send(Ok(availability));
+                self.reply_when_durable(state, reply, Ok(availability));
             }
             DoctorMsg::CheckSlot {
                 patient_id,
@@ -315,15 +315,17 @@ impl DoctorActor {
                 let decision = state.read().calendar.decide_status(update, by);
                 match decision {
                     Some(event) => self.journal_profile_change(myself, state, event, reply),
+                    // Nothing to change: the profile as it stands, once it is durable.
                     None => {
                         let profile = state.read().calendar.profile().clone();
-                        let _ = reply.send(Ok(profile));
+                        self.reply_when_durable(state, reply, Ok(profile));
                     }
                 }
             }
+            // Once durable: a profile change still in flight may yet fail.
             DoctorMsg::Profile { reply } => {
                 let profile = state.read().calendar.profile().clone();
-                let _ = reply.send(Ok(profile));
+                self.reply_when_durable(state, reply, Ok(profile));
             }
             DoctorMsg::SlotState { at, reply } => {
                 let slot = state.read().calendar.slot_state(at, now, &ctx.rules);
@@ -462,8 +464,13 @@ impl DoctorActor {
                 return;
             }
         };
+        // Readers of the view go through this actor until the verdict is applied, so
+        // none reads a committed booking's slots as free (set before the coordinator can
+        // write, answer and be read from another thread).
+        state.write().preparing = true;
         if reply.send(Ok((records.clone(), state.fence))).is_err() {
             // The coordinator gave up before this answer: it writes nothing.
+            state.write().preparing = false;
             return;
         }
         let outcome = match verdict.wait_for(Option::is_some).await {
@@ -476,6 +483,7 @@ impl DoctorActor {
             Verdict::Aborted => {}
             Verdict::Unknown => Box::pin(self.reload(myself, state)).await,
         }
+        state.write().preparing = false;
     }
 
     /// Waits until every record this actor decided is durable (or answers why not: the

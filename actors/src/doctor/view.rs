@@ -15,6 +15,10 @@ pub(crate) struct View {
     pub calendar: Calendar,
     /// Last journal sequence number known durable.
     pub durable_seq: u64,
+    /// A multi-patient booking's records are out for writing and not in `calendar` yet: a
+    /// committed booking is missing until the actor applies it (its booker may already
+    /// have the answer), and after an unknown outcome the store may hold more.
+    pub preparing: bool,
     /// Set by readers; the actor counts it as activity (so a read-hot doctor is not
     /// passivated) and clears it.
     pub read_since_tick: AtomicBool,
@@ -24,15 +28,16 @@ impl View {
     pub fn new(calendar: Calendar) -> Self {
         Self {
             durable_seq: calendar.seq(),
+            preparing: false,
             calendar,
             read_since_tick: AtomicBool::new(false),
         }
     }
 
-    /// Everything decided is durable: an answer from this view cannot be undone by a
-    /// failed journal batch.
+    /// Everything decided is durable and applied: an answer from this view cannot be
+    /// undone by a failed journal batch, nor miss an acknowledged multi-patient booking.
     pub fn is_quiet(&self) -> bool {
-        self.durable_seq == self.calendar.seq()
+        !self.preparing && self.durable_seq == self.calendar.seq()
     }
 }
 
