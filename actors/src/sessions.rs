@@ -264,8 +264,9 @@ pub(crate) enum SessionMsg {
     Retry(ConsultationId),
     /// Look for due sessions in the outbox.
     Poll,
-    /// A poll finished (it may start another).
-    Polled,
+    /// A poll finished (it may start another); `full` when it found as many due sessions
+    /// as it had room for, so more may be waiting.
+    Polled { full: bool },
     /// An attempt ended; `retry_in` when it should be tried again.
     Finished {
         consultation_id: ConsultationId,
@@ -283,6 +284,10 @@ pub(crate) struct WorkerState {
     in_flight: HashMap<ConsultationId, AbortHandle>,
     backing_off: HashSet<ConsultationId>,
     polling: bool,
+    /// Due sessions may be waiting in the outbox beyond what the worker had room for (an
+    /// `Ensure` turned away while full, or a full poll): the next finished attempt polls at
+    /// once instead of at the next tick, so a backlog drains at the worker's pace.
+    backlog: bool,
     ticker: Option<ractor::concurrency::JoinHandle<()>>,
     stopping: bool,
 }
@@ -304,6 +309,7 @@ impl Actor for SessionWorker {
             in_flight: HashMap::new(),
             backing_off: HashSet::new(),
             polling: false,
+            backlog: false,
             ticker: Some(myself.send_interval(every, || SessionMsg::Poll)),
             stopping: false,
         })
@@ -333,6 +339,7 @@ impl Actor for SessionWorker {
             SessionMsg::Ensure(id) => {
                 let full = state.in_flight.len() >= self.ctx.config.settings.max_in_flight;
                 // A full worker leaves it in the outbox: the poll brings it back.
+                state.backlog |= full;
                 if !state.stopping
                     && !full
                     && !state.in_flight.contains_key(&id)
@@ -363,27 +370,36 @@ impl Actor for SessionWorker {
                     .saturating_sub(state.in_flight.len());
                 if !state.stopping && !state.polling && room > 0 {
                     state.polling = true;
+                    state.backlog = false;
                     let ctx = Arc::clone(&self.ctx);
                     let me = myself.clone();
                     tokio::spawn(async move {
+                        let mut full = false;
                         match ctx.store.due_sessions(ctx.clock.now(), room as u32).await {
                             Ok(due) => {
+                                full = due.len() >= room;
                                 for task in due {
                                     let _ = me.cast(SessionMsg::Ensure(task.consultation_id));
                                 }
                             }
                             Err(e) => warn!(error = %e, "session outbox poll failed"),
                         }
-                        let _ = me.cast(SessionMsg::Polled);
+                        let _ = me.cast(SessionMsg::Polled { full });
                     });
                 }
             }
-            SessionMsg::Polled => state.polling = false,
+            SessionMsg::Polled { full } => {
+                state.polling = false;
+                state.backlog |= full;
+            }
             SessionMsg::Finished {
                 consultation_id,
                 retry_in,
             } => {
                 state.in_flight.remove(&consultation_id);
+                if state.backlog && !state.polling {
+                    let _ = myself.cast(SessionMsg::Poll);
+                }
                 if let Some(delay) = retry_in {
                     if !state.stopping {
                         state.backing_off.insert(consultation_id);
