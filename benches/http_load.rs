@@ -379,7 +379,9 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
     };
     match number.parse::<f64>() {
         Ok(r) if r > 0.0 && r.is_finite() => Ok(make(r)),
-        _ => Err(format!("wants requests/s or a peer multiple like 4x, got {text:?}")),
+        _ => Err(format!(
+            "wants requests/s or a peer multiple like 4x, got {text:?}"
+        )),
     }
 }
 
@@ -1944,7 +1946,11 @@ struct Mix {
 impl Mix {
     fn of(workload: Workload) -> Self {
         Self {
-            reads_in_10: if workload == Workload::ReadHeavy { 9 } else { 0 },
+            reads_in_10: if workload == Workload::ReadHeavy {
+                9
+            } else {
+                0
+            },
             family: workload == Workload::Family,
         }
     }
@@ -2964,7 +2970,9 @@ async fn open_loop_runs(
             .filter(|r| r.open.is_none() && r.workload == workload)
             .filter(|r| matches!(r.system, System::Peer(_)))
             .map(|r| per_s(r.summary.requests, r.elapsed))
-            .fold(None, |best: Option<f64>, x| Some(best.map_or(x, |b| b.max(x))));
+            .fold(None, |best: Option<f64>, x| {
+                Some(best.map_or(x, |b| b.max(x)))
+            });
         for &rate in &args.rates {
             let per_s = match (rate, best_peer) {
                 (Rate::PerS(r), _) => r,

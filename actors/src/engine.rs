@@ -521,8 +521,15 @@ impl Engine {
             }
             let answer = cal.availability(from, days, now, rules);
             let fresh = encoded(&answer);
-            view.answers
-                .put(cal, (from, days), &answer, fresh.clone(), now, rules, capacity);
+            view.answers.put(
+                cal,
+                (from, days),
+                &answer,
+                fresh.clone(),
+                now,
+                rules,
+                capacity,
+            );
             fresh
         });
         if let Some(served) = served {

@@ -9,14 +9,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use consult_actors::{
-    BookingRequest, ConsultMode, EncodedAvailability, EngineError, IdempotencyClaim, MedicalInfo, Rejection, Requester,
-    StoredIdempotency,
+    BookingRequest, ConsultMode, EncodedAvailability, EngineError, IdempotencyClaim, MedicalInfo,
+    Rejection, Requester, StoredIdempotency,
 };
 
 use super::auth::PatientAuth;
 use super::dto::*;
-use super::error::{ApiError, ErrorBody};
 use super::encoded;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::idempotency::{self, fingerprint, Answer};
 use super::AppState;

@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use chrono::{Duration, DurationRound, NaiveDate, TimeZone, Utc};
-use consult_actors::calendar::{
-    Availability, BookingPolicy, DayWindow, LocalTime, WeeklySchedule,
-};
+use consult_actors::calendar::{Availability, BookingPolicy, DayWindow, LocalTime, WeeklySchedule};
 use consult_actors::memory::MemoryStore;
 use consult_actors::*;
 use rand::rngs::SmallRng;
@@ -58,7 +56,13 @@ async fn kept_availability_answers_equal_rebuilt_ones_after_random_changes() {
     let mut rng = SmallRng::seed_from_u64(14);
     let mut doctors = Vec::new();
     for tz in [chrono_tz::UTC, chrono_tz::America::New_York] {
-        doctors.push(engine.create_doctor(open_doctor("Dr. Kept", tz)).await.unwrap().id);
+        doctors.push(
+            engine
+                .create_doctor(open_doctor("Dr. Kept", tz))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     for &doctor in &doctors {
         // Activates the actor, so every read below is served from its view.

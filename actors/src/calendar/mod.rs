@@ -5,9 +5,9 @@
 mod event;
 mod history;
 mod legacy;
-mod reuse;
 #[cfg(test)]
 mod policy_tests;
+mod reuse;
 mod rules;
 mod schedule;
 #[cfg(test)]
