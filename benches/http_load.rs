@@ -372,6 +372,15 @@ enum Rate {
     PeerMultiple(f64),
 }
 
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::PerS(r) => write!(f, "{r:.0}/s"),
+            Self::PeerMultiple(m) => write!(f, "{m}x the best peer's closed loop"),
+        }
+    }
+}
+
 fn parse_rate(text: &str) -> Result<Rate, String> {
     let (number, make): (&str, fn(f64) -> Rate) = match text.strip_suffix('x') {
         Some(n) => (n, Rate::PeerMultiple),
@@ -3052,7 +3061,8 @@ fn main() {
         if args.rates.is_empty() {
             "closed loop".to_owned()
         } else {
-            format!("closed loop, then open loop at {:?}", args.rates)
+            let rates: Vec<String> = args.rates.iter().map(Rate::to_string).collect();
+            format!("closed loop, then open loop at {}", rates.join(", "))
         },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.client.name(),
