@@ -63,7 +63,8 @@
 //!     [--backend postgres|sqlite|all] [--seconds N] [--clients 64,256] [--quick]
 //!     [--requests N] [--workload uniform,hot,read-heavy,family|all] [--idempotency]
 //!     [--client raw|reqwest|reqwest-shared] [--gen-threads N] [--server-threads N]
-//!     [--set CONSULT__ENGINE__KEY=VALUE]... [--rate R|Nx,...] [--keep-rate-limit] [--log LEVEL]
+//!     [--set CONSULT__ENGINE__KEY=VALUE]... [--rate R|Nx,...] [--read-days N]
+//!     [--keep-rate-limit] [--log LEVEL]
 //! ```
 //!
 //! - `--quick`: 1 s per run, every system, workload and connection count (CI).
@@ -94,6 +95,8 @@
 //! holds at most one request per connection: a request due when it is full is dropped and
 //! counted, never silently delayed; one sent more than 1 ms after its due time is counted
 //! as late. Each open-loop run is its own run (fresh database, same store checks).
+//! - `--read-days N`: `read-heavy` reads ask for one of the first N days of the horizon
+//!   (default all 30): fewer distinct (doctor, day) pairs, each read more often.
 //! - `--keep-rate-limit`: leave the per-user rate limit at its default (200/s per patient);
 //!   otherwise it is raised to 1,000,000/s so it stays in the path but never trips, since
 //!   each connection is one patient sending far faster than a person would. 429s are errors.
@@ -299,6 +302,9 @@ struct Cli {
     /// peer's closed-loop requests/s of the same workload in this invocation (`4x`).
     #[arg(long, value_delimiter = ',', value_parser = parse_rate)]
     rate: Vec<Rate>,
+    /// `read-heavy` reads ask for one of the first this many days of the 30-day horizon.
+    #[arg(long = "read-days", default_value_t = HORIZON_DAYS as u64, value_parser = clap::value_parser!(u64).range(1..=HORIZON_DAYS as u64))]
+    read_days: u64,
     /// Leave the per-user rate limit at the application's default.
     #[arg(long = "keep-rate-limit")]
     keep_rate_limit: bool,
@@ -415,6 +421,8 @@ struct Args {
     extra_settings: Vec<(String, String)>,
     /// Open-loop rates (after the closed-loop runs).
     rates: Vec<Rate>,
+    /// `read-heavy` reads ask for one of the horizon's first this many days.
+    read_days: usize,
     /// Leave the per-user rate limit at the application's default.
     keep_rate_limit: bool,
     log: Option<String>,
@@ -504,6 +512,7 @@ impl Args {
             ),
             extra_settings: cli.set,
             rates: cli.rate,
+            read_days: cli.read_days as usize,
             keep_rate_limit: cli.keep_rate_limit,
             log: cli.log,
             idempotency: cli.idempotency,
@@ -1950,11 +1959,14 @@ struct Mix {
     reads_in_10: u32,
     /// Each booking is `FAMILY_ITEMS` random distinct pairs in one multi-patient booking.
     family: bool,
+    /// Reads ask for one of the horizon's first this many days.
+    read_days: usize,
 }
 
 impl Mix {
-    fn of(workload: Workload) -> Self {
+    fn of(workload: Workload, read_days: usize) -> Self {
         Self {
+            read_days,
             reads_in_10: if workload == Workload::ReadHeavy {
                 9
             } else {
@@ -1999,7 +2011,8 @@ async fn send_one(
     }
     let read = mix.reads_in_10 > 0 && rng.random_range(0..10) < mix.reads_in_10;
     let outcome = if read {
-        conn.read(plan, c, doctor, slot / SLOTS_PER_DAY, n).await
+        let day = rng.random_range(0..mix.read_days);
+        conn.read(plan, c, doctor, day, n).await
     } else {
         conn.book(plan, c, doctor, slot, n).await
     };
@@ -2511,7 +2524,7 @@ async fn run(
     let mut open = None;
     let (tallies, elapsed, rounds) = match workload {
         Workload::Uniform | Workload::ReadHeavy | Workload::Family => {
-            let mix = Mix::of(workload);
+            let mix = Mix::of(workload, args.read_days);
             let plan = Arc::clone(&plan);
             let (t, e) = match rate {
                 Some(rate) => {
