@@ -63,7 +63,8 @@
 //!     [--backend postgres|sqlite|all] [--seconds N] [--clients 64,256] [--quick]
 //!     [--requests N] [--workload uniform,hot,read-heavy,family|all] [--idempotency]
 //!     [--client raw|reqwest|reqwest-shared] [--gen-threads N] [--server-threads N]
-//!     [--set CONSULT__ENGINE__KEY=VALUE]... [--rate R] [--keep-rate-limit] [--log LEVEL]
+//!     [--set CONSULT__ENGINE__KEY=VALUE]... [--rate R|Nx,...] [--read-days N]
+//!     [--keep-rate-limit] [--log LEVEL]
 //! ```
 //!
 //! - `--quick`: 1 s per run, every system, workload and connection count (CI).
@@ -80,10 +81,22 @@
 //! - `--gen-threads N`: the generator runs on its own N-worker runtime (default 1);
 //!   0 = on the server's runtime. `--server-threads N`: server runtime workers (default: CPUs).
 //! - `--set`: extra `CONSULT__...` settings for the application (e.g. engine tuning).
-//! - `--rate R`: the uniform workload in open loop, R requests/s in total spread evenly over
-//!   the connections, latency counted from the scheduled send when the generator is behind
-//!   (default: closed loop, each connection sends its next request when the answer comes,
-//!   so mean latency = connections / throughput).
+//! - `--rate R,...`: after the closed-loop runs, each system runs each workload but `hot`
+//!   in open loop at each rate (see "Open loop" below). A rate is requests/s (`20000`) or a
+//!   multiple of the best peer's closed-loop requests/s of the same workload in this
+//!   invocation (`4x`). Without it: closed loop only (each connection sends its next
+//!   request when the answer comes, so mean latency = connections / throughput, and a slow
+//!   answer delays the requests behind it: closed-loop percentiles hide queueing).
+//!
+//! Open loop (as wrk2): request i is due at t0 + i / R, whatever the answers so far. A
+//! dispatcher queues each request when due; the connections (the largest `--clients`
+//! count: the bound on requests in flight) take them in order. Latency runs from the due
+//! time to the answer, so time spent waiting for a free connection is counted. The queue
+//! holds at most one request per connection: a request due when it is full is dropped and
+//! counted, never silently delayed; one sent more than 1 ms after its due time is counted
+//! as late. Each open-loop run is its own run (fresh database, same store checks).
+//! - `--read-days N`: `read-heavy` reads ask for one of the first N days of the horizon
+//!   (default all 30): fewer distinct (doctor, day) pairs, each read more often.
 //! - `--keep-rate-limit`: leave the per-user rate limit at its default (200/s per patient);
 //!   otherwise it is raised to 1,000,000/s so it stays in the path but never trips, since
 //!   each connection is one patient sending far faster than a person would. 429s are errors.
@@ -285,9 +298,13 @@ struct Cli {
     /// Extra application settings, `CONSULT__SECTION__KEY=VALUE` (repeatable).
     #[arg(long = "set", value_parser = parse_setting)]
     set: Vec<(String, String)>,
-    /// Uniform workload in open loop at this many requests/s in total.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    rate: Option<u64>,
+    /// Open-loop rates, comma-separated: requests/s (`20000`) or a multiple of the best
+    /// peer's closed-loop requests/s of the same workload in this invocation (`4x`).
+    #[arg(long, value_delimiter = ',', value_parser = parse_rate)]
+    rate: Vec<Rate>,
+    /// `read-heavy` reads ask for one of the first this many days of the 30-day horizon.
+    #[arg(long = "read-days", default_value_t = HORIZON_DAYS as u64, value_parser = clap::value_parser!(u64).range(1..=HORIZON_DAYS as u64))]
+    read_days: u64,
     /// Leave the per-user rate limit at the application's default.
     #[arg(long = "keep-rate-limit")]
     keep_rate_limit: bool,
@@ -353,6 +370,36 @@ impl System {
     }
 }
 
+/// An offered rate of an open-loop run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rate {
+    PerS(f64),
+    /// This many times the best peer's closed-loop requests/s of the same workload.
+    PeerMultiple(f64),
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::PerS(r) => write!(f, "{r:.0}/s"),
+            Self::PeerMultiple(m) => write!(f, "{m}x the best peer's closed loop"),
+        }
+    }
+}
+
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    let (number, make): (&str, fn(f64) -> Rate) = match text.strip_suffix('x') {
+        Some(n) => (n, Rate::PeerMultiple),
+        None => (text, Rate::PerS),
+    };
+    match number.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(make(r)),
+        _ => Err(format!(
+            "wants requests/s or a peer multiple like 4x, got {text:?}"
+        )),
+    }
+}
+
 fn parse_setting(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .filter(|(k, _)| k.starts_with("CONSULT__"))
@@ -372,8 +419,10 @@ struct Args {
     gen_threads: usize,
     server_threads: usize,
     extra_settings: Vec<(String, String)>,
-    /// Uniform workload in open loop at this many requests/s in total.
-    rate: Option<f64>,
+    /// Open-loop rates (after the closed-loop runs).
+    rates: Vec<Rate>,
+    /// `read-heavy` reads ask for one of the horizon's first this many days.
+    read_days: usize,
     /// Leave the per-user rate limit at the application's default.
     keep_rate_limit: bool,
     log: Option<String>,
@@ -462,7 +511,8 @@ impl Args {
                 |n| n as usize,
             ),
             extra_settings: cli.set,
-            rate: cli.rate.map(|r| r as f64),
+            rates: cli.rate,
+            read_days: cli.read_days as usize,
             keep_rate_limit: cli.keep_rate_limit,
             log: cli.log,
             idempotency: cli.idempotency,
@@ -1685,6 +1735,8 @@ struct Tally {
     wrong_bodies: u64,
     /// Time to open the connection.
     connect_us: u64,
+    /// Open loop: requests sent more than `LATE_AFTER` after their due time.
+    late: u64,
     error_samples: BTreeMap<String, u64>,
     /// Every acknowledged consultation: (doctor, slot, patient) indices into the plan.
     booked: Vec<(u32, u32, u32)>,
@@ -1764,6 +1816,8 @@ struct Summary {
     wrong_bodies: u64,
     /// The slowest connection opening.
     connect_max_us: u64,
+    /// Open loop: requests sent late (see [`Tally::late`]).
+    late: u64,
     all_us: Histogram<u64>,
     created_us: Histogram<u64>,
     conflict_us: Histogram<u64>,
@@ -1786,6 +1840,7 @@ impl Summary {
             errors: 0,
             wrong_bodies: 0,
             connect_max_us: 0,
+            late: 0,
             all_us: hist(),
             created_us: hist(),
             conflict_us: hist(),
@@ -1816,6 +1871,7 @@ impl Summary {
             s.errors += t.errors;
             s.wrong_bodies += t.wrong_bodies;
             s.connect_max_us = s.connect_max_us.max(t.connect_us);
+            s.late += t.late;
             s.booked.extend(t.booked.iter().map(|&(d, at, p)| {
                 (
                     plan.doctor_ids[d as usize],
@@ -1835,7 +1891,6 @@ impl Summary {
     }
 }
 
-/// Shared stop conditions of one run.
 /// Shared start and stop conditions of one run: every connection is opened first, then
 /// the clock starts for all at once.
 struct Limits {
@@ -1847,17 +1902,19 @@ struct Limits {
 }
 
 impl Limits {
-    fn new(connections: usize, run_for: Duration, max_requests: i64) -> Self {
+    /// `waiters`: the tasks that wait for the start (the connections, and an open loop's
+    /// dispatcher).
+    fn new(waiters: usize, run_for: Duration, max_requests: i64) -> Self {
         Self {
             run_for,
             budget: AtomicI64::new(max_requests),
             start: std::sync::OnceLock::new(),
-            connected: tokio::sync::Barrier::new(connections + 1),
-            go: tokio::sync::Barrier::new(connections + 1),
+            connected: tokio::sync::Barrier::new(waiters + 1),
+            go: tokio::sync::Barrier::new(waiters + 1),
         }
     }
 
-    /// A connection is ready; answers the deadline once the run starts.
+    /// A waiter is ready; answers the deadline once the run starts.
     async fn ready(&self) -> Instant {
         self.connected.wait().await;
         self.go.wait().await;
@@ -1894,24 +1951,84 @@ struct Plan {
     patients: Vec<Patient>,
 }
 
-/// `connections` tasks on `spawner`, each booking random (doctor, slot) pairs as its own
-/// patient until the limits say stop; with `reads_in_10` > 0, that many requests in ten
-/// (at random) read one random day of a random doctor's availability instead; with
-/// `family`, each request books `FAMILY_ITEMS` random distinct pairs in one multi-patient
-/// booking.
+/// What the requests of the `uniform`-style workloads are.
+#[derive(Debug, Clone, Copy)]
+struct Mix {
+    /// Requests in ten (at random) that read one random day of a random doctor's
+    /// availability instead of booking.
+    reads_in_10: u32,
+    /// Each booking is `FAMILY_ITEMS` random distinct pairs in one multi-patient booking.
+    family: bool,
+    /// Reads ask for one of the horizon's first this many days.
+    read_days: usize,
+}
+
+impl Mix {
+    fn of(workload: Workload, read_days: usize) -> Self {
+        Self {
+            read_days,
+            reads_in_10: if workload == Workload::ReadHeavy {
+                9
+            } else {
+                0
+            },
+            family: workload == Workload::Family,
+        }
+    }
+}
+
+/// Draws one request of `mix` and sends it as patient `c` (the connection's own), the
+/// `n`th of the connection; records the answer with its latency counted from `since`.
 #[allow(clippy::too_many_arguments)]
+async fn send_one(
+    conn: &mut Conn,
+    plan: &Plan,
+    rng: &mut SmallRng,
+    mix: Mix,
+    c: usize,
+    n: u64,
+    since: Instant,
+    tally: &mut Tally,
+) {
+    let doctor = rng.random_range(0..plan.doctors.len());
+    let slot = rng.random_range(0..plan.slots.len());
+    if mix.family {
+        let mut items = [(doctor, slot); FAMILY_ITEMS];
+        for i in 1..FAMILY_ITEMS {
+            items[i] = loop {
+                let pair = (
+                    rng.random_range(0..plan.doctors.len()),
+                    rng.random_range(0..plan.slots.len()),
+                );
+                if !items[..i].contains(&pair) {
+                    break pair;
+                }
+            };
+        }
+        let outcome = conn.book_family(plan, c, &items, n).await;
+        tally.record(outcome, since.elapsed(), &items, c);
+        return;
+    }
+    let read = mix.reads_in_10 > 0 && rng.random_range(0..10) < mix.reads_in_10;
+    let outcome = if read {
+        let day = rng.random_range(0..mix.read_days);
+        conn.read(plan, c, doctor, day, n).await
+    } else {
+        conn.book(plan, c, doctor, slot, n).await
+    };
+    tally.record(outcome, since.elapsed(), &[(doctor, slot)], c);
+}
+
+/// Closed loop: `connections` tasks on `spawner`, each sending requests of `mix` as its own
+/// patient, the next when the answer comes, until the limits say stop.
 async fn uniform(
     spawner: &Handle,
     dialer: &Dialer,
     plan: Arc<Plan>,
     connections: usize,
     limits: Arc<Limits>,
-    rate: Option<f64>,
-    reads_in_10: u32,
-    family: bool,
+    mix: Mix,
 ) -> (Vec<Tally>, Duration) {
-    // Open loop: each connection sends every `connections / rate` seconds, staggered.
-    let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
     let tasks: Vec<_> = (0..connections)
         .map(|c| {
             let plan = Arc::clone(&plan);
@@ -1922,59 +2039,11 @@ async fn uniform(
                 let mut tally = Tally::default();
                 tally.warm_up(&mut conn).await;
                 let deadline = limits.ready().await;
-                let started = deadline - limits.run_for;
                 let mut sent = 0u64;
-                let mut next = interval.map(|i| started + i.mul_f64(c as f64 / connections as f64));
                 while limits.take(deadline) {
-                    let doctor = rng.random_range(0..plan.doctors.len());
-                    let slot = rng.random_range(0..plan.slots.len());
-                    let read = reads_in_10 > 0 && rng.random_range(0..10) < reads_in_10;
-                    // Closed loop: from the send. Open loop: from the scheduled send when
-                    // behind schedule (a slow answer delays the next request: coordinated
-                    // omission is counted), from the wake-up when the timer was waited for
-                    // (the timer's millisecond granularity is not counted).
-                    let t = match (&mut next, interval) {
-                        (Some(at), Some(every)) => {
-                            let scheduled = *at;
-                            *at += every;
-                            if scheduled >= deadline {
-                                break;
-                            }
-                            if scheduled > Instant::now() {
-                                tokio::time::sleep_until(scheduled.into()).await;
-                                Instant::now()
-                            } else {
-                                scheduled
-                            }
-                        }
-                        _ => Instant::now(),
-                    };
-                    if family {
-                        let mut items = [(doctor, slot); FAMILY_ITEMS];
-                        for i in 1..FAMILY_ITEMS {
-                            items[i] = loop {
-                                let pair = (
-                                    rng.random_range(0..plan.doctors.len()),
-                                    rng.random_range(0..plan.slots.len()),
-                                );
-                                if !items[..i].contains(&pair) {
-                                    break pair;
-                                }
-                            };
-                        }
-                        let outcome = conn.book_family(&plan, c, &items, sent).await;
-                        sent += 1;
-                        tally.record(outcome, t.elapsed(), &items, c);
-                        continue;
-                    }
-                    let outcome = if read {
-                        conn.read(&plan, c, doctor, slot / SLOTS_PER_DAY, sent)
-                            .await
-                    } else {
-                        conn.book(&plan, c, doctor, slot, sent).await
-                    };
+                    let since = Instant::now();
+                    send_one(&mut conn, &plan, &mut rng, mix, c, sent, since, &mut tally).await;
                     sent += 1;
-                    tally.record(outcome, t.elapsed(), &[(doctor, slot)], c);
                 }
                 tally
             })
@@ -1986,6 +2055,79 @@ async fn uniform(
         tallies.push(t.await.expect("client task panicked"));
     }
     (tallies, started.elapsed())
+}
+
+/// A request sent this long after its due time counts as late.
+const LATE_AFTER: Duration = Duration::from_millis(1);
+
+/// Open loop at `rate` requests/s (see the module docs): a dispatcher queues request i at
+/// its due time t0 + i / rate; `connections` tasks take them in order, each as its own
+/// patient. Answers the tallies, the elapsed time and the requests dropped because the
+/// queue (one per connection) was full when they were due.
+async fn open_loop(
+    spawner: &Handle,
+    dialer: &Dialer,
+    plan: Arc<Plan>,
+    connections: usize,
+    limits: Arc<Limits>,
+    mix: Mix,
+    rate: f64,
+) -> (Vec<Tally>, Duration, u64) {
+    let (queue, due) = tokio::sync::mpsc::channel::<Instant>(connections);
+    let due = Arc::new(tokio::sync::Mutex::new(due));
+    let tasks: Vec<_> = (0..connections)
+        .map(|c| {
+            let plan = Arc::clone(&plan);
+            let limits = Arc::clone(&limits);
+            let due = Arc::clone(&due);
+            let mut conn = dialer.conn(c);
+            spawner.spawn(async move {
+                let mut rng = SmallRng::seed_from_u64(c as u64);
+                let mut tally = Tally::default();
+                tally.warm_up(&mut conn).await;
+                limits.ready().await;
+                let mut sent = 0u64;
+                loop {
+                    let next = due.lock().await.recv().await;
+                    let Some(at) = next else { break };
+                    if at.elapsed() > LATE_AFTER {
+                        tally.late += 1;
+                    }
+                    send_one(&mut conn, &plan, &mut rng, mix, c, sent, at, &mut tally).await;
+                    sent += 1;
+                }
+                tally
+            })
+        })
+        .collect();
+    let dispatcher = {
+        let limits = Arc::clone(&limits);
+        spawner.spawn(async move {
+            let deadline = limits.ready().await;
+            let started = deadline - limits.run_for;
+            let mut dropped = 0u64;
+            for i in 0u64.. {
+                let at = started + Duration::from_secs_f64(i as f64 / rate);
+                if at >= deadline || limits.budget.fetch_sub(1, Ordering::Relaxed) <= 0 {
+                    break;
+                }
+                if at > Instant::now() {
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                if queue.try_send(at).is_err() {
+                    dropped += 1;
+                }
+            }
+            dropped
+        })
+    };
+    let started = limits.start().await;
+    let dropped = dispatcher.await.expect("dispatcher panicked");
+    let mut tallies = Vec::with_capacity(connections);
+    for t in tasks {
+        tallies.push(t.await.expect("client task panicked"));
+    }
+    (tallies, started.elapsed(), dropped)
 }
 
 /// The hot-doctor race, in rounds (see the module docs). Answers the tallies, the elapsed
@@ -2164,6 +2306,17 @@ struct Row {
     rounds: Option<(usize, usize)>,
     cpu: CpuCores,
     journal: JournalDelta,
+    /// An open-loop run's offered rate and dropped requests; `None`: closed loop.
+    open: Option<OpenLoop>,
+}
+
+/// What an open-loop run offered and could not send.
+#[derive(Debug, Clone, Copy)]
+struct OpenLoop {
+    /// Requests/s offered.
+    rate: f64,
+    /// Requests due while the queue was full (never sent).
+    dropped: u64,
 }
 
 /// The engine's journal counters over one run.
@@ -2189,6 +2342,14 @@ impl JournalDelta {
 }
 
 impl Row {
+    /// The system, and the offered rate of an open-loop run.
+    fn label(&self) -> String {
+        match self.open {
+            Some(open) => format!("{} (open loop {:.0}/s)", self.system.name(), open.rate),
+            None => self.system.name(),
+        }
+    }
+
     /// The run's checks passed. Double bookings (and so hot rounds with more than one
     /// acknowledgement for a slot) fail every system but the seed's literal design, whose
     /// double bookings are what the benchmark reports about it.
@@ -2275,14 +2436,23 @@ impl Target {
     }
 }
 
+/// One run on a fresh database: closed loop, or open loop at `rate` requests/s.
 async fn run(
     system: System,
     workload: Workload,
     connections: usize,
     args: &Args,
     spawner: &Handle,
+    rate: Option<f64>,
 ) -> Result<Option<Row>, String> {
-    let label = format!("[{} {} {connections}]", system.name(), workload.name());
+    let label = match rate {
+        Some(r) => format!(
+            "[{} {} {connections} open loop {r:.0}/s]",
+            system.name(),
+            workload.name()
+        ),
+        None => format!("[{} {} {connections}]", system.name(), workload.name()),
+    };
     let db = match system {
         System::Engine(backend) => Database::fresh(backend).await,
         System::Peer(_) => Database::empty_postgres().await,
@@ -2346,27 +2516,25 @@ async fn run(
     // Idempotency keys go to the engine only (the peers have none).
     let idempotency = args.idempotency && matches!(system, System::Engine(_));
     let dialer = Dialer::new(args.client, addr, connections, idempotency);
-    let limits = Arc::new(Limits::new(connections, args.run_for, args.max_requests));
+    // Open loop: the dispatcher waits for the start beside the connections.
+    let waiting = connections + usize::from(rate.is_some());
+    let limits = Arc::new(Limits::new(waiting, args.run_for, args.max_requests));
     let cpu_before = CpuSample::now();
     let stats_before = target.stats();
+    let mut open = None;
     let (tallies, elapsed, rounds) = match workload {
         Workload::Uniform | Workload::ReadHeavy | Workload::Family => {
-            let reads_in_10 = if workload == Workload::ReadHeavy {
-                9
-            } else {
-                0
+            let mix = Mix::of(workload, args.read_days);
+            let plan = Arc::clone(&plan);
+            let (t, e) = match rate {
+                Some(rate) => {
+                    let (t, e, dropped) =
+                        open_loop(spawner, &dialer, plan, connections, limits, mix, rate).await;
+                    open = Some(OpenLoop { rate, dropped });
+                    (t, e)
+                }
+                None => uniform(spawner, &dialer, plan, connections, limits, mix).await,
             };
-            let (t, e) = uniform(
-                spawner,
-                &dialer,
-                Arc::clone(&plan),
-                connections,
-                limits,
-                args.rate,
-                reads_in_10,
-                workload == Workload::Family,
-            )
-            .await;
             (t, e, None)
         }
         Workload::Hot => {
@@ -2396,7 +2564,7 @@ async fn run(
     }
     db.remove().await;
     eprintln!(
-        "{label} slowest connect {:.1} ms; {} requests in {elapsed:.2?}: {} x 201, {} x 409, {} x 200, {} x 503, {} errors; store: {} active rows, {} double bookings, {} acknowledged but missing, {} not acknowledged{}",
+        "{label} slowest connect {:.1} ms; {} requests in {elapsed:.2?}: {} x 201, {} x 409, {} x 200, {} x 503, {} errors; store: {} active rows, {} double bookings, {} acknowledged but missing, {} not acknowledged{}{}",
         summary.connect_max_us as f64 / 1e3,
         summary.requests,
         summary.created,
@@ -2412,6 +2580,10 @@ async fn run(
             "; {} bookings stored, {} stored in part, {} active rows outside a booking",
             b.stored, b.partial, b.outside
         )),
+        open.map_or(String::new(), |o| format!(
+            "; open loop: {} sent late, {} dropped",
+            summary.late, o.dropped
+        )),
     );
     Ok(Some(Row {
         system,
@@ -2425,6 +2597,7 @@ async fn run(
         rounds,
         cpu,
         journal,
+        open,
     }))
 }
 
@@ -2531,12 +2704,48 @@ fn print_tables(all_rows: &[Row], args: &Args) {
                 skipped.join(", ")
             );
         }
-        if workload == Workload::Family {
-            print_family(&rows, all_rows);
-        } else {
-            print_summary(&rows);
+        let (open, closed): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.open.is_some());
+        match (workload, closed.is_empty()) {
+            (_, true) => {}
+            (Workload::Family, false) => print_family(&closed, all_rows),
+            _ => print_summary(&closed),
         }
+        print_open(workload, &open);
         print_details(workload, &rows);
+    }
+}
+
+/// The open-loop table of one workload (nothing without `--rate`).
+fn print_open(workload: Workload, rows: &[&Row]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!("\n### {} in open loop\n", workload.name());
+    println!("Each system offered each rate whatever its answers (wrk2's way). Latency in ms from each request's due time to its answer, over all answered requests (errors are not timed); late: sent more than 1 ms after its due time, for want of a free connection; dropped: due while as many requests as connections were already waiting, never sent; errors include 503s.\n");
+    println!("| system | offered/s | connections | answered/s | p50 | p99 | p99.9 | max | late | dropped | errors | check |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for r in rows {
+        let (s, open) = (&r.summary, r.open.expect("an open-loop row"));
+        let max = if s.all_us.is_empty() {
+            "-".into()
+        } else {
+            format!("{:.2}", s.all_us.max() as f64 / 1e3)
+        };
+        println!(
+            "| {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.system.name(),
+            open.rate,
+            r.connections,
+            per_s(s.requests - s.overloaded - s.errors, r.elapsed),
+            q_ms(&s.all_us, 0.5),
+            q_ms(&s.all_us, 0.99),
+            q_ms(&s.all_us, 0.999),
+            max,
+            s.late,
+            open.dropped,
+            s.overloaded + s.errors,
+            if r.ok() { "ok" } else { "FAILED" },
+        );
     }
 }
 
@@ -2587,6 +2796,7 @@ fn print_family(rows: &[&Row], all_rows: &[Row]) {
                 .iter()
                 .find(|u| {
                     u.workload == Workload::Uniform
+                        && u.open.is_none()
                         && u.system == f.system
                         && u.connections == f.connections
                 })
@@ -2662,7 +2872,7 @@ fn print_details(workload: Workload, rows: &[&Row]) {
         };
         println!(
             "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {} |",
-            r.system.name(),
+            r.label(),
             r.connections,
             r.elapsed.as_secs_f64(),
             s.requests,
@@ -2698,7 +2908,7 @@ fn print_details(workload: Workload, rows: &[&Row]) {
         };
         println!(
             "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
-            r.system.name(),
+            r.label(),
             r.connections,
             c.loadgen,
             c.app,
@@ -2731,7 +2941,7 @@ fn print_details(workload: Workload, rows: &[&Row]) {
         };
         println!(
             "| {} | {} | {} | {:.1} | {:.2} | {:.2} | {} | {} |",
-            r.system.name(),
+            r.label(),
             r.connections,
             j.batches,
             per_batch(j.records as f64),
@@ -2745,16 +2955,73 @@ fn print_details(workload: Workload, rows: &[&Row]) {
         if let Some(e) = &r.verdict.error {
             println!(
                 "- {} / {} connections: store check failed: {e}",
-                r.system.name(),
+                r.label(),
                 r.connections
             );
         }
         for (e, n) in &r.summary.error_samples {
             println!(
                 "- {} / {} connections: {n} x `{e}`",
-                r.system.name(),
+                r.label(),
                 r.connections
             );
+        }
+    }
+}
+
+/// The open-loop runs of `--rate`: every system, every workload but `hot` (its rounds are
+/// a closed loop by design), each rate, at the largest `--clients` count.
+async fn open_loop_runs(
+    args: &Args,
+    spawner: &Handle,
+    rows: &mut Vec<Row>,
+    failures: &mut Vec<String>,
+) {
+    let Some(&connections) = args.clients.iter().max() else {
+        return;
+    };
+    for &workload in &args.workloads {
+        if workload == Workload::Hot {
+            if !args.rates.is_empty() {
+                eprintln!("[hot] no open loop: its rounds wait for each other by design");
+            }
+            continue;
+        }
+        let best_peer = rows
+            .iter()
+            .filter(|r| r.open.is_none() && r.workload == workload)
+            .filter(|r| matches!(r.system, System::Peer(_)))
+            .map(|r| per_s(r.summary.requests, r.elapsed))
+            .fold(None, |best: Option<f64>, x| {
+                Some(best.map_or(x, |b| b.max(x)))
+            });
+        for &rate in &args.rates {
+            let per_s = match (rate, best_peer) {
+                (Rate::PerS(r), _) => r,
+                (Rate::PeerMultiple(m), Some(best)) => m * best,
+                (Rate::PeerMultiple(m), None) => {
+                    let e = format!(
+                        "[{}] open loop at {m}x skipped: no peer ran it in closed loop",
+                        workload.name()
+                    );
+                    eprintln!("{e}");
+                    failures.push(e);
+                    continue;
+                }
+            };
+            for &system in &args.systems {
+                if workload == Workload::Family && matches!(system, System::Peer(_)) {
+                    continue;
+                }
+                match run(system, workload, connections, args, spawner, Some(per_s)).await {
+                    Ok(Some(row)) => rows.push(row),
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failures.push(e);
+                    }
+                }
+            }
         }
     }
 }
@@ -2804,9 +3071,12 @@ fn main() {
 "{} s per run (cap {} requests), {}, {} CPUs; client {}, generator threads {}, server threads {}; per-user rate limit {}; Idempotency-Key: {}; extra settings: {:?}",
         args.run_for.as_secs(),
         args.max_requests,
-        args.rate.map_or("closed loop".to_owned(), |r| format!(
-            "uniform in open loop at {r:.0} requests/s"
-        )),
+        if args.rates.is_empty() {
+            "closed loop".to_owned()
+        } else {
+            let rates: Vec<String> = args.rates.iter().map(Rate::to_string).collect();
+            format!("closed loop, then open loop at {}", rates.join(", "))
+        },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.client.name(),
         if args.gen_threads == 0 {
@@ -2856,7 +3126,7 @@ fn main() {
                     continue;
                 }
                 for &connections in &args.clients {
-                    match run(system, workload, connections, &args, &spawner).await {
+                    match run(system, workload, connections, &args, &spawner, None).await {
                         Ok(Some(row)) => rows.push(row),
                         Ok(None) => {
                             println!("\n> {} skipped: database unreachable", system.name());
@@ -2870,6 +3140,7 @@ fn main() {
                 }
             }
         }
+        open_loop_runs(&args, &spawner, &mut rows, &mut failures).await;
         (rows, failures)
     });
     print_tables(&rows, &args);

@@ -129,6 +129,19 @@ fn availability(c: &mut Criterion) {
         let day = month_start() + Duration::days(15);
         bench.iter(|| black_box(b.cal.availability(black_box(day), 1, now(), &rules)))
     });
+    // A kept answer's miss (build and encode the API's JSON) against its hit (check that
+    // the calendar still holds the answer's inputs; see `calendar/reuse.rs`).
+    let day = month_start() + Duration::days(15);
+    g.bench_function("1_day_build_and_encode_json", |bench| {
+        bench.iter(|| {
+            let answer = b.cal.availability(black_box(day), 1, now(), &rules);
+            black_box(consult_scheduler::http::encoded::encode(&answer))
+        })
+    });
+    let inputs = b.cal.availability_inputs(day, 1);
+    g.bench_function("1_day_kept_answer_check", |bench| {
+        bench.iter(|| black_box(b.cal.has_inputs(black_box(day), 1, &inputs)))
+    });
     g.finish();
 }
 

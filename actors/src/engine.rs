@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use dashmap::DashMap;
 use ractor::rpc::CallResult;
@@ -25,7 +26,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::cluster::shard_index;
 use crate::cluster::{Cluster, ClusterSettings, Route, ShardHost};
 use crate::context::EngineContext;
-use crate::doctor::{log_check, DoctorMsg, DoctorSnapshot, PrepareItem, SlotCheck, Verdict};
+use crate::doctor::{
+    log_check, DoctorMsg, DoctorSnapshot, EncodedAvailability, PrepareItem, SlotCheck, Verdict,
+    View,
+};
 use crate::error::{EngineError, InvalidField};
 use crate::feed::{Feeds, Position, Subscription};
 use crate::journal::{self, DurableHook, JournalConfig};
@@ -466,10 +470,7 @@ impl Engine {
         from: NaiveDate,
         days: u16,
     ) -> Result<Availability, EngineError> {
-        let max = self.settings().max_availability_days;
-        if days == 0 || days > max {
-            return Err(InvalidField::new("days", format!("must be 1 to {max}")).into());
-        }
+        self.check_days(days)?;
         self.ensure_open()?;
         // Like a plain check: from the published view only when everything the actor
         // decided is durable, else through the actor, which answers once it is (a slot
@@ -485,6 +486,61 @@ impl Engine {
             reply,
         })
         .await
+    }
+
+    /// Refuses an availability range outside 1 ..= `max_availability_days`.
+    fn check_days(&self, days: u16) -> Result<(), EngineError> {
+        let max = self.settings().max_availability_days;
+        if days == 0 || days > max {
+            return Err(InvalidField::new("days", format!("must be 1 to {max}")).into());
+        }
+        Ok(())
+    }
+
+    /// Like [`Self::availability`], in the caller's encoding (`encode`): from the doctor's
+    /// cache of encoded answers when an equal answer is kept (see `doctor::answers`), else
+    /// built, encoded and kept. The encoding runs under the view's read lock, so what is
+    /// kept is exactly what the calendar shows while it is built.
+    pub async fn availability_encoded(
+        &self,
+        doctor_id: DoctorId,
+        from: NaiveDate,
+        days: u16,
+        encode: impl Fn(&Availability) -> Bytes,
+    ) -> Result<EncodedAvailability, EngineError> {
+        self.check_days(days)?;
+        self.ensure_open()?;
+        let encoded = |a: &Availability| EncodedAvailability {
+            bookable: a.bookable,
+            body: encode(a),
+        };
+        let now = self.now();
+        let rules = &self.ctx().rules;
+        let capacity = self.settings().availability_cache_entries_per_doctor;
+        let served = self.with_view(doctor_id, |view| {
+            let cal = &view.calendar;
+            if let Some(kept) = view.answers.get(cal, from, days, now) {
+                return kept;
+            }
+            let answer = cal.availability(from, days, now, rules);
+            let fresh = encoded(&answer);
+            view.answers.put(
+                cal,
+                (from, days),
+                &answer,
+                fresh.clone(),
+                now,
+                rules,
+                capacity,
+            );
+            fresh
+        });
+        if let Some(served) = served {
+            return Ok(served);
+        }
+        // Not active: the actor builds it (and is active for the next read).
+        let answer = self.availability(doctor_id, from, days).await?;
+        Ok(encoded(&answer))
     }
 
     /// Up to `limit` free starts of the doctor after `after` that `patient_id` could book
@@ -1227,13 +1283,18 @@ impl Engine {
 
     /// Runs `read` on the doctor's published calendar, if the doctor is active.
     fn read_view<T>(&self, doctor_id: DoctorId, read: impl FnOnce(&Calendar) -> T) -> Option<T> {
+        self.with_view(doctor_id, |view| read(&view.calendar))
+    }
+
+    /// Runs `read` on the doctor's published view, if the doctor is active.
+    fn with_view<T>(&self, doctor_id: DoctorId, read: impl FnOnce(&View) -> T) -> Option<T> {
         if !self.ctx().serves(doctor_id) {
             return None;
         }
         let handle = self.ctx().registry.get(&doctor_id)?;
         let view = handle.view.read().ok()?;
         mark_read(&view);
-        Some(read(&view.calendar))
+        Some(read(&view))
     }
 
     /// Like [`Self::read_view`], only when all the actor decided is durable.

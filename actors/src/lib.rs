@@ -32,7 +32,7 @@ pub mod vonage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::shard_index;
-pub use doctor::{DoctorSnapshot, SlotCheck};
+pub use doctor::{DoctorSnapshot, EncodedAvailability, SlotCheck};
 pub use engine::{Engine, EngineBuilder, MAX_LIST_LIMIT};
 pub use error::{EngineError, InvalidField, Rejection, StoreError};
 pub use model::*;

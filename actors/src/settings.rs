@@ -38,6 +38,10 @@ pub struct EngineSettings {
     pub journal_queue_capacity: usize,
     /// Most days one availability query may span.
     pub max_availability_days: u16,
+    /// Encoded availability answers kept per read doctor (one per asked range of dates,
+    /// about 4 KB for one day of 30-minute slots), reused while nothing they show has
+    /// changed; the oldest goes first. 0 turns the cache off.
+    pub availability_cache_entries_per_doctor: usize,
     /// Live availability streams open on one doctor at once; past it, `Overloaded`.
     pub max_stream_subscribers_per_doctor: usize,
     /// Live availability streams open in the whole process at once; past it, `Overloaded`.
@@ -75,6 +79,8 @@ impl Default for EngineSettings {
             journal_flush_interval_ms: 0,
             journal_queue_capacity: 65_536,
             max_availability_days: 62,
+            // A month of one-day reads.
+            availability_cache_entries_per_doctor: 32,
             max_stream_subscribers_per_doctor: 256,
             max_stream_subscribers: 10_000,
             stream_buffer_events: 256,
@@ -164,6 +170,11 @@ impl EngineSettings {
             (1..=366).contains(&self.max_availability_days),
             "max_availability_days",
             "must be 1..=366",
+        )?;
+        check(
+            self.availability_cache_entries_per_doctor <= 1_024,
+            "availability_cache_entries_per_doctor",
+            "must be 0 (off) to 1024",
         )?;
         check(
             (1..=100_000).contains(&self.max_stream_subscribers_per_doctor),

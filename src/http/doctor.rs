@@ -2,6 +2,7 @@
 //! their own consultations. The doctor's id is the token's `sub`.
 
 use axum::extract::State;
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -10,6 +11,7 @@ use consult_actors::{Requester, ScheduleUpdate, StatusUpdate};
 
 use super::auth::DoctorAuth;
 use super::dto::*;
+use super::encoded;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
 use super::patient::{availability_of, list_limit};
@@ -41,10 +43,9 @@ pub async fn get_availability(
     State(state): State<AppState>,
     DoctorAuth(doctor_id): DoctorAuth,
     ApiQuery(query): ApiQuery<AvailabilityQuery>,
-) -> Result<Json<AvailabilityAnswer>, ApiError> {
-    Ok(Json(
-        availability_of(&state, doctor_id, query).await?.into(),
-    ))
+) -> Result<Response, ApiError> {
+    let answer = availability_of(&state, doctor_id, query).await?;
+    Ok(encoded::json_response(answer.body))
 }
 
 /// Replaces the weekly windows (with their breaks); optionally the timezone, slot length,

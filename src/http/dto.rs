@@ -346,8 +346,8 @@ pub struct AvailabilityAnswer {
     pub your_hold: Option<super::holds::HoldDto>,
 }
 
-impl From<Availability> for AvailabilityAnswer {
-    fn from(a: Availability) -> Self {
+impl From<&Availability> for AvailabilityAnswer {
+    fn from(a: &Availability) -> Self {
         Self {
             success: true,
             doctor_id: a.doctor_id,
@@ -356,11 +356,11 @@ impl From<Availability> for AvailabilityAnswer {
             availability_schedule: (&a.schedule).into(),
             date_overrides: overrides_dto(&a.date_overrides),
             policy: (&a.policy).into(),
-            booked_slots: a.booked_slots,
+            booked_slots: a.booked_slots.clone(),
             your_hold: None,
             days: a
                 .days
-                .into_iter()
+                .iter()
                 .map(|d| DayDto {
                     date: d.date,
                     enabled: d.enabled,
@@ -370,10 +370,10 @@ impl From<Availability> for AvailabilityAnswer {
                     full: d.full,
                     slots: d
                         .slots
-                        .into_iter()
+                        .iter()
                         .map(|s| SlotDto {
                             start: s.start,
-                            local_time: s.local_time,
+                            local_time: s.local_time.clone(),
                             status: match s.status {
                                 SlotStatus::Available => "available",
                                 SlotStatus::Booked => "booked",

@@ -8,6 +8,7 @@ pub mod bookings;
 pub mod dev;
 pub mod doctor;
 pub mod dto;
+pub mod encoded;
 pub mod error;
 pub mod extract;
 pub mod forward;

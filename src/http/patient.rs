@@ -9,12 +9,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use consult_actors::{
-    BookingRequest, ConsultMode, EngineError, IdempotencyClaim, MedicalInfo, Rejection, Requester,
-    StoredIdempotency,
+    BookingRequest, ConsultMode, EncodedAvailability, EngineError, IdempotencyClaim, MedicalInfo,
+    Rejection, Requester, StoredIdempotency,
 };
 
 use super::auth::PatientAuth;
 use super::dto::*;
+use super::encoded;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::idempotency::{self, fingerprint, Answer};
@@ -50,23 +51,28 @@ pub async fn availability(
     PatientAuth(patient_id): PatientAuth,
     ApiPath(doctor_id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<AvailabilityQuery>,
-) -> Result<Json<AvailabilityAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     let answer = availability_of(&state, doctor_id, query).await?;
     if !answer.bookable {
         return Err(ApiError::Rejected(Rejection::DoctorUnavailable));
     }
-    let mut answer = AvailabilityAnswer::from(answer);
-    answer.your_hold = state.engine.hold_of(doctor_id, patient_id).map(Into::into);
-    Ok(Json(answer))
+    let hold = state
+        .engine
+        .hold_of(doctor_id, patient_id)
+        .map(super::holds::HoldDto::from);
+    Ok(encoded::json_response(encoded::with_hold(
+        answer.body,
+        hold.as_ref(),
+    )))
 }
 
-/// Availability for `query`, defaulting `from` to today in the doctor's timezone and
-/// `days` to 7. Shared with the doctor's own view.
+/// Availability for `query` as encoded JSON (without `your_hold`), defaulting `from` to
+/// today in the doctor's timezone and `days` to 7. Shared with the doctor's own view.
 pub(super) async fn availability_of(
     state: &AppState,
     doctor_id: i64,
     query: AvailabilityQuery,
-) -> Result<consult_actors::calendar::Availability, ApiError> {
+) -> Result<EncodedAvailability, ApiError> {
     let days = query.days.unwrap_or(7);
     let max = state.engine.settings().max_availability_days;
     if days == 0 || days > max {
@@ -79,7 +85,10 @@ pub(super) async fn availability_of(
             state.engine.now().with_timezone(&tz).date_naive()
         }
     };
-    Ok(state.engine.availability(doctor_id, from, days).await?)
+    Ok(state
+        .engine
+        .availability_encoded(doctor_id, from, days, encoded::encode)
+        .await?)
 }
 
 /// Runs the booking checks for a slot; with `hold: true` also reserves it for this

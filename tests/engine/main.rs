@@ -2,6 +2,7 @@
 
 pub mod helpers;
 
+mod answers;
 mod cluster;
 mod concurrency;
 mod durability;

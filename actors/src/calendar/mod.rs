@@ -7,6 +7,7 @@ mod history;
 mod legacy;
 #[cfg(test)]
 mod policy_tests;
+mod reuse;
 mod rules;
 mod schedule;
 #[cfg(test)]
@@ -17,6 +18,7 @@ pub use history::{
     slot_events, Placement, SlotEvent, SlotEventKind, SlotHistory, SLOT_HISTORY_MAX_EVENTS,
     SLOT_HISTORY_SCAN_EVENTS,
 };
+pub use reuse::AvailabilityInputs;
 pub use rules::{
     day_window, local_slots, schedule_covers, validate_slot_minutes, Availability, Calendar,
     DayView, Hold, Rules, SlotNow, SlotState, SlotStatus, SlotView, NEXT_FREE_HORIZON_DAYS,

@@ -172,9 +172,9 @@ pub struct Calendar {
     profile: DoctorProfile,
     /// Last journal sequence number applied.
     seq: u64,
-    active: BTreeMap<DateTime<Utc>, BookedSlot>,
+    pub(super) active: BTreeMap<DateTime<Utc>, BookedSlot>,
     start_of: HashMap<ConsultationId, DateTime<Utc>>,
-    holds: BTreeMap<DateTime<Utc>, Hold>,
+    pub(super) holds: BTreeMap<DateTime<Utc>, Hold>,
     hold_of: HashMap<PatientId, DateTime<Utc>>,
 }
 
@@ -922,7 +922,11 @@ pub fn day_window(profile: &DoctorProfile, date: NaiveDate) -> DayWindow {
 
 /// A booking must start after this instant: the engine's minimum notice or the doctor's,
 /// whichever is longer.
-fn notice_end(profile: &DoctorProfile, now: DateTime<Utc>, rules: &Rules) -> DateTime<Utc> {
+pub(super) fn notice_end(
+    profile: &DoctorProfile,
+    now: DateTime<Utc>,
+    rules: &Rules,
+) -> DateTime<Utc> {
     let minutes = rules
         .min_notice_minutes
         .max(profile.policy.min_notice_minutes);

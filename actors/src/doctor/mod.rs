@@ -26,9 +26,11 @@ use crate::model::{
 };
 use crate::stats::EngineStats;
 
+pub(crate) mod answers;
 pub(crate) mod msg;
 pub(crate) mod view;
 
+pub use answers::EncodedAvailability;
 pub use msg::{DoctorMsg, DoctorSnapshot, SlotCheck};
 pub(crate) use msg::{PrepareItem, Reply, Verdict};
 pub(crate) use view::{DoctorHandle, SharedView, View};

@@ -1,11 +1,13 @@
-//! What a doctor actor publishes for readers that need no message: its calendar and how
-//! much of it is durable, and the registry entry that finds both.
+//! What a doctor actor publishes for readers that need no message: its calendar, how
+//! much of it is durable and the encoded answers read from it, and the registry entry
+//! that finds them.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 
 use ractor::ActorRef;
 
+use super::answers::AnswerCache;
 use super::msg::DoctorMsg;
 use crate::calendar::Calendar;
 
@@ -22,6 +24,8 @@ pub(crate) struct View {
     /// Set by readers; the actor counts it as activity (so a read-hot doctor is not
     /// passivated) and clears it.
     pub read_since_tick: AtomicBool,
+    /// Availability answers already encoded, reused while they would read the same.
+    pub answers: AnswerCache,
 }
 
 impl View {
@@ -31,6 +35,7 @@ impl View {
             preparing: false,
             calendar,
             read_since_tick: AtomicBool::new(false),
+            answers: AnswerCache::default(),
         }
     }
 
