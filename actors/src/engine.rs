@@ -514,11 +514,9 @@ impl Engine {
             bookable: a.bookable,
             body: encode(a),
         };
-        let now = self.now();
-        let rules = &self.ctx().rules;
         let capacity = self.settings().availability_cache_entries_per_doctor;
-        let served = self.with_view(doctor_id, |view| {
-            let cal = &view.calendar;
+        let serve = |view: &View| {
+            let (cal, now, rules) = (&view.calendar, self.now(), &self.ctx().rules);
             if let Some(kept) = view.answers.get(cal, from, days, now) {
                 return kept;
             }
@@ -534,11 +532,18 @@ impl Engine {
                 capacity,
             );
             fresh
-        });
-        if let Some(served) = served {
+        };
+        // From the view only when it is quiet, as in `availability`.
+        if let Some(served) = self.with_view(doctor_id, Quiet::Required, serve) {
             return Ok(served);
         }
-        // Not active: the actor builds it (and is active for the next read).
+        // Not active, or writes in flight: a profile read activates the doctor and answers
+        // once everything it decided is durable (an error if a write failed); then the view.
+        self.doctor(doctor_id).await?;
+        if let Some(served) = self.with_view(doctor_id, Quiet::Required, serve) {
+            return Ok(served);
+        }
+        // Busy again already: the actor builds it once its writes are durable.
         let answer = self.availability(doctor_id, from, days).await?;
         Ok(encoded(&answer))
     }
@@ -1283,18 +1288,7 @@ impl Engine {
 
     /// Runs `read` on the doctor's published calendar, if the doctor is active.
     fn read_view<T>(&self, doctor_id: DoctorId, read: impl FnOnce(&Calendar) -> T) -> Option<T> {
-        self.with_view(doctor_id, |view| read(&view.calendar))
-    }
-
-    /// Runs `read` on the doctor's published view, if the doctor is active.
-    fn with_view<T>(&self, doctor_id: DoctorId, read: impl FnOnce(&View) -> T) -> Option<T> {
-        if !self.ctx().serves(doctor_id) {
-            return None;
-        }
-        let handle = self.ctx().registry.get(&doctor_id)?;
-        let view = handle.view.read().ok()?;
-        mark_read(&view);
-        Some(read(&view))
+        self.with_view(doctor_id, Quiet::Any, |view| read(&view.calendar))
     }
 
     /// Like [`Self::read_view`], only when all the actor decided is durable.
@@ -1303,16 +1297,27 @@ impl Engine {
         doctor_id: DoctorId,
         read: impl FnOnce(&Calendar) -> T,
     ) -> Option<T> {
+        self.with_view(doctor_id, Quiet::Required, |view| read(&view.calendar))
+    }
+
+    /// Runs `read` on the doctor's published view, if the doctor is active (and, when
+    /// `quiet` requires it, everything it decided is durable and applied).
+    fn with_view<T>(
+        &self,
+        doctor_id: DoctorId,
+        quiet: Quiet,
+        read: impl FnOnce(&View) -> T,
+    ) -> Option<T> {
         if !self.ctx().serves(doctor_id) {
             return None;
         }
         let handle = self.ctx().registry.get(&doctor_id)?;
         let view = handle.view.read().ok()?;
-        if !view.is_quiet() {
+        if quiet == Quiet::Required && !view.is_quiet() {
             return None;
         }
         mark_read(&view);
-        Some(read(&view.calendar))
+        Some(read(&view))
     }
 
     fn deadline(&self) -> Instant {
@@ -1466,6 +1471,13 @@ fn refuse_overlapping_items(
         }
     }
     Ok(())
+}
+
+/// Whether a read of a doctor's published view needs it quiet (see `View::is_quiet`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quiet {
+    Any,
+    Required,
 }
 
 /// Tells the actor it is being read (only if not told already: no shared-line write per read).

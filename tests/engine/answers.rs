@@ -15,7 +15,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::helpers::*;
 
-fn encode(a: &Availability) -> Bytes {
+/// The encoding the kept-answer tests use: the answer as JSON.
+pub fn encode(a: &Availability) -> Bytes {
     Bytes::from(serde_json::to_vec(a).expect("availability serializes"))
 }
 

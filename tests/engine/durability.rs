@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use consult_actors::calendar::Availability;
 use consult_actors::*;
 use futures::future::join_all;
 
@@ -145,25 +146,36 @@ async fn until_in_flight(engine: &Engine, doctor_id: DoctorId) {
 /// Availability waits for the doctor's writes in flight, like a plain check: a slot shown
 /// booked by a booking whose write then fails would be an answer resting on undurable
 /// state (found by the simulation, `tests/engine/simulation`).
+/// Both ways of reading it: the answer as data, and encoded (kept beside the view).
 #[tokio::test(start_paused = true)]
 async fn availability_never_shows_a_slot_taken_by_an_undurable_booking() {
-    let (engine, doctor) = slowly_failing_engine().await;
-    let at = slot(2);
-    let book = tokio::spawn({
-        let engine = engine.clone();
-        async move { engine.book(booking(doctor.id, 1, at)).await }
-    });
-    until_in_flight(&engine, doctor.id).await;
-    let shown = engine.availability(doctor.id, at.date_naive(), 1).await;
-    assert!(book.await.unwrap().is_err(), "the write was made to fail");
-    match shown {
-        Ok(a) => assert!(
-            !a.booked_slots.contains(&at),
-            "availability showed a booking that never became durable"
-        ),
-        Err(e) => assert!(e.is_retryable(), "got {e:?}"),
+    for encoded in [false, true] {
+        let (engine, doctor) = slowly_failing_engine().await;
+        let at = slot(2);
+        let book = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.book(booking(doctor.id, 1, at)).await }
+        });
+        until_in_flight(&engine, doctor.id).await;
+        let (from, days) = (at.date_naive(), 1);
+        let shown = if encoded {
+            engine
+                .availability_encoded(doctor.id, from, days, crate::answers::encode)
+                .await
+                .map(|e| serde_json::from_slice::<Availability>(&e.body).expect("decodes"))
+        } else {
+            engine.availability(doctor.id, from, days).await
+        };
+        assert!(book.await.unwrap().is_err(), "the write was made to fail");
+        match shown {
+            Ok(a) => assert!(
+                !a.booked_slots.contains(&at),
+                "availability (encoded: {encoded}) showed a booking that never became durable"
+            ),
+            Err(e) => assert!(e.is_retryable(), "got {e:?}"),
+        }
+        engine.shutdown().await;
     }
-    engine.shutdown().await;
 }
 
 /// The free times offered with a 409 wait for the doctor's writes in flight too: a slot
