@@ -197,14 +197,6 @@ struct SealedJoin {
     expires_at: Option<DateTime<Utc>>,
 }
 
-/// A side's join token as handed out.
-struct StoredJoin {
-    token: String,
-    role: String,
-    user_name: Option<String>,
-    expires_at: DateTime<Utc>,
-}
-
 pub(crate) struct SessionCtx {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
@@ -521,9 +513,11 @@ impl SessionHandle {
             Some(sealed) => Some(self.open(id, &sealed, record.expires_at)?),
             None => None,
         };
-        let join = match stored {
-            Some(join) if stored_token_fits(&ctx.config.settings, join.expires_at, &end, now) => {
-                join
+        let (join, expires_at) = match stored {
+            Some((join, expires_at))
+                if stored_token_fits(&ctx.config.settings, expires_at, &end, now) =>
+            {
+                (join, expires_at)
             }
             _ => self.mint(&consultation, side, &provider_id, now).await?,
         };
@@ -541,19 +535,19 @@ impl SessionHandle {
                 user_name: join.user_name,
                 role: join.role,
                 token: join.token,
-                expires_at: join.expires_at,
+                expires_at,
             }),
         })
     }
 
-    /// Opens a sealed join. Joins sealed before tokens carried their own expiry take the
-    /// session's.
+    /// Opens a sealed join: the join and its token's expiry. Joins sealed before tokens
+    /// carried their own expiry take the session's.
     fn open(
         &self,
         id: ConsultationId,
         sealed: &[u8],
         session_expiry: Option<DateTime<Utc>>,
-    ) -> Result<StoredJoin, EngineError> {
+    ) -> Result<(SealedJoin, DateTime<Utc>), EngineError> {
         let corrupt =
             |why: &str| EngineError::Storage(format!("session of consultation {id}: {why}"));
         let opened = self
@@ -568,12 +562,7 @@ impl SessionHandle {
             .expires_at
             .or(session_expiry)
             .ok_or_else(|| corrupt("join details without an expiry"))?;
-        Ok(StoredJoin {
-            token: join.token,
-            role: join.role,
-            user_name: join.user_name,
-            expires_at,
-        })
+        Ok((join, expires_at))
     }
 
     /// Signs a join token for one side (locally, no call to Vonage), valid for the
@@ -586,7 +575,7 @@ impl SessionHandle {
         side: JoinSide,
         provider_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<StoredJoin, EngineError> {
+    ) -> Result<(SealedJoin, DateTime<Utc>), EngineError> {
         let ctx = &self.ctx;
         let expires_at = token_expiry(&ctx.config.settings, &consultation_end(consultation), now);
         let client = &ctx.config.client;
@@ -615,12 +604,7 @@ impl SessionHandle {
         if let Err(e) = ctx.store.save_join(consultation.id, side, &sealed).await {
             warn!(consultation_id = consultation.id, error = %e, "join token not kept; answered");
         }
-        Ok(StoredJoin {
-            token: join.token,
-            role: join.role,
-            user_name: join.user_name,
-            expires_at,
-        })
+        Ok((join, expires_at))
     }
 }
 
