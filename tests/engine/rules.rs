@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use consult_actors::calendar::{DayWindow, LocalTime, SlotStatus, WeeklySchedule};
+use consult_actors::feed::ChangeKind;
 use consult_actors::*;
 
 use crate::helpers::*;
@@ -58,6 +59,54 @@ async fn a_hold_blocks_other_patients_until_it_expires_and_the_holder_books_it(b
         .unwrap()
         .live_holds
         .is_empty());
+    engine.shutdown().await;
+}
+
+async fn a_booking_over_an_expired_hold_is_never_announced_as_free_when_the_hold_is_swept(
+    b: &Backend,
+) {
+    // The expired hold stays stored until a tick sweeps it; another patient books the start
+    // meanwhile. The sweep must not tell the live stream that the (booked) slot is free:
+    // the booking UI showed a just-booked time as available again after a 409 this way.
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 7, 8, 0, 0).unwrap());
+    let engine = Engine::builder(b.store.clone())
+        .settings(EngineSettings {
+            tick_interval_ms: 400,
+            ..settings()
+        })
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .await
+        .unwrap();
+    let doctor = engine
+        .create_doctor(weekday_doctor("Dr. Sweep", chrono_tz::UTC))
+        .await
+        .unwrap();
+    let at = Utc.with_ymd_and_hms(2030, 1, 7, 10, 0, 0).unwrap();
+    let mut feed = engine.subscribe(doctor.id, None).await.unwrap();
+    engine.check_slot(doctor.id, 1, at, true).await.unwrap();
+    clock.advance(Duration::seconds(301));
+    engine.book(booking(doctor.id, 2, at)).await.unwrap();
+    // Every tick after this (two at least) has had its chance to sweep.
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    let mut changes = Vec::new();
+    while let Ok(change) = feed.receiver.try_recv() {
+        changes.push((change.kind, change.start));
+    }
+    let booked = changes
+        .iter()
+        .position(|c| *c == (ChangeKind::Booked, Some(at)))
+        .unwrap_or_else(|| panic!("no booking in {changes:?}"));
+    assert!(
+        !changes[booked..].contains(&(ChangeKind::Released, Some(at))),
+        "the booked start was announced as released: {changes:?}"
+    );
+    let day = engine
+        .availability(doctor.id, at.date_naive(), 1)
+        .await
+        .unwrap();
+    let view = day.days[0].slots.iter().find(|s| s.start == at).unwrap();
+    assert_eq!(view.status, SlotStatus::Booked);
     engine.shutdown().await;
 }
 
@@ -297,6 +346,7 @@ async fn bad_input_is_refused_before_it_reaches_an_actor(b: &Backend) {
 
 crate::on_every_backend!(
     a_hold_blocks_other_patients_until_it_expires_and_the_holder_books_it,
+    a_booking_over_an_expired_hold_is_never_announced_as_free_when_the_hold_is_swept,
     each_rule_rejects_with_its_own_reason_in_the_seed_order,
     a_schedule_change_applies_to_new_bookings_and_keeps_existing_ones,
     availability_shows_booked_slots_and_bounds_its_range,

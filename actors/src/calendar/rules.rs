@@ -342,6 +342,7 @@ impl Calendar {
                 if let Some(held_at) = self.hold_of.remove(&slot.patient_id) {
                     self.holds.remove(&held_at);
                 }
+                self.drop_hold_at(slot.start);
                 self.start_of.insert(slot.id, slot.start);
                 if let Some(old) = self.active.insert(slot.start, slot.clone()) {
                     if old.id != slot.id {
@@ -372,6 +373,7 @@ impl Calendar {
                 if let Some(held_at) = self.hold_of.remove(&slot.patient_id) {
                     self.holds.remove(&held_at);
                 }
+                self.drop_hold_at(*to);
                 slot.start = *to;
                 self.start_of.insert(*consultation_id, *to);
                 if let Some(old) = self.active.insert(*to, slot) {
@@ -567,6 +569,15 @@ impl Calendar {
         }
         self.hold_of.insert(patient, at);
         Ok(until)
+    }
+
+    /// Drops whatever hold sits on `at`: a start just booked can only carry an expired hold
+    /// of another patient (a live one refuses the booking), and left in place its expiry
+    /// would later be announced as the slot turning free.
+    fn drop_hold_at(&mut self, at: DateTime<Utc>) {
+        if let Some(old) = self.holds.remove(&at) {
+            self.hold_of.remove(&old.patient_id);
+        }
     }
 
     /// Drops `patient`'s hold on this doctor, if any; returns where it was.

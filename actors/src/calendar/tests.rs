@@ -633,6 +633,25 @@ fn an_expired_hold_frees_the_slot() {
 }
 
 #[test]
+fn a_booking_over_an_expired_hold_drops_it_so_its_expiry_is_never_announced() {
+    // The expired hold is still stored until the tick prunes it; the booking (of another
+    // patient, and a reschedule onto another expired hold) must take it away, or the tick
+    // would report the booked start as released (the live stream's "available").
+    let mut h = Harness::london();
+    let until = h.hold(1, wed(10, 0)).unwrap();
+    h.hold(3, wed(11, 0)).unwrap();
+    h.now = until;
+    assert_eq!(h.cal.expired_holds(h.now), [wed(10, 0), wed(11, 0)]);
+    let id = h.book(2, wed(10, 0)).unwrap();
+    assert_eq!(h.cal.expired_holds(h.now), [wed(11, 0)]);
+    h.reschedule(id, Requester::Patient(2), wed(11, 0)).unwrap();
+    assert!(h.cal.expired_holds(h.now).is_empty());
+    // The holders own nothing any more: their next holds are their only ones.
+    assert_eq!(h.cal.release_hold(1), None);
+    assert_eq!(h.cal.release_hold(3), None);
+}
+
+#[test]
 fn an_expired_hold_of_another_patient_gives_way_to_a_new_hold() {
     let mut h = Harness::london();
     let until = h.hold(1, wed(10, 0)).unwrap();
