@@ -25,13 +25,14 @@ pub mod serve;
 pub mod stream;
 
 use std::num::NonZeroU32;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, Response};
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderName, HeaderValue, Response};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::{get, patch, post};
@@ -287,7 +288,7 @@ async fn admission(State(state): State<AppState>, req: Request, next: Next) -> R
         return response;
     };
     let _in_flight = InFlight::enter(&state.metrics);
-    let response = match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+    let mut response = match tokio::time::timeout(state.request_timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::Unavailable(
             "The request timed out. It may have completed: check before retrying.",
@@ -295,6 +296,15 @@ async fn admission(State(state): State<AppState>, req: Request, next: Next) -> R
         .into_response(),
     };
     state.metrics.response(response.status().as_u16());
+    if state.draining.load(Ordering::Relaxed) {
+        // Leaving: every answer closes its connection, so a client (or another instance's
+        // forwarder) opens a new one for its next request, which after the listener closes
+        // is refused before anything is sent (safe to send elsewhere), instead of racing
+        // the close of an idle kept-alive connection (an unknown outcome).
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 

@@ -681,8 +681,20 @@ async fn rolling_restart_under_load() {
         ledger.wait_booked(100, Duration::from_secs(30)).await;
 
         for i in 0..cluster.nodes.len() {
+            let health = cluster.nodes[i].url("/healthz");
+            assert!(
+                !closes_connection(&health).await.expect("n{i} answers"),
+                "n{i} closes connections before it is told to stop"
+            );
+            let leaving = tokio::spawn(answers_closing_until_refused(health));
             let (status, exit) = cluster.nodes[i].terminate(Duration::from_secs(30)).await;
             assert!(status.success(), "n{i} exited with {status} after SIGTERM");
+            let (answered, closing) = leaving.await.unwrap();
+            assert!(
+                answered > 0 && closing == answered,
+                "n{i} answered {answered} requests while leaving, {closing} of them with \
+                 `Connection: close` (a kept-alive connection would race its close)"
+            );
             let handoffs = cluster.nodes[i].handoffs();
             let restarted_at = Instant::now();
             cluster
@@ -727,4 +739,44 @@ async fn rolling_restart_under_load() {
         println!("logs: {}", cluster.log_report());
     })
     .await;
+}
+
+/// Whether an answer to GET `url` (on a new connection) says `Connection: close`; `None`
+/// when nothing answers.
+async fn closes_connection(url: &str) -> Option<bool> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let answer = client.get(url).send().await.ok()?;
+    Some(
+        answer
+            .headers()
+            .get(reqwest::header::CONNECTION)
+            .is_some_and(|v| v == "close"),
+    )
+}
+
+/// Asks `url` every 20 ms until nothing answers (for at most 30 s), from the moment the
+/// instance starts leaving: how many answers came, and how many said `Connection: close`.
+/// The first answers may still come before the signal lands; those are not counted.
+async fn answers_closing_until_refused(url: String) -> (u32, u32) {
+    let until = Instant::now() + Duration::from_secs(30);
+    let (mut answered, mut closing) = (0, 0);
+    while Instant::now() < until {
+        match closes_connection(&url).await {
+            Some(true) => {
+                answered += 1;
+                closing += 1;
+            }
+            // Not leaving yet (the signal is sent right after this task starts), or an
+            // answer that kept its connection while leaving: counted against `closing`.
+            Some(false) if closing > 0 => answered += 1,
+            Some(false) => {}
+            None => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (answered, closing)
 }
