@@ -67,46 +67,73 @@ pub(crate) async fn check_fences(
     conn: &mut PgConnection,
     fences: &[Fence],
 ) -> Result<(), StoreError> {
-    let mut wanted = fences.to_vec();
-    wanted.sort_unstable();
-    wanted.dedup();
+    let wanted = FenceCheck::new(fences);
     if wanted.is_empty() {
         return Ok(());
     }
-    let (shards, epochs): (Vec<i64>, Vec<i64>) = wanted
-        .iter()
-        .map(|f| {
-            (
-                i64::from(f.shard),
-                i64::try_from(f.epoch).unwrap_or(i64::MAX),
-            )
-        })
-        .unzip();
-    // Shards and epochs go in as bigint so that no fence is lost in a conversion: a value
-    // no row can have simply matches nothing and is reported stale.
     let held: Vec<(i32, i64)> = sqlx::query_as(
         "SELECT shard, epoch FROM shard_leases \
          WHERE (shard, epoch) IN (SELECT * FROM UNNEST($1::bigint[], $2::bigint[])) \
          ORDER BY shard FOR SHARE",
     )
-    .bind(shards)
-    .bind(epochs)
+    .bind(wanted.shards())
+    .bind(wanted.epochs())
     .fetch_all(conn)
     .await
     .map_err(db_error)?;
-    if held.len() == wanted.len() {
-        return Ok(());
+    wanted.verdict(held)
+}
+
+/// The distinct fences a transaction must hold, as the fence statements bind them, and the
+/// verdict on the `(shard, epoch)` rows such a statement locked: every fence has its row,
+/// or the (first) one without is `Fenced`.
+pub(crate) struct FenceCheck(Vec<Fence>);
+
+impl FenceCheck {
+    pub fn new(fences: &[Fence]) -> Self {
+        let mut wanted = fences.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        Self(wanted)
     }
-    // Each row matched one fence and shards are unique, so some fence has no row.
-    let held = fence_rows(held)?;
-    let stale = wanted
-        .iter()
-        .find(|f| !held.contains(f))
-        .unwrap_or(&wanted[0]);
-    Err(StoreError::Fenced {
-        shard: stale.shard,
-        epoch: stale.epoch,
-    })
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn count(&self) -> i64 {
+        self.0.len() as i64
+    }
+
+    /// Shards and epochs go in as bigint so that no fence is lost in a conversion: a value
+    /// no row can have simply matches nothing and is reported stale.
+    pub fn shards(&self) -> Vec<i64> {
+        self.0.iter().map(|f| i64::from(f.shard)).collect()
+    }
+
+    pub fn epochs(&self) -> Vec<i64> {
+        self.0
+            .iter()
+            .map(|f| i64::try_from(f.epoch).unwrap_or(i64::MAX))
+            .collect()
+    }
+
+    pub fn verdict(&self, held: Vec<(i32, i64)>) -> Result<(), StoreError> {
+        if held.len() == self.0.len() {
+            return Ok(());
+        }
+        // Each row matched one fence and shards are unique, so some fence has no row.
+        let held = fence_rows(held)?;
+        let stale = self
+            .0
+            .iter()
+            .find(|f| !held.contains(f))
+            .unwrap_or(&self.0[0]);
+        Err(StoreError::Fenced {
+            shard: stale.shard,
+            epoch: stale.epoch,
+        })
+    }
 }
 
 #[async_trait]

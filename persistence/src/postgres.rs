@@ -33,7 +33,7 @@ use crate::batch::{
     self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey, NewMember,
     NewNotification, NewSession, Reschedule,
 };
-use crate::cluster::check_fences;
+use crate::cluster::{check_fences, FenceCheck};
 use crate::error::{config_error, db_error, migrate_error};
 use crate::rows::{
     self, ReadRow, CONSULTATIONS_FROM, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS,
@@ -312,14 +312,15 @@ fn bind_members<'q>(query: PgQuery<'q>, rows: &'q [NewMember<'_>]) -> PgQuery<'q
         )
 }
 
-// The one statement of a bookings-only batch, optionally with one more CTE in front (the
-// idempotency keys); see `BOOKINGS_BATCH`.
+// The one statement of a bookings-only batch; see `BOOKINGS_BATCH`. `head` and `keys` are
+// CTEs in front (the fence check, the idempotency keys), `when` the condition every insert
+// is under, and `open` / `tail` turn the last insert into a CTE with a query after it.
 macro_rules! bookings_batch {
-    ($($keys:literal)?) => {
-        concat!("WITH ", $($keys,)? "j AS (\
+    ($head:literal, $keys:literal, $when:literal, $open:literal, $tail:literal) => {
+        concat!("WITH ", $head, $keys, "j AS (\
      INSERT INTO journal (doctor_id, seq, kind, payload, recorded_at) \
      SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], \
-     $5::timestamptz[])), \
+     $5::timestamptz[])", $when, "), \
      c AS (INSERT INTO consultations (id, reference, doctor_id, \
      patient_id, scheduled_at, duration_minutes, status, consultation_mode, consult_mode, \
      session_status, reason, symptoms, medical_history, allergies, current_medications, \
@@ -332,18 +333,18 @@ macro_rules! bookings_batch {
      $17::text[], $18::text[], $19::text[], $20::timestamptz[]) \
      AS u(id, reference, doctor_id, patient_id, scheduled_at, duration_minutes, status, \
      mode, session_status, reason, symptoms, medical_history, allergies, \
-     current_medications, created_at)), \
+     current_medications, created_at)", $when, "), \
      s AS (INSERT INTO sessions (consultation_id, status, attempts, next_attempt_at, updated_at) \
      SELECT u.id, 'pending', 0, u.at, u.at \
-     FROM UNNEST($21::bigint[], $22::timestamptz[]) AS u(id, at)) \
-     INSERT INTO notifications (recipient_role, recipient_id, \
+     FROM UNNEST($21::bigint[], $22::timestamptz[]) AS u(id, at)", $when, ") ", $open,
+     "INSERT INTO notifications (recipient_role, recipient_id, \
      kind, consultation_id, created_at, webhook_state, webhook_attempts, webhook_next_at) \
      SELECT r.role, CASE r.n WHEN 1 THEN u.patient ELSE u.doctor END, u.kind, u.id, \
      u.at, 'pending', 0, u.at \
      FROM UNNEST($23::text[], $24::bigint[], $25::timestamptz[], $26::bigint[], \
      $27::bigint[]) WITH ORDINALITY AS u(kind, id, at, patient, doctor, ord) \
-     CROSS JOIN (VALUES (1, 'patient'), (2, 'doctor')) AS r(n, role) \
-     ORDER BY u.ord, r.n")
+     CROSS JOIN (VALUES (1, 'patient'), (2, 'doctor')) AS r(n, role)", $when,
+     " ORDER BY u.ord, r.n", $tail)
     };
 }
 
@@ -351,16 +352,50 @@ macro_rules! bookings_batch {
 /// implicit transaction, so the batch is all or nothing in one round trip, where BEGIN, four
 /// inserts and COMMIT took six. The parameters are those of the four statements above, in
 /// order (journal 1-5, consultations 6-20, sessions 21-22, notifications 23-27).
-const BOOKINGS_BATCH: &str = bookings_batch!();
+const BOOKINGS_BATCH: &str = bookings_batch!("", "", "", "", "");
 
 /// [`BOOKINGS_BATCH`] for a batch where some bookings carry an idempotency key: one more
 /// UNNEST insert in the same statement (parameters 28-33, bound after the notifications).
 /// A batch without keys keeps the statement above and writes nothing extra.
 const BOOKINGS_BATCH_WITH_KEYS: &str = bookings_batch!(
+    "",
     "k AS (INSERT INTO idempotency_keys (patient_id, key, fingerprint, consultation_id, \
      created_at, expires_at) \
      SELECT * FROM UNNEST($28::bigint[], $29::text[], $30::text[], $31::bigint[], \
-     $32::timestamptz[], $33::timestamptz[])), "
+     $32::timestamptz[], $33::timestamptz[])), ",
+    "",
+    "",
+    ""
+);
+
+/// [`BOOKINGS_BATCH`] under fences (in a cluster), still one statement: the fence check of
+/// [`check_fences`] is its first CTE (the lease rows `FOR SHARE`, held to the statement's
+/// commit), every insert writes only if each fence found its row, and the statement
+/// returns the rows found. So a fenced batch commits nothing, in one round trip where
+/// BEGIN, the check, the batch and COMMIT took four. Parameters after the batch's: the
+/// fences' shards, epochs and count.
+const FENCED_BOOKINGS_BATCH: &str = bookings_batch!(
+    "f AS (SELECT shard, epoch FROM shard_leases \
+     WHERE (shard, epoch) IN (SELECT * FROM UNNEST($28::bigint[], $29::bigint[])) \
+     ORDER BY shard FOR SHARE), ",
+    "",
+    " WHERE (SELECT count(*) FROM f) = $30",
+    ", n AS (",
+    ") SELECT shard, epoch FROM f"
+);
+
+/// [`FENCED_BOOKINGS_BATCH`] with idempotency keys (parameters 28-33, then the fences').
+const FENCED_BOOKINGS_BATCH_WITH_KEYS: &str = bookings_batch!(
+    "f AS (SELECT shard, epoch FROM shard_leases \
+     WHERE (shard, epoch) IN (SELECT * FROM UNNEST($34::bigint[], $35::bigint[])) \
+     ORDER BY shard FOR SHARE), ",
+    "k AS (INSERT INTO idempotency_keys (patient_id, key, fingerprint, consultation_id, \
+     created_at, expires_at) \
+     SELECT * FROM UNNEST($28::bigint[], $29::text[], $30::text[], $31::bigint[], \
+     $32::timestamptz[], $33::timestamptz[]) WHERE (SELECT count(*) FROM f) = $36), ",
+    " WHERE (SELECT count(*) FROM f) = $36",
+    ", n AS (",
+    ") SELECT shard, epoch FROM f"
 );
 
 async fn insert_journal(conn: &mut PgConnection, rows: &[JournalRow]) -> Result<(), StoreError> {
@@ -589,7 +624,10 @@ async fn update_doctor(conn: &mut PgConnection, update: &DoctorUpdate) -> Result
 
 /// A bookings-only batch (one phase of bookings, no member rows; the usual batch) as the
 /// one statement of [`BOOKINGS_BATCH`]; `None` for any other batch.
-fn bookings_batch_statement<'q>(plan: &'q batch::Plan<'_>) -> Option<PgQuery<'q>> {
+fn bookings_batch_statement<'q>(
+    plan: &'q batch::Plan<'_>,
+    fences: &FenceCheck,
+) -> Option<PgQuery<'q>> {
     let [phase] = plan.phases.as_slice() else {
         return None;
     };
@@ -605,20 +643,27 @@ fn bookings_batch_statement<'q>(plan: &'q batch::Plan<'_>) -> Option<PgQuery<'q>
         .iter()
         .map(|n| n.parties)
         .collect::<Option<_>>()?;
-    let sql = if plan.idempotency.is_empty() {
-        BOOKINGS_BATCH
-    } else {
-        BOOKINGS_BATCH_WITH_KEYS
+    let keys = !plan.idempotency.is_empty();
+    let sql = match (keys, fences.is_empty()) {
+        (false, true) => BOOKINGS_BATCH,
+        (true, true) => BOOKINGS_BATCH_WITH_KEYS,
+        (false, false) => FENCED_BOOKINGS_BATCH,
+        (true, false) => FENCED_BOOKINGS_BATCH_WITH_KEYS,
     };
     let query = bind_journal(sqlx::query(sql), &plan.journal);
     let query = bind_consultations(query, &phase.bookings);
     let query = bind_sessions(query, &plan.sessions);
-    let query = bind_notifications(query, &plan.notifications, &parties);
-    Some(if plan.idempotency.is_empty() {
-        query
-    } else {
-        bind_idempotency_keys(query, &plan.idempotency)
-    })
+    let mut query = bind_notifications(query, &plan.notifications, &parties);
+    if keys {
+        query = bind_idempotency_keys(query, &plan.idempotency);
+    }
+    if !fences.is_empty() {
+        query = query
+            .bind(fences.shards())
+            .bind(fences.epochs())
+            .bind(fences.count());
+    }
+    Some(query)
 }
 
 /// Any batch as a series of set-based statements inside the caller's transaction.
@@ -800,31 +845,33 @@ impl Store for PgStore {
             return Ok(());
         }
         let plan = batch::plan(batch)?;
-        let statement = bookings_batch_statement(&plan);
-        if fences.is_empty() {
-            if let Some(statement) = statement {
-                // Acquired apart: a failure to get a connection wrote nothing for sure.
-                let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let fence_check = FenceCheck::new(fences);
+        if let Some(statement) = bookings_batch_statement(&plan, &fence_check) {
+            // Acquired apart: a failure to get a connection wrote nothing for sure.
+            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            if fence_check.is_empty() {
                 return statement
                     .execute(&mut *conn)
                     .await
                     .map(drop)
                     .map_err(commit_error);
             }
+            let held = statement
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(commit_error)?
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<Result<Vec<(i32, i64)>, sqlx::Error>>()
+                .map_err(db_error)?;
+            return fence_check.verdict(held);
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         if let Err(e) = check_fences(&mut tx, fences).await {
             let _ = tx.rollback().await;
             return Err(e);
         }
-        match statement {
-            Some(statement) => statement
-                .execute(&mut *tx)
-                .await
-                .map(drop)
-                .map_err(db_error)?,
-            None => write_plan(&mut tx, &plan).await?,
-        }
+        write_plan(&mut tx, &plan).await?;
         // A commit whose answer is lost (connection gone) is an error, never success; nor
         // is it known to have failed. (Before the COMMIT, a lost connection rolls back.)
         tx.commit().await.map_err(commit_error)

@@ -673,7 +673,13 @@ async fn a_fenced_batch_behind_an_uncommitted_takeover_waits_then_is_fenced() {
             })
         };
         let mut monitor = raw_connection(&store).await;
-        wait_for_lock_waits(&mut monitor, "SELECT shard, epoch FROM shard_leases", 1).await;
+        // A bookings-only batch checks its fences in its one statement.
+        wait_for_lock_waits(
+            &mut monitor,
+            "WITH f AS (SELECT shard, epoch FROM shard_leases",
+            1,
+        )
+        .await;
         assert!(
             !append.is_finished(),
             "the fence check must wait for the takeover"
@@ -719,30 +725,43 @@ async fn a_connection_lost_during_the_commit_of_a_fenced_batch_is_an_error() {
             .await
             .expect("lock");
 
-        let append = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .append_fenced(&[booking(doctor, 2, 1, slot(0))], &[fence(1, 1)])
-                    .await
-            })
-        };
+        // The one-statement shape (bookings only: its implicit commit ends the statement)
+        // and the transaction shape (with a cancellation: an explicit COMMIT).
+        let shapes = [
+            (
+                vec![booking(doctor, 2, 1, slot(0))],
+                "WITH f AS (SELECT shard, epoch FROM shard_leases",
+            ),
+            (
+                vec![booking(doctor, 2, 1, slot(0)), cancellation(doctor, 3, 1)],
+                "COMMIT",
+            ),
+        ];
         let mut monitor = raw_connection(&store).await;
-        wait_for_lock_waits(&mut monitor, "COMMIT", 1).await;
-        let cut: bool = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query LIKE 'COMMIT%' \
-             AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(store.pool())
-        .await
-        .expect("terminate");
-        assert!(cut);
-        // Never success, nor a sure failure: without an answer the commit may have landed
-        // (here it did not: the gate held it before its commit record).
-        match finished(append).await {
-            Err(StoreError::Indeterminate(_)) => {}
-            other => panic!("a commit without an answer must be an unknown outcome, got {other:?}"),
+        for (batch, statement) in shapes {
+            let append = {
+                let store = store.clone();
+                tokio::spawn(async move { store.append_fenced(&batch, &[fence(1, 1)]).await })
+            };
+            wait_for_lock_waits(&mut monitor, statement, 1).await;
+            let cut: bool = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE $1 \
+                 AND wait_event_type = 'Lock'",
+            )
+            .bind(format!("{statement}%"))
+            .fetch_one(store.pool())
+            .await
+            .expect("terminate");
+            assert!(cut);
+            // Never success, nor a sure failure: without an answer the commit may have
+            // landed (here it did not: the gate held it before its commit record).
+            match finished(append).await {
+                Err(StoreError::Indeterminate(_)) => {}
+                other => panic!(
+                    "a commit without an answer must be an unknown outcome ({statement}), got {other:?}"
+                ),
+            }
         }
         sqlx::query("SELECT pg_advisory_unlock(4242)")
             .execute(&mut *gate)
