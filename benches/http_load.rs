@@ -107,6 +107,11 @@
 //! each run gets a throwaway database (SQLite: a temp file), removed afterwards. The
 //! application has no in-memory store URL, so `memory` is skipped (see `benches/engine.rs`).
 
+/// The allocator the application binary ships with (`src/main.rs`), so the engine is
+/// measured as it runs; the peers in this process get it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;

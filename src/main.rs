@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's allocator: see BENCHMARKS.md ("The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = consult_scheduler::cli::Cli::parse();
