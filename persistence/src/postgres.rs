@@ -25,9 +25,10 @@ use consult_actors::{
     Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, JournalEntry, NewDoctor,
     PatientId, Store, StoreError, StoredIdempotency, StoredSnapshot,
 };
+use futures_util::StreamExt;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, Row};
+use sqlx::{Either, Executor, PgConnection, Row};
 
 use crate::batch::{
     self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey, NewMember,
@@ -714,6 +715,29 @@ fn commit_error(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Runs one auto-committed statement and returns its rows. Its implicit commit comes after
+/// the statement completed, so the error's moment decides what it means: an error the
+/// server answered before the statement completed (a lock wait cut by
+/// `pg_terminate_backend`, a constraint) aborted it, for sure; a lost connection, or any
+/// error after it completed, is [`commit_error`]'s to judge: the commit may have landed.
+async fn autocommit(
+    conn: &mut PgConnection,
+    statement: PgQuery<'_>,
+) -> Result<Vec<PgRow>, StoreError> {
+    let mut results = conn.fetch_many(statement);
+    let mut rows = Vec::new();
+    let mut completed = false;
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(Either::Left(_)) => completed = true,
+            Ok(Either::Right(row)) => rows.push(row),
+            Err(e @ sqlx::Error::Database(_)) if !completed => return Err(db_error(e)),
+            Err(e) => return Err(commit_error(e)),
+        }
+    }
+    Ok(rows)
+}
+
 fn consultations(rows: Vec<PgRow>) -> Result<Vec<Consultation>, StoreError> {
     rows.iter().map(rows::consultation).collect()
 }
@@ -849,17 +873,11 @@ impl Store for PgStore {
         if let Some(statement) = bookings_batch_statement(&plan, &fence_check) {
             // Acquired apart: a failure to get a connection wrote nothing for sure.
             let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            let rows = autocommit(&mut conn, statement).await?;
             if fence_check.is_empty() {
-                return statement
-                    .execute(&mut *conn)
-                    .await
-                    .map(drop)
-                    .map_err(commit_error);
+                return Ok(());
             }
-            let held = statement
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(commit_error)?
+            let held = rows
                 .iter()
                 .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
                 .collect::<Result<Vec<(i32, i64)>, sqlx::Error>>()

@@ -773,6 +773,61 @@ async fn a_connection_lost_during_the_commit_of_a_fenced_batch_is_an_error() {
     .await;
 }
 
+#[tokio::test]
+async fn a_connection_cut_before_the_one_statement_completes_is_a_sure_failure() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(4).await.expect("prepare");
+        c.acquire_leases(&node("http://a:8080", 1), &[1], LONG_TTL)
+            .await
+            .expect("a");
+        let doctor = create_doctor(&store).await;
+        // The lease row locked, so the batch's fence check waits inside its statement.
+        let mut holder = raw_connection(&store).await;
+        let mut open = holder.begin().await.expect("begin");
+        sqlx::query("SELECT 1 FROM shard_leases WHERE shard = 1 FOR UPDATE")
+            .execute(&mut *open)
+            .await
+            .expect("lock the lease row");
+        let append = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append_fenced(&[booking(doctor, 2, 1, slot(0))], &[fence(1, 1)])
+                    .await
+            })
+        };
+        let statement = "WITH f AS (SELECT shard, epoch FROM shard_leases";
+        let mut monitor = raw_connection(&store).await;
+        wait_for_lock_waits(&mut monitor, statement, 1).await;
+        let cut: bool = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE $1 \
+             AND wait_event_type = 'Lock'",
+        )
+        .bind(format!("{statement}%"))
+        .fetch_one(&mut monitor)
+        .await
+        .expect("terminate");
+        assert!(cut);
+        // The server said so before the statement completed: it was rolled back, so the
+        // caller is told for sure that nothing was written (not "it may have completed").
+        match finished(append).await {
+            Err(StoreError::Unavailable(_)) => {}
+            other => panic!("a statement cut while it ran must be a sure failure, got {other:?}"),
+        }
+        open.rollback().await.expect("rollback");
+        assert_eq!(written(&store).await, [0, 0, 0, 0]);
+        // And the store writes again.
+        store
+            .append_fenced(&[booking(doctor, 2, 1, slot(0))], &[fence(1, 1)])
+            .await
+            .expect("a batch after the cut");
+        assert_eq!(written(&store).await[..2], [1, 1]);
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Consultation ids
 
