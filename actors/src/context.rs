@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use ractor::ActorRef;
-use tokio::sync::Semaphore;
 
 use crate::calendar::Rules;
 use crate::clock::Clock;
@@ -21,8 +20,9 @@ use crate::feed::Feeds;
 use crate::journal::JournalHandle;
 use crate::model::{ConsultationId, DoctorId};
 use crate::settings::EngineSettings;
+use crate::snapshots::SnapshotWriter;
 use crate::stats::EngineStats;
-use crate::store::Store;
+use crate::store::{SnapshotWrite, Store};
 
 /// What every actor of one engine shares.
 pub(crate) struct EngineContext {
@@ -35,7 +35,8 @@ pub(crate) struct EngineContext {
     /// Doctor id -> its live actor and published view; lets callers skip the shard, and
     /// plain reads skip the actor.
     pub registry: DashMap<DoctorId, DoctorHandle>,
-    pub snapshot_permits: Semaphore,
+    /// Writes snapshots in batches, from a bounded queue.
+    pub snapshots: Arc<SnapshotWriter>,
     /// Live slot changes of watched doctors, for the availability stream.
     pub feeds: Feeds,
     /// Leases and routing when several instances share the store; `None` alone.
@@ -104,18 +105,26 @@ impl ShardHost for EngineContext {
                 .iter()
                 .find(|f| f.shard == cluster.shard_of(doctor_id))
                 .copied();
-            let store = Arc::clone(&self.store);
+            let snapshots = Arc::clone(&self.snapshots);
             drains.spawn(async move {
                 if let Some(fence) = fence {
+                    let _place = snapshots.reserve().await;
                     let snap = actor
                         .call(|reply| DoctorMsg::FinalSnapshot { reply }, Some(wait))
                         .await;
                     if let Ok(ractor::rpc::CallResult::Success(Some((seq, blob)))) = snap {
-                        if let Err(e) = store
-                            .save_snapshot_fenced(doctor_id, seq, &blob, Some(fence))
-                            .await
-                        {
-                            tracing::warn!(doctor_id, error = %e, "handoff snapshot failed");
+                        let snapshot = SnapshotWrite {
+                            doctor_id,
+                            seq,
+                            blob,
+                            fence: Some(fence),
+                        };
+                        match snapshots.write(snapshot).await {
+                            Ok(true) => {}
+                            Ok(false) => tracing::warn!(doctor_id, "handoff snapshot fenced"),
+                            Err(e) => {
+                                tracing::warn!(doctor_id, error = %e, "handoff snapshot failed")
+                            }
                         }
                     }
                 }

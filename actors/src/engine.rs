@@ -46,6 +46,7 @@ use crate::outbox::{InboxQuery, Notification, Recipient};
 use crate::sessions::{SessionConfig, SessionCtx, SessionHandle, SessionView};
 use crate::settings::EngineSettings;
 use crate::shard::{ShardActor, ShardMsg};
+use crate::snapshots::SnapshotWriter;
 use crate::stats::{EngineStats, StatsSnapshot};
 use crate::store::Store;
 
@@ -269,6 +270,10 @@ impl EngineBuilder {
             Duration::from_millis(settings.idempotency_purge_interval_ms),
             settings.idempotency_purge_batch_rows,
         ));
+        let snapshots = Arc::new(SnapshotWriter::start(
+            &self.store,
+            settings.max_concurrent_snapshot_writes,
+        ));
         let ctx = Arc::new(EngineContext {
             store: self.store,
             journal,
@@ -276,7 +281,7 @@ impl EngineBuilder {
             rules: settings.rules(),
             stats,
             registry: DashMap::new(),
-            snapshot_permits: Semaphore::new(settings.max_concurrent_snapshot_writes),
+            snapshots,
             feeds: Feeds::new(settings.feed_limits()),
             cluster,
             next_consultation_id: AtomicI64::new(next_id),

@@ -23,6 +23,7 @@ use crate::doctor::{load_calendar, DoctorActor, DoctorArgs, DoctorHandle, Doctor
 use crate::error::EngineError;
 use crate::model::DoctorId;
 use crate::stats::EngineStats;
+use crate::store::SnapshotWrite;
 
 type ActivateReply = RpcReplyPort<Result<ActorRef<DoctorMsg>, EngineError>>;
 
@@ -274,24 +275,38 @@ impl ShardActor {
             }
         }
         let timeout = Duration::from_millis(self.ctx.settings.call_timeout_ms);
-        let mut written = 0u64;
+        // Written in batches as they come, at most a queue's worth encoded at once.
+        let mut writes = tokio::task::JoinSet::new();
         for (&doctor_id, child) in &state.children {
+            let Ok(fence) = self.ctx.fence_for(doctor_id) else {
+                continue;
+            };
+            let place = self.ctx.snapshots.reserve().await;
             let snap = child
                 .call(|reply| DoctorMsg::FinalSnapshot { reply }, Some(timeout))
                 .await;
             if let Ok(ractor::rpc::CallResult::Success(Some((seq, blob)))) = snap {
-                let Ok(fence) = self.ctx.fence_for(doctor_id) else {
-                    continue;
+                let snapshots = Arc::clone(&self.ctx.snapshots);
+                let snapshot = SnapshotWrite {
+                    doctor_id,
+                    seq,
+                    blob,
+                    fence,
                 };
-                match self
-                    .ctx
-                    .store
-                    .save_snapshot_fenced(doctor_id, seq, &blob, fence)
-                    .await
-                {
-                    Ok(()) => written += 1,
-                    Err(e) => error!(doctor_id, error = %e, "final snapshot failed"),
-                }
+                writes.spawn(async move {
+                    let result = snapshots.write(snapshot).await;
+                    drop(place);
+                    (doctor_id, result)
+                });
+            }
+        }
+        let mut written = 0u64;
+        while let Some(done) = writes.join_next().await {
+            match done {
+                Ok((_, Ok(true))) => written += 1,
+                Ok((doctor_id, Ok(false))) => error!(doctor_id, "final snapshot fenced"),
+                Ok((doctor_id, Err(e))) => error!(doctor_id, error = %e, "final snapshot failed"),
+                Err(e) => error!(error = %e, "final snapshot task failed"),
             }
         }
         EngineStats::add(&self.ctx.stats.snapshots_written, written);

@@ -22,6 +22,16 @@ pub struct StoredSnapshot {
     pub blob: Vec<u8>,
 }
 
+/// A snapshot to store: the doctor's state covering its journal up to `seq`, written only
+/// while `fence` holds (in a cluster; `None` alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotWrite {
+    pub doctor_id: DoctorId,
+    pub seq: u64,
+    pub blob: Vec<u8>,
+    pub fence: Option<Fence>,
+}
+
 /// What activation needs: the latest snapshot, if any, and every journal event after it,
 /// in sequence order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +119,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError> {
         let _ = fence;
         self.save_snapshot(doctor_id, seq, blob).await
+    }
+
+    /// Stores several snapshots (of distinct doctors) at once, each only while its fence
+    /// holds; answers, per snapshot in order, whether it was written (`false`: its fence no
+    /// longer holds). The stores write them in one transaction; this default, one by one.
+    async fn save_snapshots(&self, snapshots: &[SnapshotWrite]) -> Result<Vec<bool>, StoreError> {
+        let mut written = Vec::with_capacity(snapshots.len());
+        for s in snapshots {
+            match self
+                .save_snapshot_fenced(s.doctor_id, s.seq, &s.blob, s.fence)
+                .await
+            {
+                Ok(()) => written.push(true),
+                Err(StoreError::Fenced { .. }) => written.push(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
     }
 
     /// Deletes every snapshot; returns how many there were. Snapshots only speed up

@@ -23,7 +23,7 @@ use consult_actors::outbox::{
 };
 use consult_actors::{
     Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, JournalEntry, NewDoctor,
-    PatientId, Store, StoreError, StoredIdempotency, StoredSnapshot,
+    PatientId, SnapshotWrite, Store, StoreError, StoredIdempotency, StoredSnapshot,
 };
 use futures_util::StreamExt;
 use sqlx::migrate::Migrator;
@@ -368,6 +368,21 @@ const BOOKINGS_BATCH_WITH_KEYS: &str = bookings_batch!(
     "",
     ""
 );
+
+/// [`PgStore::save_snapshots`]' statement: snapshots (doctor ids 1, seqs 2, blobs 3, each
+/// one's fence or NULL 4-5) upserted where the fence found its lease row among the distinct
+/// fences (6-7), locked `FOR SHARE` to the statement's commit.
+const SAVE_SNAPSHOTS: &str = "WITH f AS MATERIALIZED (SELECT shard, epoch FROM shard_leases \
+     WHERE (shard, epoch) IN (SELECT * FROM UNNEST($6::bigint[], $7::bigint[])) \
+     ORDER BY shard FOR SHARE) \
+     INSERT INTO snapshots (doctor_id, seq, blob, taken_at) \
+     SELECT u.doctor_id, u.seq, u.blob, now() \
+     FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[], $4::bigint[], $5::bigint[]) \
+     AS u(doctor_id, seq, blob, shard, epoch) \
+     WHERE u.shard IS NULL OR (u.shard, u.epoch) IN (SELECT shard, epoch FROM f) \
+     ON CONFLICT (doctor_id) DO UPDATE \
+     SET seq = excluded.seq, blob = excluded.blob, taken_at = excluded.taken_at \
+     RETURNING doctor_id";
 
 /// [`BOOKINGS_BATCH`] under fences (in a cluster), still one statement: the fence check of
 /// [`check_fences`] is its first CTE (the lease rows `FOR SHARE`, held to the statement's
@@ -990,7 +1005,7 @@ impl Store for PgStore {
         self.save_snapshot_fenced(doctor_id, seq, blob, None).await
     }
 
-    /// With a fence: one transaction that checks it first (see [`check_fences`]).
+    /// [`PgStore::save_snapshots`] of one.
     async fn save_snapshot_fenced(
         &self,
         doctor_id: DoctorId,
@@ -998,24 +1013,56 @@ impl Store for PgStore {
         blob: &[u8],
         fence: Option<Fence>,
     ) -> Result<(), StoreError> {
-        let upsert = sqlx::query(
-            "INSERT INTO snapshots (doctor_id, seq, blob, taken_at) VALUES ($1, $2, $3, now()) \
-             ON CONFLICT (doctor_id) DO UPDATE \
-             SET seq = excluded.seq, blob = excluded.blob, taken_at = excluded.taken_at",
-        )
-        .bind(doctor_id)
-        .bind(batch::seq_to_i64(seq)?)
-        .bind(blob);
-        let Some(fence) = fence else {
-            return upsert.execute(&self.pool).await.map(drop).map_err(db_error);
+        let snapshot = SnapshotWrite {
+            doctor_id,
+            seq,
+            blob: blob.to_vec(),
+            fence,
         };
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        if let Err(e) = check_fences(&mut tx, &[fence]).await {
-            let _ = tx.rollback().await;
-            return Err(e);
+        match (self.save_snapshots(&[snapshot]).await?.as_slice(), fence) {
+            ([false], Some(f)) => Err(StoreError::Fenced {
+                shard: f.shard,
+                epoch: f.epoch,
+            }),
+            _ => Ok(()),
         }
-        upsert.execute(&mut *tx).await.map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+    }
+
+    /// One statement: the fences' lease rows `FOR SHARE` as its first CTE, then one upsert
+    /// of every snapshot whose fence found its row (or that has none); the doctors written
+    /// come back.
+    async fn save_snapshots(&self, snapshots: &[SnapshotWrite]) -> Result<Vec<bool>, StoreError> {
+        if snapshots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fences: Vec<Fence> = snapshots.iter().filter_map(|s| s.fence).collect();
+        let wanted = FenceCheck::new(&fences);
+        let doctors: Vec<DoctorId> = snapshots.iter().map(|s| s.doctor_id).collect();
+        let seqs = snapshots
+            .iter()
+            .map(|s| batch::seq_to_i64(s.seq))
+            .collect::<Result<Vec<_>, _>>()?;
+        let blobs: Vec<&[u8]> = snapshots.iter().map(|s| s.blob.as_slice()).collect();
+        let shards: Vec<Option<i64>> = snapshots
+            .iter()
+            .map(|s| s.fence.map(|f| i64::from(f.shard)))
+            .collect();
+        let epochs: Vec<Option<i64>> = snapshots
+            .iter()
+            .map(|s| s.fence.map(|f| i64::try_from(f.epoch).unwrap_or(i64::MAX)))
+            .collect();
+        let written: Vec<DoctorId> = sqlx::query_scalar(SAVE_SNAPSHOTS)
+            .bind(&doctors)
+            .bind(&seqs)
+            .bind(&blobs)
+            .bind(&shards)
+            .bind(&epochs)
+            .bind(wanted.shards())
+            .bind(wanted.epochs())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(doctors.iter().map(|d| written.contains(d)).collect())
     }
 
     async fn delete_snapshots(&self) -> Result<u64, StoreError> {

@@ -18,12 +18,12 @@ use consult_actors::outbox::{
 };
 use consult_actors::{
     Consultation, ConsultationId, DoctorHistory, DoctorId, DoctorProfile, JournalEntry, NewDoctor,
-    PatientId, Store, StoreError, StoredIdempotency, StoredSnapshot,
+    PatientId, SnapshotWrite, Store, StoreError, StoredIdempotency, StoredSnapshot,
 };
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, Row, Sqlite, SqliteConnection};
 
@@ -620,6 +620,24 @@ fn consultations(rows: Vec<SqliteRow>) -> Result<Vec<Consultation>, StoreError> 
     rows.iter().map(rows::consultation).collect()
 }
 
+/// Stores (replaces) a doctor's snapshot.
+fn upsert_snapshot(
+    doctor_id: DoctorId,
+    seq: u64,
+    blob: &[u8],
+    now: DateTime<Utc>,
+) -> Result<sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>>, StoreError> {
+    Ok(sqlx::query(
+        "INSERT INTO snapshots (doctor_id, seq, blob, taken_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (doctor_id) DO UPDATE \
+         SET seq = excluded.seq, blob = excluded.blob, taken_at = excluded.taken_at",
+    )
+    .bind(doctor_id)
+    .bind(batch::seq_to_i64(seq)?)
+    .bind(blob)
+    .bind(ts(now)))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_doctor(
@@ -856,19 +874,32 @@ impl Store for SqliteStore {
         seq: u64,
         blob: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO snapshots (doctor_id, seq, blob, taken_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (doctor_id) DO UPDATE \
-             SET seq = excluded.seq, blob = excluded.blob, taken_at = excluded.taken_at",
-        )
-        .bind(doctor_id)
-        .bind(batch::seq_to_i64(seq)?)
-        .bind(blob)
-        .bind(ts(Utc::now()))
-        .execute(&self.writer)
-        .await
-        .map_err(db_error)?;
+        upsert_snapshot(doctor_id, seq, blob, Utc::now())?
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?;
         Ok(())
+    }
+
+    /// One transaction. A single instance: there are no fences to check.
+    async fn save_snapshots(&self, snapshots: &[SnapshotWrite]) -> Result<Vec<bool>, StoreError> {
+        if snapshots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        for s in snapshots {
+            upsert_snapshot(s.doctor_id, s.seq, &s.blob, now)?
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(vec![true; snapshots.len()])
     }
 
     async fn delete_snapshots(&self) -> Result<u64, StoreError> {

@@ -14,7 +14,8 @@ use consult_actors::calendar::{
 };
 use consult_actors::cluster::{ClusterStore, Fence, NodeIdentity};
 use consult_actors::{
-    reference_for, ConsultMode, ConsultationStatus, MedicalInfo, NewDoctor, Store, StoreError,
+    reference_for, ConsultMode, ConsultationStatus, MedicalInfo, NewDoctor, SnapshotWrite, Store,
+    StoreError,
 };
 use consult_persistence::{testing, PgStore, DEFAULT_OUTBOX_CLAIM_S};
 use sqlx::{Connection, PgConnection};
@@ -581,6 +582,45 @@ async fn a_snapshot_with_a_stale_epoch_is_fenced_and_not_saved() {
             .await
             .expect("snapshot");
         assert_eq!(blob, b"unfenced");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn snapshots_saved_together_are_each_written_only_under_their_own_current_fence() {
+    on_postgres(|store| async move {
+        let c = cluster(&store);
+        c.prepare_shards(4).await.expect("prepare");
+        let (a, b) = (node("http://a:8080", 1), node("http://b:8080", 1));
+        c.acquire_leases(&a, &[1, 3], LONG_TTL).await.expect("a");
+        c.release_leases(&a, &[3]).await.expect("release");
+        c.acquire_leases(&b, &[3], LONG_TTL).await.expect("b");
+        let mut doctors = Vec::new();
+        for _ in 0..4 {
+            doctors.push(create_doctor(&store).await);
+        }
+        let snapshot = |doctor_id, fence: Option<Fence>| SnapshotWrite {
+            doctor_id,
+            seq: 1,
+            blob: format!("doctor {doctor_id}").into_bytes(),
+            fence,
+        };
+        let written = store
+            .save_snapshots(&[
+                snapshot(doctors[0], Some(fence(1, 1))), // a's current lease
+                snapshot(doctors[1], Some(fence(3, 1))), // a's old lease of shard 3: stale
+                snapshot(doctors[2], Some(fence(3, 2))), // b's current lease
+                snapshot(doctors[3], None),
+            ])
+            .await
+            .expect("save together");
+        assert_eq!(written, [true, false, true, true]);
+        let stored: Vec<i64> =
+            sqlx::query_scalar("SELECT doctor_id FROM snapshots ORDER BY doctor_id")
+                .fetch_all(store.pool())
+                .await
+                .expect("snapshots");
+        assert_eq!(stored, [doctors[0], doctors[2], doctors[3]]);
     })
     .await;
 }

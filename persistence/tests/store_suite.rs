@@ -16,8 +16,8 @@ use consult_actors::outbox::{
 };
 use consult_actors::{
     reference_for, BookingMember, ConsultMode, Consultation, ConsultationStatus, DoctorProfile,
-    IdempotencyClaim, MedicalInfo, NewDoctor, SessionStatus, Store, StoreError, StoredIdempotency,
-    StoredSnapshot,
+    IdempotencyClaim, MedicalInfo, NewDoctor, SessionStatus, SnapshotWrite, Store, StoreError,
+    StoredIdempotency, StoredSnapshot,
 };
 use consult_persistence::{open_store, testing, SqliteStore};
 
@@ -115,6 +115,7 @@ store_test_suite!(
     a_batch_mixing_bookings_reschedules_and_cancellations_of_one_doctor_in_tricky_orders_succeeds,
     a_reschedule_onto_an_active_start_fails_the_whole_batch_with_constraint,
     snapshots_are_replaced_hide_the_events_they_cover_and_can_be_deleted,
+    snapshots_saved_together_are_each_stored_and_replace_older_ones,
     max_consultation_id_is_zero_then_the_highest_id,
     patient_consultations_are_newest_first_and_limited,
     doctor_consultations_filter_a_half_open_range_across_a_utc_day_boundary,
@@ -842,6 +843,48 @@ async fn snapshots_are_replaced_hide_the_events_they_cover_and_can_be_deleted(
         history.events.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         vec![1, 2, 3, 4]
     );
+}
+
+async fn snapshots_saved_together_are_each_stored_and_replace_older_ones(store: Arc<dyn Store>) {
+    let mut doctors = Vec::new();
+    for name in ["Dr. Ada Okafor", "Dr. Ben Lind", "Dr. Chen Wu"] {
+        doctors.push(create(&*store, name).await.id);
+    }
+    let snapshot = |doctor_id, seq: u64, blob: &str| SnapshotWrite {
+        doctor_id,
+        seq,
+        blob: blob.as_bytes().to_vec(),
+        fence: None,
+    };
+    store
+        .save_snapshot(doctors[0], 1, b"\x01old")
+        .await
+        .expect("save");
+    assert_eq!(
+        store.save_snapshots(&[]).await.expect("none"),
+        Vec::<bool>::new()
+    );
+    let written = store
+        .save_snapshots(&[
+            snapshot(doctors[0], 1, "\x01a"),
+            snapshot(doctors[1], 1, "\x01b"),
+            snapshot(doctors[2], 1, "\x01c"),
+        ])
+        .await
+        .expect("save together");
+    assert_eq!(written, [true, true, true]);
+    for (id, blob) in doctors.iter().zip(["\x01a", "\x01b", "\x01c"]) {
+        let history = store.load_doctor(*id).await.expect("load").expect("exists");
+        assert_eq!(
+            history.snapshot,
+            Some(StoredSnapshot {
+                seq: 1,
+                blob: blob.as_bytes().to_vec()
+            })
+        );
+        assert!(history.events.is_empty());
+    }
+    assert_eq!(store.delete_snapshots().await.expect("delete"), 3);
 }
 
 async fn max_consultation_id_is_zero_then_the_highest_id(store: Arc<dyn Store>) {

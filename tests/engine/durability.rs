@@ -400,6 +400,58 @@ async fn periodic_snapshots_cover_the_journal_and_activation_uses_them(b: &Backe
     engine.shutdown().await;
 }
 
+/// A snapshot round of more dirty doctors than the snapshot queue holds, on a slow store:
+/// the doctors that find the queue full try again on later ticks, and every one is written,
+/// many per store call.
+async fn a_snapshot_round_larger_than_the_queue_writes_every_doctor_in_batches(b: &Backend) {
+    const DOCTORS: usize = 700; // the queue holds 512 with one writer
+    let store = FaultyStore::wrap(b.store.clone());
+    store.snapshot_delay_ms.store(100, Ordering::SeqCst);
+    let settings = EngineSettings {
+        max_concurrent_snapshot_writes: 1,
+        ..settings()
+    };
+    let engine = Engine::start(settings, store.clone()).await.unwrap();
+    let mut doctors = Vec::with_capacity(DOCTORS);
+    for i in 0..DOCTORS {
+        let doctor = engine
+            .create_doctor(open_doctor(&format!("Dr. Queue {i}"), chrono_tz::UTC))
+            .await
+            .unwrap();
+        engine
+            .book(booking(doctor.id, 1 + i as i64, slot(0)))
+            .await
+            .unwrap();
+        doctors.push(doctor.id);
+    }
+    // Every doctor's snapshot at its last sequence number (registered + one booking).
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut missing = 0;
+        for &id in &doctors {
+            let history = b.store.load_doctor(id).await.unwrap().unwrap();
+            if history.snapshot.map(|s| s.seq) != Some(2) {
+                missing += 1;
+            }
+        }
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{missing} of {DOCTORS} doctors have no snapshot at seq 2 after 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let calls = store.snapshot_calls.load(Ordering::SeqCst);
+    assert!(
+        calls * 10 <= DOCTORS as u64,
+        "{DOCTORS} snapshots took {calls} store calls"
+    );
+    assert!(store.largest_snapshot_batch.load(Ordering::SeqCst) > 1);
+    engine.shutdown().await;
+}
+
 async fn cancellations_and_status_changes_survive_a_restart(b: &Backend) {
     let engine = start(b.store.clone()).await;
     let doctor = engine
@@ -475,5 +527,6 @@ crate::on_every_backend!(
     acknowledged_bookings_survive_without_a_graceful_shutdown,
     dropping_the_engine_without_shutdown_ends_its_tasks,
     periodic_snapshots_cover_the_journal_and_activation_uses_them,
+    a_snapshot_round_larger_than_the_queue_writes_every_doctor_in_batches,
     cancellations_and_status_changes_survive_a_restart,
 );

@@ -140,6 +140,11 @@ pub struct FaultyStore {
     inner: Arc<dyn Store>,
     pub fail_appends: AtomicBool,
     pub loads: AtomicU64,
+    /// Each `save_snapshots` call first waits this long (a slow disk) ...
+    pub snapshot_delay_ms: AtomicU64,
+    /// ... and is counted, with the most snapshots one call carried.
+    pub snapshot_calls: AtomicU64,
+    pub largest_snapshot_batch: AtomicU64,
     plan: Mutex<Option<FaultPlan>>,
 }
 
@@ -149,6 +154,9 @@ impl FaultyStore {
             inner,
             fail_appends: AtomicBool::new(false),
             loads: AtomicU64::new(0),
+            snapshot_delay_ms: AtomicU64::new(0),
+            snapshot_calls: AtomicU64::new(0),
+            largest_snapshot_batch: AtomicU64::new(0),
             plan: Mutex::new(None),
         })
     }
@@ -213,6 +221,16 @@ impl Store for FaultyStore {
     }
     async fn save_snapshot(&self, d: DoctorId, seq: u64, blob: &[u8]) -> Result<(), StoreError> {
         self.inner.save_snapshot(d, seq, blob).await
+    }
+    async fn save_snapshots(&self, snapshots: &[SnapshotWrite]) -> Result<Vec<bool>, StoreError> {
+        let delay = self.snapshot_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(StdDuration::from_millis(delay)).await;
+        }
+        self.snapshot_calls.fetch_add(1, Ordering::SeqCst);
+        self.largest_snapshot_batch
+            .fetch_max(snapshots.len() as u64, Ordering::SeqCst);
+        self.inner.save_snapshots(snapshots).await
     }
     async fn delete_snapshots(&self) -> Result<u64, StoreError> {
         self.inner.delete_snapshots().await

@@ -25,6 +25,7 @@ use crate::model::{
     Requester, SessionStatus,
 };
 use crate::stats::EngineStats;
+use crate::store::SnapshotWrite;
 
 pub(crate) mod answers;
 pub(crate) mod msg;
@@ -89,6 +90,8 @@ pub struct DoctorState {
     fence: Option<Fence>,
     snapshot_seq: u64,
     snapshot_in_flight: bool,
+    /// A snapshot round asked for one; tried on each tick until the queue takes it.
+    snapshot_wanted: bool,
     last_activity: Instant,
     passivating: bool,
 }
@@ -154,6 +157,7 @@ impl Actor for DoctorActor {
             fence: args.fence,
             snapshot_seq: args.snapshot_seq,
             snapshot_in_flight: false,
+            snapshot_wanted: false,
             last_activity: Instant::now(),
             passivating: false,
         })
@@ -918,10 +922,14 @@ impl DoctorActor {
         if read {
             state.last_activity = Instant::now();
         }
+        if snapshot_due {
+            state.snapshot_wanted = true;
+        }
         let idle_ms = state.last_activity.elapsed().as_millis() as u64;
         if idle_ms >= self.ctx.settings.passivate_after_idle_ms && state.is_quiet() && !has_holds {
-            if state.is_dirty() {
-                self.save_snapshot(myself, state);
+            if state.is_dirty() && !self.save_snapshot(myself, state) {
+                // The snapshot queue is full: passivate on a later tick, with it written.
+                return;
             }
             state.passivating = true;
             EngineStats::bump(&self.ctx.stats.passivations);
@@ -929,8 +937,11 @@ impl DoctorActor {
             // Messages already queued are still handled; later ones are refused and their
             // callers reactivate the doctor through its shard.
             let _ = myself.drain();
-        } else if snapshot_due && state.is_quiet() && state.is_dirty() {
-            self.save_snapshot(myself, state);
+        } else if state.snapshot_wanted
+            && state.is_quiet()
+            && (!state.is_dirty() || self.save_snapshot(myself, state))
+        {
+            state.snapshot_wanted = false;
         }
     }
 
@@ -945,38 +956,48 @@ impl DoctorActor {
         self.ctx.feeds.publish(state.doctor_id, seq, kind, start);
     }
 
-    /// Encodes the (durable) state and writes it in the background.
-    fn save_snapshot(&self, myself: &ActorRef<DoctorMsg>, state: &mut DoctorState) {
+    /// Encodes the (durable) state and queues it for the snapshot writers; `false` (and
+    /// nothing encoded) when their queue is full, to be tried again on a later tick.
+    fn save_snapshot(&self, myself: &ActorRef<DoctorMsg>, state: &mut DoctorState) -> bool {
+        let Some(place) = self.ctx.snapshots.try_reserve() else {
+            return false;
+        };
         let (seq, blob) = {
             let v = state.read();
             (v.calendar.seq(), v.calendar.encode_snapshot())
         };
         let doctor_id = state.doctor_id;
-        let fence = state.fence;
+        let snapshot = SnapshotWrite {
+            doctor_id,
+            seq,
+            blob,
+            fence: state.fence,
+        };
         state.snapshot_in_flight = true;
         let ctx = Arc::clone(&self.ctx);
         let myself = myself.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = ctx.snapshot_permits.acquire().await else {
-                let _ = myself.cast(DoctorMsg::SnapshotWritten { seq, ok: false });
-                return;
-            };
-            let ok = match ctx
-                .store
-                .save_snapshot_fenced(doctor_id, seq, &blob, fence)
-                .await
-            {
-                Ok(()) => {
+            let ok = match ctx.snapshots.write(snapshot).await {
+                Ok(true) => {
                     EngineStats::bump(&ctx.stats.snapshots_written);
                     true
+                }
+                Ok(false) => {
+                    debug!(
+                        doctor_id,
+                        "snapshot fenced: the shard is served elsewhere now"
+                    );
+                    false
                 }
                 Err(e) => {
                     warn!(doctor_id, error = %e, "snapshot write failed");
                     false
                 }
             };
+            drop(place);
             let _ = myself.cast(DoctorMsg::SnapshotWritten { seq, ok });
         });
+        true
     }
 }
 
