@@ -400,12 +400,36 @@ async fn periodic_snapshots_cover_the_journal_and_activation_uses_them(b: &Backe
     engine.shutdown().await;
 }
 
-/// A snapshot round of more dirty doctors than the snapshot queue holds, on a slow store:
-/// the doctors that find the queue full try again on later ticks, and every one is written,
-/// many per store call.
+/// A doctor with nothing but its registration is live for several snapshot rounds and
+/// is never snapshotted (activation replays that one event); its first booking is.
+async fn a_doctor_with_only_its_registration_is_not_snapshotted(b: &Backend) {
+    let engine = start(b.store.clone()).await;
+    let doctor = engine
+        .create_doctor(open_doctor("Dr. New", chrono_tz::UTC))
+        .await
+        .unwrap();
+    assert_eq!(engine.observe(doctor.id).await.unwrap().seq, 1, "live");
+    // Five rounds (every 200 ms in these settings).
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    assert_eq!(engine.stats().snapshots_written, 0);
+    let history = b.store.load_doctor(doctor.id).await.unwrap().unwrap();
+    assert_eq!(history.snapshot, None);
+    engine.book(booking(doctor.id, 7, slot(0))).await.unwrap();
+    let written = eventually(std::time::Duration::from_secs(5), || {
+        engine.stats().snapshots_written == 1
+    })
+    .await;
+    assert!(written, "the booking's snapshot was written");
+    engine.shutdown().await;
+}
+
+/// More dirty doctors than the snapshot queue holds, on a slow store that holds every
+/// snapshot write until all of them are dirty: the doctors that find the queue full try
+/// again on later ticks, and every one is written, many per store call.
 async fn a_snapshot_round_larger_than_the_queue_writes_every_doctor_in_batches(b: &Backend) {
     const DOCTORS: usize = 700; // the queue holds 512 with one writer
     let store = FaultyStore::wrap(b.store.clone());
+    store.hold_snapshots.store(true, Ordering::SeqCst);
     store.snapshot_delay_ms.store(100, Ordering::SeqCst);
     let settings = EngineSettings {
         max_concurrent_snapshot_writes: 1,
@@ -424,6 +448,7 @@ async fn a_snapshot_round_larger_than_the_queue_writes_every_doctor_in_batches(b
             .unwrap();
         doctors.push(doctor.id);
     }
+    store.hold_snapshots.store(false, Ordering::SeqCst);
     // Every doctor's snapshot at its last sequence number (registered + one booking).
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -528,5 +553,6 @@ crate::on_every_backend!(
     dropping_the_engine_without_shutdown_ends_its_tasks,
     periodic_snapshots_cover_the_journal_and_activation_uses_them,
     a_snapshot_round_larger_than_the_queue_writes_every_doctor_in_batches,
+    a_doctor_with_only_its_registration_is_not_snapshotted,
     cancellations_and_status_changes_survive_a_restart,
 );

@@ -140,7 +140,9 @@ pub struct FaultyStore {
     inner: Arc<dyn Store>,
     pub fail_appends: AtomicBool,
     pub loads: AtomicU64,
-    /// Each `save_snapshots` call first waits this long (a slow disk) ...
+    /// Each `save_snapshots` call first waits while this is set, then this long (a slow
+    /// disk) ...
+    pub hold_snapshots: AtomicBool,
     pub snapshot_delay_ms: AtomicU64,
     /// ... and is counted, with the most snapshots one call carried.
     pub snapshot_calls: AtomicU64,
@@ -154,6 +156,7 @@ impl FaultyStore {
             inner,
             fail_appends: AtomicBool::new(false),
             loads: AtomicU64::new(0),
+            hold_snapshots: AtomicBool::new(false),
             snapshot_delay_ms: AtomicU64::new(0),
             snapshot_calls: AtomicU64::new(0),
             largest_snapshot_batch: AtomicU64::new(0),
@@ -223,6 +226,9 @@ impl Store for FaultyStore {
         self.inner.save_snapshot(d, seq, blob).await
     }
     async fn save_snapshots(&self, snapshots: &[SnapshotWrite]) -> Result<Vec<bool>, StoreError> {
+        while self.hold_snapshots.load(Ordering::SeqCst) {
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
         let delay = self.snapshot_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(StdDuration::from_millis(delay)).await;

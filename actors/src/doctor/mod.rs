@@ -110,8 +110,11 @@ impl DoctorState {
         self.read().is_quiet()
     }
 
+    /// Whether the calendar has changed since its stored snapshot (and no snapshot is being
+    /// written). A doctor with only its `Registered` event (seq 1) is not: replaying that
+    /// one event costs no more than reading a snapshot.
     fn is_dirty(&self) -> bool {
-        self.read().calendar.seq() > self.snapshot_seq && !self.snapshot_in_flight
+        self.read().calendar.seq() > self.snapshot_seq.max(1) && !self.snapshot_in_flight
     }
 }
 
