@@ -25,7 +25,8 @@ pub struct EngineSettings {
     pub tick_interval_ms: u64,
     /// How often dirty actors write a snapshot.
     pub snapshot_interval_ms: u64,
-    /// Snapshot writes allowed at once (they share the store with the journal).
+    /// Snapshot writer tasks (each writes a batch of snapshots per store call; they share
+    /// the store with the journal).
     pub max_concurrent_snapshot_writes: usize,
     /// Journal writers, each owning the doctors whose id hashes to it; 0 = what the store
     /// prefers (`Store::preferred_append_concurrency`).
