@@ -68,7 +68,9 @@ use tokio::task::JoinHandle;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{machine_ticks, postgres_ticks, process_ticks, TICKS_PER_S};
+use common::{
+    histogram, machine_ticks, per_s, postgres_ticks, process_ticks, HIST_MAX_US, TICKS_PER_S,
+};
 
 #[path = "../tests/process/support.rs"]
 #[allow(dead_code)]
@@ -110,8 +112,6 @@ const PROBE_EVERY: Duration = Duration::from_millis(50);
 const FAULT_SLACK: Duration = Duration::from_secs(12);
 /// The longest a node may take to join or leave and the cluster to rebalance.
 const BALANCE_DEADLINE: Duration = Duration::from_secs(30);
-/// Latency histogram range, in microseconds (1 us ..= 60 s, 3 significant digits).
-const HIST_MAX_US: u64 = 60_000_000;
 
 /// Retries of the loads' bookings: as in the tests, with a shorter deadline so that a run
 /// ends soon after it is stopped.
@@ -596,8 +596,7 @@ impl Figures {
             elapsed: Duration::ZERO,
             summary: Summary::default(),
             requests: 0,
-            latency_us: Histogram::new_with_bounds(1, HIST_MAX_US, 3)
-                .expect("valid histogram bounds"),
+            latency_us: histogram(),
             exhausted: false,
             cpu: CpuTicks::default(),
             journal: (0.0, 0.0),
@@ -712,14 +711,6 @@ impl Figures {
     /// Outcomes that ended neither in 201 nor in 409.
     fn other(&self) -> usize {
         self.summary.rejected + self.summary.server_errors + self.summary.gave_up
-    }
-}
-
-fn per_s(n: u64, d: Duration) -> f64 {
-    if d.is_zero() {
-        0.0
-    } else {
-        n as f64 / d.as_secs_f64()
     }
 }
 

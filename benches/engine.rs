@@ -22,14 +22,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, DurationRound, Utc};
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use consult_scheduler::engine::calendar::{DayWindow, LocalTime, WeeklySchedule};
 use consult_scheduler::engine::{
     BookingRequest, ConsultMode, DoctorId, Engine, EngineError, EngineSettings, MedicalInfo,
     NewDoctor, Rejection, StatsSnapshot, Store,
@@ -39,10 +38,12 @@ use consult_scheduler::persistence::testing::{
 };
 use consult_scheduler::persistence::{PgStore, SqliteStore};
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{histogram, micros, ms, open_doctor, per_s, SlotGrid};
+
 /// Doctors in the load and check-slot runs.
 const DOCTORS: usize = 1_000;
-/// Slot length of every benchmark doctor.
-const SLOT_MINUTES: u16 = 30;
 /// Bookings go to slots within this many days from now.
 const BOOKING_HORIZON_DAYS: i64 = 30;
 /// Clients and slots of the hot-doctor race.
@@ -53,8 +54,6 @@ const SETUP_CONCURRENCY: usize = 32;
 const DEFAULT_SECONDS: u64 = 10;
 const QUICK_SECONDS: u64 = 3;
 const DEFAULT_CLIENTS: [usize; 2] = [256, 64];
-/// Latency histogram range, in microseconds (1 us ..= 60 s, 3 significant digits).
-const HIST_MAX_US: u64 = 60_000_000;
 /// Distinct "other" error messages kept for the report.
 const MAX_ERROR_SAMPLES: usize = 5;
 
@@ -298,50 +297,31 @@ impl Bed {
 
 /// Open 00:00-24:00 every day in UTC on a 30-minute grid, approved and available.
 fn bench_doctor(i: usize) -> NewDoctor {
-    NewDoctor {
-        name: format!("Dr. Bench {i:04}"),
-        specialty: "General practice".into(),
-        timezone: chrono_tz::UTC,
-        slot_minutes: SLOT_MINUTES,
-        schedule: WeeklySchedule::every_day(DayWindow::open(
-            LocalTime::hm(0, 0),
-            LocalTime::END_OF_DAY,
-        )),
-        is_available: true,
-        is_approved: true,
-    }
+    open_doctor(format!("Dr. Bench {i:04}"))
 }
 
-/// The future slot grid: `count` starts of 30-minute slots, the first at least 30 minutes
-/// from now.
+/// The future slot grid, `count` slots long.
 #[derive(Clone, Copy)]
 struct Grid {
-    first: DateTime<Utc>,
+    slots: SlotGrid,
     count: u32,
 }
 
 impl Grid {
     fn from_now(now: DateTime<Utc>, count: u32) -> Self {
-        let step = chrono::Duration::minutes(i64::from(SLOT_MINUTES));
-        let first = now.duration_trunc(step).expect("30 minutes divides a day") + step * 2;
-        Self { first, count }
+        Self {
+            slots: SlotGrid::from_now(now),
+            count,
+        }
     }
 
     fn slot(self, index: u32) -> DateTime<Utc> {
-        self.first + chrono::Duration::minutes(i64::from(SLOT_MINUTES) * i64::from(index))
+        self.slots.slot(index)
     }
 
     fn random(self, rng: &mut impl Rng) -> DateTime<Utc> {
         self.slot(rng.random_range(0..self.count))
     }
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds")
-}
-
-fn micros(d: Duration) -> u64 {
-    (d.as_micros() as u64).clamp(1, HIST_MAX_US)
 }
 
 /// What the clients of one run saw, summed.
@@ -702,14 +682,6 @@ async fn hot_run(backend: Backend, args: &Args) -> Option<HotRow> {
         slots_taken,
         verdict,
     })
-}
-
-fn per_s(n: u64, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0}", d.as_secs_f64() * 1e3)
 }
 
 fn print_load(rows: &[LoadRow]) {

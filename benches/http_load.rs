@@ -130,7 +130,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 
-use consult_scheduler::engine::calendar::{DayWindow, LocalTime, WeeklySchedule};
 use consult_scheduler::engine::{DoctorId, Engine, NewDoctor, StatsSnapshot};
 use consult_scheduler::http::auth::{now_s, JwtKeys, Role};
 use consult_scheduler::persistence::testing::{
@@ -143,12 +142,14 @@ use consult_scheduler::{Application, Settings};
 mod common;
 #[path = "peers/mod.rs"]
 mod peers;
-use common::{machine_ticks, postgres_ticks, stat_ticks, TICKS_PER_S};
+use common::{
+    histogram, machine_ticks, open_doctor, per_s, postgres_ticks, stat_ticks, HIST_MAX_US,
+    SLOT_MINUTES, TICKS_PER_S,
+};
 use peers::{PeerKind, PeerServer};
 
 /// Doctors of the uniform workload.
 const DOCTORS: usize = 1_000;
-const SLOT_MINUTES: u16 = 30;
 /// Slots per day and days of the booking horizon.
 const SLOTS_PER_DAY: usize = 48;
 const HORIZON_DAYS: usize = 30;
@@ -165,8 +166,6 @@ const DEFAULT_CLIENTS: [usize; 2] = [64, 256];
 const DEFAULT_MAX_REQUESTS: i64 = 2_000_000;
 /// Concurrency of doctor creation and activation (setup, not measured).
 const SETUP_CONCURRENCY: usize = 32;
-/// Latency histogram range, in microseconds (1 us ..= 60 s, 3 significant digits).
-const HIST_MAX_US: u64 = 60_000_000;
 /// Every this many requests of a connection (a power of two), a 201's body is checked in full.
 const CHECK_EVERY: u64 = 16;
 /// Distinct error descriptions kept per run.
@@ -870,20 +869,8 @@ impl Server {
     }
 }
 
-/// Open 00:00-24:00 every day in UTC on a 30-minute grid, approved and available.
 fn bench_doctor(i: usize) -> NewDoctor {
-    NewDoctor {
-        name: format!("Dr. Http {i:04}"),
-        specialty: "General practice".into(),
-        timezone: chrono_tz::UTC,
-        slot_minutes: SLOT_MINUTES,
-        schedule: WeeklySchedule::every_day(DayWindow::open(
-            LocalTime::hm(0, 0),
-            LocalTime::END_OF_DAY,
-        )),
-        is_available: true,
-        is_approved: true,
-    }
+    open_doctor(format!("Dr. Http {i:04}"))
 }
 
 /// Creates and activates `n` doctors through the engine; their ids, sorted.
@@ -1835,7 +1822,7 @@ struct Summary {
 
 impl Summary {
     fn of(tallies: Vec<Tally>, plan: &Plan) -> Self {
-        let hist = || Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid bounds");
+        let hist = histogram;
         let mut s = Self {
             requests: 0,
             created: 0,
@@ -2604,10 +2591,6 @@ async fn run(
         journal,
         open,
     }))
-}
-
-fn per_s(n: u64, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
 }
 
 /// A latency quantile in milliseconds, or "-" for an empty histogram.

@@ -53,12 +53,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, DurationRound, Utc};
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
 use sqlx::Connection;
 
-use consult_scheduler::engine::calendar::{DayWindow, LocalTime, WeeklySchedule};
 use consult_scheduler::engine::{
     BookingRequest, ConsultMode, DoctorId, Engine, EngineError, EngineSettings, MedicalInfo,
     NewDoctor, Rejection, StatsSnapshot, Store,
@@ -67,6 +66,10 @@ use consult_scheduler::http::auth::{now_s, JwtKeys, Role};
 use consult_scheduler::persistence::testing::{drop_postgres, fresh_postgres, pg_url_for};
 use consult_scheduler::persistence::PgStore;
 use consult_scheduler::{Application, Settings};
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{histogram, micros, ms, open_doctor, per_s, SlotGrid};
 
 const DEFAULT_DOCTORS: u64 = 100_000;
 const DEFAULT_BOOKINGS: u64 = 1_000_000;
@@ -77,7 +80,6 @@ const MAX_BOOKINGS: u64 = 20_000_000;
 /// Concurrent booking tasks (the journal batches what they send).
 const DEFAULT_CLIENTS: u64 = 256;
 const MAX_CLIENTS: u64 = 4_096;
-const SLOT_MINUTES: u16 = 30;
 /// Bookings go to slots within this many days from now.
 const HORIZON_DAYS: u32 = 30;
 const SLOTS_PER_DAY: u32 = 48;
@@ -96,8 +98,6 @@ const HEAP_SETTLE_MAX: Duration = Duration::from_secs(60);
 const HEAP_SETTLE_SLACK_BYTES: u64 = 1 << 20;
 /// Timeout of one HTTP request of the restart.
 const HTTP_TIMEOUT_S: u64 = 30;
-/// Latency histogram range, in microseconds (1 us ..= 60 s, 3 significant digits).
-const HIST_MAX_US: u64 = 60_000_000;
 /// Distinct error messages kept for the report.
 const MAX_ERROR_SAMPLES: usize = 5;
 /// The goals this benchmark reports against.
@@ -357,50 +357,8 @@ async fn bounded<T>(name: &str, phase: impl Future<Output = T>) -> Result<T, Str
         .map_err(|_| format!("{name} did not finish within {PHASE_TIMEOUT_S} s"))
 }
 
-/// Open 00:00-24:00 every day in UTC on a 30-minute grid, approved and available.
 fn bench_doctor(i: u64) -> NewDoctor {
-    NewDoctor {
-        name: format!("Dr. Scale {i:06}"),
-        specialty: "General practice".into(),
-        timezone: chrono_tz::UTC,
-        slot_minutes: SLOT_MINUTES,
-        schedule: WeeklySchedule::every_day(DayWindow::open(
-            LocalTime::hm(0, 0),
-            LocalTime::END_OF_DAY,
-        )),
-        is_available: true,
-        is_approved: true,
-    }
-}
-
-/// The future slot grid: starts of 30-minute slots, the first at least 30 minutes from now.
-#[derive(Clone, Copy)]
-struct Grid {
-    first: DateTime<Utc>,
-}
-
-impl Grid {
-    fn from_now(now: DateTime<Utc>) -> Self {
-        let step = chrono::Duration::minutes(i64::from(SLOT_MINUTES));
-        let first = now.duration_trunc(step).expect("30 minutes divides a day") + step * 2;
-        Self { first }
-    }
-
-    fn slot(self, index: u32) -> DateTime<Utc> {
-        self.first + chrono::Duration::minutes(i64::from(SLOT_MINUTES) * i64::from(index))
-    }
-}
-
-fn micros(d: Duration) -> u64 {
-    (d.as_micros() as u64).clamp(1, HIST_MAX_US)
-}
-
-fn per_s(n: u64, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64().max(1e-9)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0}", d.as_secs_f64() * 1e3)
+    open_doctor(format!("Dr. Scale {i:06}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -458,7 +416,7 @@ struct Loaded {
     doctors: Vec<DoctorId>,
     /// Created, never activated.
     cold: DoctorId,
-    grid: Grid,
+    grid: SlotGrid,
     phases: Vec<Phase>,
     mem: Vec<(&'static str, Mem, u64)>,
     /// Live allocations by size class at each point of `mem` (`--alloc-sizes`).
@@ -506,11 +464,14 @@ async fn activate(engine: &Engine, ids: &[DoctorId]) -> Result<(), String> {
 }
 
 /// `clients` tasks taking booking numbers from a shared counter until all are made.
-async fn book_all(engine: &Engine, doctors: &Arc<Vec<DoctorId>>, args: &Args, grid: Grid) -> Tally {
+async fn book_all(
+    engine: &Engine,
+    doctors: &Arc<Vec<DoctorId>>,
+    args: &Args,
+    grid: SlotGrid,
+) -> Tally {
     let next = Arc::new(AtomicU64::new(0));
-    let latency = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds"),
-    ));
+    let latency = Arc::new(Mutex::new(histogram()));
     let (n_doctors, n_bookings, spacing) = (args.doctors, args.bookings, args.spacing);
     let tasks: Vec<_> = (0..args.clients)
         .map(|_| {
@@ -564,7 +525,7 @@ async fn book_all(engine: &Engine, doctors: &Arc<Vec<DoctorId>>, args: &Args, gr
         conflicts: 0,
         other: 0,
         errors: BTreeMap::new(),
-        latency_us: Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid bounds"),
+        latency_us: histogram(),
     };
     for t in tasks {
         let (acked, conflicts, other, errors) = t.await.expect("booking task panicked");
@@ -644,7 +605,7 @@ async fn load(fixture: &Fixture, args: &Args, start: Mem) -> Result<(Engine, Loa
         "[{tag}] booking {} consultations from {} tasks",
         args.bookings, args.clients
     );
-    let grid = Grid::from_now(engine.now());
+    let grid = SlotGrid::from_now(engine.now());
     let ids = Arc::new(doctors);
     let t = Instant::now();
     let tally = bounded("bookings", book_all(&engine, &ids, args, grid)).await?;

@@ -1,8 +1,80 @@
 //! Helpers shared by the benches, each of which includes this file with `#[path]` and uses
-//! part of it: where the CPU went, from Linux `/proc` (zeros elsewhere). Clock ticks are
-//! USER_HZ, 100 per second on Linux.
+//! part of it: the bench doctor and its slot grid, latency histograms and rates, and where
+//! the CPU went, from Linux `/proc` (zeros elsewhere). Clock ticks are USER_HZ, 100 per
+//! second on Linux.
 
 #![allow(dead_code)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, Utc};
+use consult_scheduler::engine::calendar::{DayWindow, LocalTime, WeeklySchedule};
+use consult_scheduler::engine::NewDoctor;
+use hdrhistogram::Histogram;
+
+/// Every bench doctor's slot length.
+pub const SLOT_MINUTES: u16 = 30;
+
+/// Latencies are recorded in microseconds up to a minute.
+pub const HIST_MAX_US: u64 = 60_000_000;
+
+/// An approved, available doctor open 00:00-24:00 every day in UTC, 30-minute slots.
+pub fn open_doctor(name: String) -> NewDoctor {
+    NewDoctor {
+        name,
+        specialty: "General practice".into(),
+        timezone: chrono_tz::UTC,
+        slot_minutes: SLOT_MINUTES,
+        schedule: WeeklySchedule::every_day(DayWindow::open(
+            LocalTime::hm(0, 0),
+            LocalTime::END_OF_DAY,
+        )),
+        is_available: true,
+        is_approved: true,
+    }
+}
+
+/// The future slot grid: starts of 30-minute slots, the first at least 30 minutes from now.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotGrid {
+    pub first: DateTime<Utc>,
+}
+
+impl SlotGrid {
+    pub fn from_now(now: DateTime<Utc>) -> Self {
+        let step = chrono::Duration::minutes(i64::from(SLOT_MINUTES));
+        let first = now.duration_trunc(step).expect("30 minutes divides a day") + step * 2;
+        Self { first }
+    }
+
+    pub fn slot(self, index: u32) -> DateTime<Utc> {
+        self.first + chrono::Duration::minutes(i64::from(SLOT_MINUTES) * i64::from(index))
+    }
+}
+
+/// A latency histogram in microseconds, 1 us to [`HIST_MAX_US`], 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds")
+}
+
+/// A latency as a histogram value.
+pub fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).clamp(1, HIST_MAX_US)
+}
+
+/// `n` per second over `d` (0 over no time).
+pub fn per_s(n: u64, d: Duration) -> f64 {
+    if d.is_zero() {
+        0.0
+    } else {
+        n as f64 / d.as_secs_f64()
+    }
+}
+
+/// Milliseconds, whole.
+pub fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1e3)
+}
 
 /// Clock ticks per second in `/proc` (USER_HZ).
 pub const TICKS_PER_S: f64 = 100.0;

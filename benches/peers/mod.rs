@@ -33,10 +33,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -44,13 +41,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Days, Duration, NaiveDate, Timelike, Utc};
 use consult_scheduler::engine::{ConsultMode, Rejection, SessionStatus, MAX_SLOT_MINUTES};
-use consult_scheduler::http::auth::{JwtKeys, Role};
+use consult_scheduler::http::auth::{bearer_token, JwtKeys, Role};
 use consult_scheduler::http::dto::{
     AvailabilityAnswer, AvailabilityQuery, BookRequest, ConsultationAnswer, ConsultationDto,
     DayDto, DayWindowDto, HealthAnswer, ScheduleDto, SlotDto,
 };
 use consult_scheduler::http::error::ApiError;
-use serde::de::DeserializeOwned;
+use consult_scheduler::http::extract::{ApiJson, ApiPath, ApiQuery, BodyLimit};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{PgExecutor, Postgres, Transaction};
 use tokio::net::TcpSocket;
@@ -295,18 +292,7 @@ impl FromRequestParts<Peer> for Patient {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, peer: &Peer) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized("Missing bearer token"))?
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("Invalid token"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or(ApiError::Unauthorized("Missing bearer token"))?
-            .trim();
-        let claims = peer.jwt.verify(token)?;
+        let claims = peer.jwt.verify(bearer_token(parts)?)?;
         if claims.role != Role::Patient {
             return Err(ApiError::Forbidden("This endpoint is for patients"));
         }
@@ -314,79 +300,11 @@ impl FromRequestParts<Peer> for Patient {
     }
 }
 
-/// A JSON body with the app's error answers (413 over the limit, 400 naming the field).
-struct PeerJson<T>(T);
-
-impl<T: DeserializeOwned> FromRequest<Peer> for PeerJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, peer: &Peer) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, peer)
-            .await
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge(MAX_BODY_BYTES)
-                } else {
-                    ApiError::field("body", "could not be read")
-                }
-            })?;
-        if bytes.is_empty() {
-            return Err(ApiError::field("body", "a JSON object is required"));
-        }
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let syntax = matches!(
-                inner.classify(),
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof
-            );
-            let field = if syntax || path == "." || path == "?" || path.is_empty() {
-                "body".to_owned()
-            } else {
-                path
-            };
-            ApiError::field(field, inner.to_string())
-        })?;
-        de.end()
-            .map_err(|e| ApiError::field("body", e.to_string()))?;
-        Ok(Self(value))
-    }
-}
-
-/// A query string with the app's 400 for unknown or ill-typed parameters.
-struct PeerQuery<T>(T);
-
-impl<T: DeserializeOwned + Send> FromRequestParts<Peer> for PeerQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, peer: &Peer) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, peer)
-            .await
-            .map(|q| Self(q.0))
-            .map_err(|e: QueryRejection| ApiError::field("query", rejection_detail(e.body_text())))
-    }
-}
-
-/// A path parameter with the app's 400 for a malformed one.
-struct PeerPath<T>(T);
-
-impl<T: DeserializeOwned + Send> FromRequestParts<Peer> for PeerPath<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, peer: &Peer) -> Result<Self, ApiError> {
-        axum::extract::Path::<T>::from_request_parts(parts, peer)
-            .await
-            .map(|p| Self(p.0))
-            .map_err(|e: PathRejection| ApiError::field("path", rejection_detail(e.body_text())))
-    }
-}
-
-/// axum's rejection texts start with a generic sentence; the app keeps the specific part.
-fn rejection_detail(text: String) -> String {
-    match text.split_once(": ") {
-        Some((_, rest)) if !rest.is_empty() => rest.to_owned(),
-        _ => text,
+/// The app's own extractors (`ApiJson`, `ApiQuery`, `ApiPath`) answer a peer's malformed
+/// input exactly as the app does; they need the body limit for the 413.
+impl BodyLimit for PeerState {
+    fn max_body_bytes(&self) -> usize {
+        MAX_BODY_BYTES
     }
 }
 
@@ -490,7 +408,7 @@ const MAX_MEDICAL_FIELD_BYTES: usize = 4096;
 async fn book(
     State(peer): State<Peer>,
     Patient(patient_id): Patient,
-    PeerJson(req): PeerJson<BookRequest>,
+    ApiJson(req): ApiJson<BookRequest>,
 ) -> Result<Response, ApiError> {
     let mode = ConsultMode::parse(&req.consult_mode).ok_or_else(|| {
         ApiError::field(
@@ -664,8 +582,8 @@ fn minutes(m: u16) -> Duration {
 async fn availability(
     State(peer): State<Peer>,
     _patient: Patient,
-    PeerPath(doctor_id): PeerPath<i64>,
-    PeerQuery(query): PeerQuery<AvailabilityQuery>,
+    ApiPath(doctor_id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<AvailabilityQuery>,
 ) -> Result<Json<AvailabilityAnswer>, ApiError> {
     let days = query.days.unwrap_or(DEFAULT_AVAILABILITY_DAYS);
     if days == 0 || days > MAX_AVAILABILITY_DAYS {

@@ -155,18 +155,7 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized("Missing bearer token"))?
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("Invalid token"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or(ApiError::Unauthorized("Missing bearer token"))?
-            .trim();
-        let claims = state.jwt.verify(token)?;
+        let claims = state.jwt.verify(bearer_token(parts)?)?;
         if let Some(limiter) = &state.rate_limiter {
             if limiter.check_key(&(claims.role, claims.sub)).is_err() {
                 return Err(ApiError::RateLimited);
@@ -177,6 +166,21 @@ impl FromRequestParts<AppState> for AuthUser {
             role: claims.role,
         })
     }
+}
+
+/// The token of the request's `Authorization: Bearer ...` header (401 without one).
+pub fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized("Missing bearer token"))?
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("Invalid token"))?;
+    Ok(header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or(ApiError::Unauthorized("Missing bearer token"))?
+        .trim())
 }
 
 async fn require(parts: &mut Parts, state: &AppState, role: Role) -> Result<i64, ApiError> {

@@ -13,14 +13,33 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use super::AppState;
 
+/// What the extractors need of a router's state: the body limit its 413 names. The app's
+/// state has it; so do the benches' peer servers, which use these extractors to answer
+/// malformed input exactly as the app does.
+pub trait BodyLimit {
+    fn max_body_bytes(&self) -> usize;
+}
+
+impl BodyLimit for AppState {
+    fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+}
+
+impl<T: BodyLimit> BodyLimit for std::sync::Arc<T> {
+    fn max_body_bytes(&self) -> usize {
+        T::max_body_bytes(self)
+    }
+}
+
 /// A JSON body. Oversized bodies answer 413, malformed ones 400 naming the field.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+impl<T: DeserializeOwned, S: BodyLimit + Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.max_body_bytes;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let limit = state.max_body_bytes();
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e: BytesRejection| {
@@ -132,10 +151,10 @@ fn find_control_characters(value: &serde_json::Value, path: &mut String) -> bool
 /// A query string; unknown or ill-typed parameters answer 400.
 pub struct ApiQuery<T>(pub T);
 
-impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Self(q.0))
@@ -146,10 +165,10 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
 /// Path parameters; a malformed id answers 400.
 pub struct ApiPath<T>(pub T);
 
-impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiPath<T> {
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Self(p.0))
