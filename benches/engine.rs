@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -40,7 +39,9 @@ use consult_scheduler::persistence::{PgStore, SqliteStore};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{histogram, micros, ms, open_doctor, per_s, SlotGrid};
+use common::{
+    activate_doctors, create_doctors, histogram, micros, ms, open_doctor, per_s, SlotGrid,
+};
 
 /// Doctors in the load and check-slot runs.
 const DOCTORS: usize = 1_000;
@@ -239,38 +240,16 @@ impl Bed {
             .unwrap_or_else(|e| panic!("engine did not start on {}: {e}", backend.name()));
 
         let started = Instant::now();
-        let mut ids: Vec<DoctorId> = stream::iter(0..doctors)
-            .map(|i| {
-                let engine = engine.clone();
-                async move {
-                    engine
-                        .create_doctor(bench_doctor(i))
-                        .await
-                        .unwrap_or_else(|e| panic!("cannot create doctor {i}: {e}"))
-                        .id
-                }
-            })
-            .buffer_unordered(SETUP_CONCURRENCY)
-            .collect()
-            .await;
-        ids.sort_unstable();
+        let names = (0..doctors).map(|i| format!("Dr. Bench {i:04}"));
+        let ids = create_doctors(&engine, names, SETUP_CONCURRENCY)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let create = started.elapsed();
 
-        let today = engine.now().date_naive();
         let started = Instant::now();
-        stream::iter(ids.iter().copied())
-            .map(|id| {
-                let engine = engine.clone();
-                async move {
-                    engine
-                        .availability(id, today, 1)
-                        .await
-                        .unwrap_or_else(|e| panic!("cannot activate doctor {id}: {e}"));
-                }
-            })
-            .buffer_unordered(SETUP_CONCURRENCY)
-            .collect::<()>()
-            .await;
+        activate_doctors(&engine, &ids, SETUP_CONCURRENCY)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let activate = started.elapsed();
         assert_eq!(engine.stats().active_actors, doctors as u64);
 

@@ -120,7 +120,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Days, Utc};
-use futures::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -130,7 +129,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 
-use consult_scheduler::engine::{DoctorId, Engine, NewDoctor, StatsSnapshot};
+use consult_scheduler::engine::{DoctorId, Engine, StatsSnapshot};
 use consult_scheduler::http::auth::{now_s, JwtKeys, Role};
 use consult_scheduler::persistence::testing::{
     drop_postgres, fresh_postgres, fresh_sqlite, pg_url_for, remove_sqlite, test_pg_url,
@@ -143,7 +142,7 @@ mod common;
 #[path = "peers/mod.rs"]
 mod peers;
 use common::{
-    histogram, machine_ticks, open_doctor, per_s, postgres_ticks, stat_ticks, HIST_MAX_US,
+    activate_doctors, histogram, machine_ticks, per_s, postgres_ticks, stat_ticks, HIST_MAX_US,
     SLOT_MINUTES, TICKS_PER_S,
 };
 use peers::{PeerKind, PeerServer};
@@ -869,37 +868,11 @@ impl Server {
     }
 }
 
-fn bench_doctor(i: usize) -> NewDoctor {
-    open_doctor(format!("Dr. Http {i:04}"))
-}
-
 /// Creates and activates `n` doctors through the engine; their ids, sorted.
 async fn create_doctors(engine: &Engine, n: usize) -> Result<Vec<DoctorId>, String> {
-    let mut ids: Vec<DoctorId> = stream::iter(0..n)
-        .map(|i| {
-            let engine = engine.clone();
-            async move { engine.create_doctor(bench_doctor(i)).await.map(|d| d.id) }
-        })
-        .buffer_unordered(SETUP_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot create doctors: {e}"))?;
-    ids.sort_unstable();
-    let today = engine.now().date_naive();
-    let activated: Vec<_> = stream::iter(ids.iter().copied())
-        .map(|id| {
-            let engine = engine.clone();
-            async move { engine.availability(id, today, 1).await.map(drop) }
-        })
-        .buffer_unordered(SETUP_CONCURRENCY)
-        .collect()
-        .await;
-    activated
-        .into_iter()
-        .collect::<Result<Vec<()>, _>>()
-        .map_err(|e| format!("cannot activate doctors: {e}"))?;
+    let names = (0..n).map(|i| format!("Dr. Http {i:04}"));
+    let ids = common::create_doctors(engine, names, SETUP_CONCURRENCY).await?;
+    activate_doctors(engine, &ids, SETUP_CONCURRENCY).await?;
     Ok(ids)
 }
 

@@ -54,13 +54,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
 use sqlx::Connection;
 
 use consult_scheduler::engine::{
     BookingRequest, ConsultMode, DoctorId, Engine, EngineError, EngineSettings, MedicalInfo,
-    NewDoctor, Rejection, StatsSnapshot, Store,
+    Rejection, StatsSnapshot, Store,
 };
 use consult_scheduler::http::auth::{now_s, JwtKeys, Role};
 use consult_scheduler::persistence::testing::{drop_postgres, fresh_postgres, pg_url_for};
@@ -69,7 +68,7 @@ use consult_scheduler::{Application, Settings};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{histogram, micros, ms, open_doctor, per_s, SlotGrid};
+use common::{activate_doctors, histogram, micros, ms, per_s, SlotGrid};
 
 const DEFAULT_DOCTORS: u64 = 100_000;
 const DEFAULT_BOOKINGS: u64 = 1_000_000;
@@ -357,10 +356,6 @@ async fn bounded<T>(name: &str, phase: impl Future<Output = T>) -> Result<T, Str
         .map_err(|_| format!("{name} did not finish within {PHASE_TIMEOUT_S} s"))
 }
 
-fn bench_doctor(i: u64) -> NewDoctor {
-    open_doctor(format!("Dr. Scale {i:06}"))
-}
-
 // ---------------------------------------------------------------------------------------
 // Step 1: doctors, activation, bookings.
 
@@ -431,36 +426,12 @@ struct Loaded {
 }
 
 async fn create_doctors(engine: &Engine, from: u64, n: u64) -> Result<Vec<DoctorId>, String> {
-    let mut ids: Vec<DoctorId> = stream::iter(from..from + n)
-        .map(|i| {
-            let engine = engine.clone();
-            async move { engine.create_doctor(bench_doctor(i)).await.map(|d| d.id) }
-        })
-        .buffer_unordered(SETUP_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .map_err(|e: EngineError| format!("cannot create a doctor: {e}"))?;
-    ids.sort_unstable();
-    Ok(ids)
+    let names = (from..from + n).map(|i| format!("Dr. Scale {i:06}"));
+    common::create_doctors(engine, names, SETUP_CONCURRENCY).await
 }
 
 async fn activate(engine: &Engine, ids: &[DoctorId]) -> Result<(), String> {
-    let today = engine.now().date_naive();
-    let results: Vec<Result<(), EngineError>> = stream::iter(ids.iter().copied())
-        .map(|id| {
-            let engine = engine.clone();
-            async move { engine.availability(id, today, 1).await.map(drop) }
-        })
-        .buffer_unordered(SETUP_CONCURRENCY)
-        .collect()
-        .await;
-    results
-        .into_iter()
-        .collect::<Result<Vec<()>, _>>()
-        .map(drop)
-        .map_err(|e| format!("cannot activate a doctor: {e}"))
+    activate_doctors(engine, ids, SETUP_CONCURRENCY).await
 }
 
 /// `clients` tasks taking booking numbers from a shared counter until all are made.

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
 use consult_scheduler::engine::calendar::{DayWindow, LocalTime, WeeklySchedule};
-use consult_scheduler::engine::NewDoctor;
+use consult_scheduler::engine::{DoctorId, Engine, NewDoctor};
+use futures::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
 
 /// Every bench doctor's slot length.
@@ -32,6 +33,52 @@ pub fn open_doctor(name: String) -> NewDoctor {
         is_available: true,
         is_approved: true,
     }
+}
+
+/// Creates [`open_doctor`]s of these names through the engine, `concurrency` at a time;
+/// their ids, sorted.
+pub async fn create_doctors(
+    engine: &Engine,
+    names: impl Iterator<Item = String>,
+    concurrency: usize,
+) -> Result<Vec<DoctorId>, String> {
+    let created: Vec<_> = stream::iter(names)
+        .map(|name| {
+            let engine = engine.clone();
+            async move { engine.create_doctor(open_doctor(name)).await.map(|d| d.id) }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut ids = created
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot create a doctor: {e}"))?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Makes each doctor's actor live (one day of its availability read), `concurrency` at a
+/// time.
+pub async fn activate_doctors(
+    engine: &Engine,
+    ids: &[DoctorId],
+    concurrency: usize,
+) -> Result<(), String> {
+    let today = engine.now().date_naive();
+    let activated: Vec<_> = stream::iter(ids.iter().copied())
+        .map(|id| {
+            let engine = engine.clone();
+            async move { engine.availability(id, today, 1).await.map(drop) }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    activated
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .map(drop)
+        .map_err(|e| format!("cannot activate a doctor: {e}"))
 }
 
 /// The future slot grid: starts of 30-minute slots, the first at least 30 minutes from now.
