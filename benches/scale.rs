@@ -1169,11 +1169,11 @@ fn print_alloc_sizes(loaded: &Loaded, doctors: u64) {
 fn print_stats(loaded: &Loaded, shutdown: Duration, final_stats: &StatsSnapshot) {
     let stats = &loaded.stats;
     println!("\n## Engine after the bookings\n");
-    println!("| activations | passivations | actor failures | overloaded | journal batches | records/batch | mean append (ms) | snapshots written (during bookings / until idle / incl. shutdown) | shutdown (ms) |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---|---:|");
+    println!("| activations | passivations | actor failures | overloaded | journal batches | records/batch | mean append (ms) | snapshots written (during bookings / until idle / incl. shutdown) | snapshot store calls (same) | shutdown (ms) |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---|---|---:|");
     let batches = stats.journal_batches.max(1) as f64;
     println!(
-        "| {} | {} | {} | {} | {} | {:.1} | {:.2} | {} / {} / {} | {} |",
+        "| {} | {} | {} | {} | {} | {:.1} | {:.2} | {} / {} / {} | {} / {} / {} | {} |",
         stats.activations,
         stats.passivations,
         stats.actor_failures,
@@ -1184,6 +1184,9 @@ fn print_stats(loaded: &Loaded, shutdown: Duration, final_stats: &StatsSnapshot)
         stats.snapshots_written,
         loaded.settled.snapshots_written,
         final_stats.snapshots_written,
+        stats.snapshot_batches,
+        loaded.settled.snapshot_batches,
+        final_stats.snapshot_batches,
         ms(shutdown),
     );
     for (e, n) in &loaded.tally.errors {

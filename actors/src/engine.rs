@@ -273,6 +273,7 @@ impl EngineBuilder {
         let snapshots = Arc::new(SnapshotWriter::start(
             &self.store,
             settings.max_concurrent_snapshot_writes,
+            &stats,
         ));
         let ctx = Arc::new(EngineContext {
             store: self.store,

@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::batch::Batcher;
 use crate::error::StoreError;
+use crate::stats::EngineStats;
 use crate::store::{SnapshotWrite, Store};
 
 /// Most snapshots in one store call.
@@ -31,13 +32,19 @@ pub(crate) struct SnapshotWriter {
 
 impl SnapshotWriter {
     /// Starts `writers` writing tasks (at least one) on `store`.
-    pub fn start(store: &Arc<dyn Store>, writers: usize) -> Self {
+    pub fn start(store: &Arc<dyn Store>, writers: usize, stats: &Arc<EngineStats>) -> Self {
         let writers: Vec<_> = (0..writers.max(1))
             .map(|_| {
                 let store = Arc::clone(store);
+                let stats = Arc::clone(stats);
                 Batcher::start(SNAPSHOT_BATCH_MAX, move |batch: Vec<SnapshotWrite>| {
                     let store = Arc::clone(&store);
-                    async move { store.save_snapshots(&batch).await }
+                    let stats = Arc::clone(&stats);
+                    async move {
+                        let written = store.save_snapshots(&batch).await;
+                        EngineStats::bump(&stats.snapshot_batches);
+                        written
+                    }
                 })
             })
             .collect();

@@ -167,6 +167,11 @@ impl Collector for EngineCollector {
                 "Doctor snapshots written",
                 s.snapshots_written,
             ),
+            (
+                "engine_snapshot_batches",
+                "Store calls that wrote doctor snapshots",
+                s.snapshot_batches,
+            ),
         ] {
             let counter = ConstCounter::new(value);
             counter.encode(encoder.encode_descriptor(

@@ -474,6 +474,11 @@ async fn a_snapshot_round_larger_than_the_queue_writes_every_doctor_in_batches(b
         "{DOCTORS} snapshots took {calls} store calls"
     );
     assert!(store.largest_snapshot_batch.load(Ordering::SeqCst) > 1);
+    assert_eq!(
+        engine.stats().snapshot_batches,
+        calls,
+        "the engine counts its store calls"
+    );
     engine.shutdown().await;
 }
 
