@@ -13,7 +13,7 @@
 //!    one task per dirty doctor, so right after a burst of bookings they are in flight).
 //! 2. **Restart**: the engine shuts down gracefully (journal flushed, final snapshots), the
 //!    heap is left to settle (background tasks the shutdown does not wait for finish), freed
-//!    pages are handed back to the OS (`malloc_trim`), and the real [`Application`]
+//!    pages are handed back to the OS (`mi_collect`), and the real [`Application`]
 //!    starts on the same Postgres database (`Settings::load` + `Application::build` +
 //!    `run_until_stopped`, demo seeding off). Timed from before `Settings::load`: the build
 //!    (store connect, migrations, engine start, bind), the first `201` of
@@ -46,7 +46,7 @@
 //! Postgres comes from `CONSULT_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! every run gets a throwaway database, dropped afterwards.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -108,7 +108,10 @@ const MIB: f64 = 1_048_576.0;
 // ---------------------------------------------------------------------------------------
 // Memory readings.
 
-/// The system allocator, counting the bytes currently allocated (live heap).
+/// The allocator the binary ships with (see `src/main.rs`).
+static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// [`INNER`], counting the bytes currently allocated (live heap).
 struct CountingAlloc;
 
 static LIVE_HEAP_BYTES: AtomicUsize = AtomicUsize::new(0);
@@ -143,10 +146,10 @@ fn live_by_size() -> Vec<i64> {
         .collect()
 }
 
-// SAFETY: every call is forwarded to `System` unchanged; only a counter is added.
+// SAFETY: every call is forwarded to mimalloc unchanged; only a counter is added.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
+        let p = INNER.alloc(layout);
         if !p.is_null() {
             count_alloc(layout.size());
         }
@@ -154,7 +157,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
+        let p = INNER.alloc_zeroed(layout);
         if !p.is_null() {
             count_alloc(layout.size());
         }
@@ -162,12 +165,12 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
+        INNER.dealloc(ptr, layout);
         count_free(layout.size());
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
+        let p = INNER.realloc(ptr, layout, new_size);
         if !p.is_null() {
             count_alloc(new_size);
             count_free(layout.size());
@@ -207,19 +210,16 @@ impl Mem {
 }
 
 /// Hands freed heap pages back to the OS, so RSS after a teardown reflects what is live.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn trim_heap() {
     extern "C" {
-        fn malloc_trim(pad: usize) -> i32;
+        fn mi_collect(force: bool);
     }
-    // SAFETY: glibc's malloc_trim takes no pointers and is thread-safe.
+    // SAFETY: mimalloc's mi_collect takes no pointers; it frees this thread's unused
+    // pages (and, forced, the abandoned ones of other threads).
     unsafe {
-        malloc_trim(0);
+        mi_collect(true);
     }
 }
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_heap() {}
 
 fn mib(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / MIB)
