@@ -224,6 +224,16 @@ async fn wait_for_lock_waits(monitor: &mut PgConnection, statement: &str, count:
     }
 }
 
+/// On four shards, node a takes the leases of `held`, then hands those of `moved` over to
+/// node b: from here on a's fences of `moved` (epoch 1) are stale, b's (epoch 2) current.
+async fn hand_over(c: &Arc<dyn ClusterStore>, held: &[u32], moved: &[u32]) {
+    c.prepare_shards(4).await.expect("prepare");
+    let (a, b) = (node("http://a:8080", 1), node("http://b:8080", 1));
+    c.acquire_leases(&a, held, LONG_TTL).await.expect("a");
+    c.release_leases(&a, moved).await.expect("release");
+    c.acquire_leases(&b, moved, LONG_TTL).await.expect("b");
+}
+
 /// Waits until the lease of `shard` has expired by the database clock.
 async fn wait_expired(c: &Arc<dyn ClusterStore>, shard: u32) {
     wait_until(&format!("lease of shard {shard} expired"), || async {
@@ -498,12 +508,7 @@ async fn a_new_incarnation_of_a_node_takes_its_old_leases_at_once() {
 #[tokio::test]
 async fn a_journal_batch_with_a_stale_epoch_is_fenced_and_writes_nothing() {
     on_postgres(|store| async move {
-        let c = cluster(&store);
-        c.prepare_shards(4).await.expect("prepare");
-        let (a, b) = (node("http://a:8080", 1), node("http://b:8080", 1));
-        c.acquire_leases(&a, &[1, 2], LONG_TTL).await.expect("a");
-        c.release_leases(&a, &[1]).await.expect("release");
-        c.acquire_leases(&b, &[1], LONG_TTL).await.expect("b");
+        hand_over(&cluster(&store), &[1, 2], &[1]).await;
         let doctor = create_doctor(&store).await;
         let bookings = [
             booking(doctor, 2, 1, slot(0)),
@@ -554,12 +559,7 @@ async fn a_journal_batch_with_a_stale_epoch_is_fenced_and_writes_nothing() {
 #[tokio::test]
 async fn a_snapshot_with_a_stale_epoch_is_fenced_and_not_saved() {
     on_postgres(|store| async move {
-        let c = cluster(&store);
-        c.prepare_shards(4).await.expect("prepare");
-        let (a, b) = (node("http://a:8080", 1), node("http://b:8080", 1));
-        c.acquire_leases(&a, &[3], LONG_TTL).await.expect("a");
-        c.release_leases(&a, &[3]).await.expect("release");
-        c.acquire_leases(&b, &[3], LONG_TTL).await.expect("b");
+        hand_over(&cluster(&store), &[3], &[3]).await;
         let doctor = create_doctor(&store).await;
         match store
             .save_snapshot_fenced(doctor, 1, b"old owner", Some(fence(3, 1)))
@@ -589,12 +589,7 @@ async fn a_snapshot_with_a_stale_epoch_is_fenced_and_not_saved() {
 #[tokio::test]
 async fn snapshots_saved_together_are_each_written_only_under_their_own_current_fence() {
     on_postgres(|store| async move {
-        let c = cluster(&store);
-        c.prepare_shards(4).await.expect("prepare");
-        let (a, b) = (node("http://a:8080", 1), node("http://b:8080", 1));
-        c.acquire_leases(&a, &[1, 3], LONG_TTL).await.expect("a");
-        c.release_leases(&a, &[3]).await.expect("release");
-        c.acquire_leases(&b, &[3], LONG_TTL).await.expect("b");
+        hand_over(&cluster(&store), &[1, 3], &[3]).await;
         let mut doctors = Vec::new();
         for _ in 0..4 {
             doctors.push(create_doctor(&store).await);
