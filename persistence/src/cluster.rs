@@ -89,6 +89,12 @@ pub(crate) async fn check_fences(
 /// or the (first) one without is `Fenced`.
 pub(crate) struct FenceCheck(Vec<Fence>);
 
+/// An epoch as the fence statements bind it: one past `i64` matches no row, so it is
+/// reported stale rather than lost in a conversion.
+pub(crate) fn bound_epoch(epoch: u64) -> i64 {
+    i64::try_from(epoch).unwrap_or(i64::MAX)
+}
+
 impl FenceCheck {
     pub fn new(fences: &[Fence]) -> Self {
         let mut wanted = fences.to_vec();
@@ -112,10 +118,7 @@ impl FenceCheck {
     }
 
     pub fn epochs(&self) -> Vec<i64> {
-        self.0
-            .iter()
-            .map(|f| i64::try_from(f.epoch).unwrap_or(i64::MAX))
-            .collect()
+        self.0.iter().map(|f| bound_epoch(f.epoch)).collect()
     }
 
     pub fn verdict(&self, held: Vec<(i32, i64)>) -> Result<(), StoreError> {

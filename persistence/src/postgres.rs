@@ -34,7 +34,7 @@ use crate::batch::{
     self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey, NewMember,
     NewNotification, NewSession, Reschedule,
 };
-use crate::cluster::{check_fences, FenceCheck};
+use crate::cluster::{bound_epoch, check_fences, FenceCheck};
 use crate::error::{config_error, db_error, migrate_error};
 use crate::rows::{
     self, ReadRow, CONSULTATIONS_FROM, CONSULTATION_COLUMNS, DOCTOR_COLUMNS, NOTIFICATION_COLUMNS,
@@ -1049,7 +1049,7 @@ impl Store for PgStore {
             .collect();
         let epochs: Vec<Option<i64>> = snapshots
             .iter()
-            .map(|s| s.fence.map(|f| i64::try_from(f.epoch).unwrap_or(i64::MAX)))
+            .map(|s| s.fence.map(|f| bound_epoch(f.epoch)))
             .collect();
         let written: Vec<DoctorId> = sqlx::query_scalar(SAVE_SNAPSHOTS)
             .bind(&doctors)

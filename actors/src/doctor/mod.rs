@@ -940,11 +940,11 @@ impl DoctorActor {
             // Messages already queued are still handled; later ones are refused and their
             // callers reactivate the doctor through its shard.
             let _ = myself.drain();
-        } else if state.snapshot_wanted
-            && state.is_quiet()
-            && (!state.is_dirty() || self.save_snapshot(myself, state))
-        {
-            state.snapshot_wanted = false;
+        } else if state.snapshot_wanted && state.is_quiet() {
+            // Done for this round when there is nothing to write (or a write is in flight)
+            // or the queue took it; a full queue is tried again on the next tick.
+            let done = !state.is_dirty() || self.save_snapshot(myself, state);
+            state.snapshot_wanted = !done;
         }
     }
 
