@@ -233,6 +233,55 @@ fn per_item(a: u64, b: u64, items: u64) -> String {
     format!("{:.0}", (b as f64 - a as f64) / items as f64)
 }
 
+/// Bare actors spawned for [`bare_actor_heap`].
+const BARE_ACTORS: usize = 1_000;
+
+/// An actor with no state that handles nothing: what ractor itself costs per actor.
+struct BareActor;
+
+impl ractor::Actor for BareActor {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _myself: ractor::ActorRef<()>,
+        _args: (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+/// Live heap per actor of [`BARE_ACTORS`] bare actors, each linked to one supervisor as a
+/// shard links its doctors: ractor's own cost per doctor actor, before any doctor state.
+async fn bare_actor_heap() -> Result<f64, String> {
+    let spawn_err = |e: ractor::SpawnErr| format!("a bare actor did not start: {e}");
+    let (parent, parent_done) = ractor::Actor::spawn(None, BareActor, ())
+        .await
+        .map_err(spawn_err)?;
+    let before = LIVE_HEAP_BYTES.load(Ordering::Relaxed);
+    let mut children = Vec::with_capacity(BARE_ACTORS);
+    for _ in 0..BARE_ACTORS {
+        children.push(
+            ractor::Actor::spawn_linked(None, BareActor, (), parent.get_cell())
+                .await
+                .map_err(spawn_err)?,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after = LIVE_HEAP_BYTES.load(Ordering::Relaxed);
+    // The handles held in `children` are part of what a supervisor keeps per child.
+    let per_actor = (after as f64 - before as f64) / BARE_ACTORS as f64;
+    for (child, done) in children {
+        child.stop(None);
+        let _ = done.await;
+    }
+    parent.stop(None);
+    let _ = parent_done.await;
+    Ok(per_actor)
+}
+
 // ---------------------------------------------------------------------------------------
 // The command line.
 
@@ -1013,7 +1062,7 @@ fn print_setup(phases: &[Phase]) {
     }
 }
 
-fn print_memory(loaded: &Loaded, args: &Args, teardown: &Teardown) {
+fn print_memory(loaded: &Loaded, args: &Args, teardown: &Teardown, bare_actor: f64) {
     println!("\n## Resident memory (step 1, in-process engine)\n");
     println!("Heap = bytes the program holds allocated (counting allocator); RSS also has allocator overhead, freed-but-kept pages, stacks and code.\n");
     println!("| point | VmRSS (MiB) | VmHWM (MiB) | heap live (MiB) | active actors |");
@@ -1067,6 +1116,9 @@ fn print_memory(loaded: &Loaded, args: &Args, teardown: &Teardown) {
         "| per active doctor, activation only | {} | {} |",
         per_item(created.rss, active.rss, d),
         per_item(created.heap, active.heap, d)
+    );
+    println!(
+        "| of which ractor's own per actor ({BARE_ACTORS} bare actors linked to one supervisor) | - | {bare_actor:.0} |"
     );
     println!(
         "| per acknowledged booking | {} | {} |",
@@ -1288,10 +1340,12 @@ async fn run_on(fixture: &Fixture, args: &Args, start: Mem) -> Result<bool, Stri
         waited,
         trimmed: Mem::now(),
     };
+    // With the engine gone, ractor's own cost per actor, for the memory table.
+    let bare_actor = bounded("bare actors", bare_actor_heap()).await??;
 
     print_header(args);
     print_setup(&loaded.phases);
-    print_memory(&loaded, args, &teardown);
+    print_memory(&loaded, args, &teardown, bare_actor);
     if args.alloc_sizes {
         print_alloc_sizes(&loaded, args.doctors);
     }
