@@ -36,7 +36,7 @@ pub(crate) struct JournalRow {
 /// One `consultations` row to insert, from a `Booked` event.
 pub(crate) struct NewConsultation<'a> {
     pub id: i64,
-    pub reference: &'a str,
+    pub reference: String,
     pub doctor_id: i64,
     pub patient_id: i64,
     pub scheduled_at: DateTime<Utc>,
@@ -244,7 +244,7 @@ pub(crate) fn plan(batch: &[JournalRecord]) -> Result<Plan<'_>, StoreError> {
                 let phase = phase_for(record.doctor_id, Step::Booking, &mut phases);
                 phases[phase].bookings.push(NewConsultation {
                     id: slot.id,
-                    reference: &slot.reference,
+                    reference: slot.reference(),
                     doctor_id: record.doctor_id,
                     patient_id: slot.patient_id,
                     scheduled_at: slot.start,
@@ -377,7 +377,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use consult_actors::calendar::BookedSlot;
-    use consult_actors::{reference_for, ConsultMode, ConsultationStatus};
+    use consult_actors::{ConsultMode, ConsultationStatus};
 
     /// Monday 2030-01-07 09:00 UTC plus `minute` minutes.
     fn at(minute: u32) -> DateTime<Utc> {
@@ -395,7 +395,6 @@ mod tests {
             event: DoctorEvent::Booked {
                 slot: BookedSlot {
                     id,
-                    reference: reference_for(id),
                     patient_id: 7,
                     start: at(start_minute),
                     duration_minutes: 30,

@@ -226,7 +226,11 @@ fn bind_consultations<'q>(query: PgQuery<'q>, rows: &'q [NewConsultation<'_>]) -
     };
     query
         .bind(rows.iter().map(|c| c.id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|c| c.reference).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|c| c.reference.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(rows.iter().map(|c| c.doctor_id).collect::<Vec<_>>())
         .bind(rows.iter().map(|c| c.patient_id).collect::<Vec<_>>())
         .bind(rows.iter().map(|c| c.scheduled_at).collect::<Vec<_>>())

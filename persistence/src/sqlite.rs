@@ -335,7 +335,7 @@ async fn insert_consultations(
         );
         query.push_values(chunk, |mut row, c| {
             row.push_bind(c.id)
-                .push_bind(c.reference)
+                .push_bind(c.reference.as_str())
                 .push_bind(c.doctor_id)
                 .push_bind(c.patient_id)
                 .push_bind(ts(c.scheduled_at))

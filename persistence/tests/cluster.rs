@@ -14,8 +14,7 @@ use consult_actors::calendar::{
 };
 use consult_actors::cluster::{ClusterStore, Fence, NodeIdentity};
 use consult_actors::{
-    reference_for, ConsultMode, ConsultationStatus, MedicalInfo, NewDoctor, SnapshotWrite, Store,
-    StoreError,
+    ConsultMode, ConsultationStatus, MedicalInfo, NewDoctor, SnapshotWrite, Store, StoreError,
 };
 use consult_persistence::{testing, PgStore, DEFAULT_OUTBOX_CLAIM_S};
 use sqlx::{Connection, PgConnection};
@@ -120,7 +119,6 @@ fn booking_recorded_at(
         event: DoctorEvent::Booked {
             slot: BookedSlot {
                 id,
-                reference: reference_for(id),
                 patient_id: 100,
                 start,
                 duration_minutes: 30,

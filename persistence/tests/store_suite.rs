@@ -189,7 +189,6 @@ fn booking(
         event: DoctorEvent::Booked {
             slot: BookedSlot {
                 id,
-                reference: reference_for(id),
                 patient_id,
                 start,
                 duration_minutes: 30,

@@ -8,15 +8,18 @@ use serde::{Deserialize, Serialize};
 use super::schedule::{BookingPolicy, DateOverrides, WeeklySchedule};
 use crate::error::StoreError;
 use crate::model::{
-    BookingMember, ConsultMode, Consultation, ConsultationId, ConsultationStatus, DoctorId,
-    DoctorProfile, IdempotencyClaim, MedicalInfo, PatientId, Requester, SessionStatus,
+    reference_for, BookingMember, ConsultMode, Consultation, ConsultationId, ConsultationStatus,
+    DoctorId, DoctorProfile, IdempotencyClaim, MedicalInfo, PatientId, Requester, SessionStatus,
 };
 
-/// An active consultation as the calendar holds it: what the conflict check needs.
+/// An active consultation as the calendar holds it: what the conflict check needs. Its
+/// reference is not held (it is [`reference_for`] its id, see [`BookedSlot::reference`]),
+/// which keeps a doctor's calendar a heap allocation per booking smaller; the journal and
+/// snapshots still carry it, in the same place as before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "BookedSlotRecord", into = "BookedSlotRecord")]
 pub struct BookedSlot {
     pub id: ConsultationId,
-    pub reference: String,
     pub patient_id: PatientId,
     pub start: DateTime<Utc>,
     pub duration_minutes: u16,
@@ -28,6 +31,56 @@ pub struct BookedSlot {
 impl BookedSlot {
     pub fn end(&self) -> DateTime<Utc> {
         self.start + chrono::Duration::minutes(i64::from(self.duration_minutes))
+    }
+
+    /// The consultation's reference (`CONS-` + 6 characters).
+    pub fn reference(&self) -> String {
+        reference_for(self.id)
+    }
+}
+
+/// [`BookedSlot`] as journaled and snapshotted: the same fields in the same order, the
+/// reference included (snapshots are positional).
+#[derive(Serialize, Deserialize)]
+struct BookedSlotRecord {
+    id: ConsultationId,
+    /// Always [`reference_for`] the id: every reference ever stored was made by it, so
+    /// reading drops it.
+    reference: String,
+    patient_id: PatientId,
+    start: DateTime<Utc>,
+    duration_minutes: u16,
+    status: ConsultationStatus,
+    mode: ConsultMode,
+    created_at: DateTime<Utc>,
+}
+
+impl From<BookedSlotRecord> for BookedSlot {
+    fn from(r: BookedSlotRecord) -> Self {
+        Self {
+            id: r.id,
+            patient_id: r.patient_id,
+            start: r.start,
+            duration_minutes: r.duration_minutes,
+            status: r.status,
+            mode: r.mode,
+            created_at: r.created_at,
+        }
+    }
+}
+
+impl From<BookedSlot> for BookedSlotRecord {
+    fn from(s: BookedSlot) -> Self {
+        Self {
+            id: s.id,
+            reference: s.reference(),
+            patient_id: s.patient_id,
+            start: s.start,
+            duration_minutes: s.duration_minutes,
+            status: s.status,
+            mode: s.mode,
+            created_at: s.created_at,
+        }
     }
 }
 
@@ -194,7 +247,7 @@ impl JournalRecord {
         };
         Some(Consultation {
             id: slot.id,
-            reference: slot.reference.clone(),
+            reference: slot.reference(),
             doctor_id: self.doctor_id,
             patient_id: slot.patient_id,
             scheduled_at: slot.start,

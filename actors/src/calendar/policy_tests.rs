@@ -592,6 +592,56 @@ fn a_version_1_snapshot_still_loads_with_no_breaks_overrides_or_policy() {
     assert_eq!(Calendar::decode_snapshot(&blob).unwrap(), cal);
 }
 
+/// A version 2 snapshot written by the build whose calendar still held each booking's
+/// reference: Dr Grace Hopper in Berlin, two video consultations on 2026-06-04 (ids 1 and
+/// 2, `CONS-KV7R48` and `CONS-2DQC6C`).
+const V2_SNAPSHOT_WITH_HELD_REFERENCES_HEX: &str = "02120f447220477261636520486f707065721067656e6572616c2070726163746963650d4575726f70652f4265726c696e1e010530393a30300531373a303000010530393a30300531373a303000010530393a30300531373a303000010530393a30300531373a303000010530393a30300531373a303000000530393a30300531373a303000000530393a30300531373a303000010114323032362d30312d30315430303a30303a30305a000000000302020b434f4e532d4b56375234380214323032362d30362d30345430373a30303a30305a1e010114323032362d30362d30315430303a30303a30305a040b434f4e532d3244514336430414323032362d30362d30345430383a30303a30305a1e010114323032362d30362d30315430303a30303a30305a";
+
+#[test]
+fn a_snapshot_reads_and_writes_the_same_bytes_now_that_references_are_derived() {
+    let blob = unhex(V2_SNAPSHOT_WITH_HELD_REFERENCES_HEX);
+    let cal = Calendar::decode_snapshot(&blob).unwrap();
+    let slots: Vec<_> = cal.active().map(|s| (s.id, s.reference(), s.start)).collect();
+    assert_eq!(
+        slots,
+        vec![
+            (1, "CONS-KV7R48".to_string(), utc(2026, 6, 4, 7, 0)),
+            (2, "CONS-2DQC6C".to_string(), utc(2026, 6, 4, 8, 0)),
+        ]
+    );
+    assert_eq!(
+        cal.encode_snapshot(),
+        blob,
+        "the reference is still written where it was"
+    );
+}
+
+#[test]
+fn a_booked_event_is_journaled_with_its_reference_as_before() {
+    let mut d = Doc::berlin();
+    d.book(5, local(BERLIN, 2026, 6, 4, 9, 0)).unwrap();
+    let slot = d.cal.active().next().unwrap().clone();
+    let event = DoctorEvent::Booked { slot: slot.clone() };
+    let json = serde_json::to_value(&event).unwrap();
+    assert_eq!(json["slot"]["reference"], crate::model::reference_for(slot.id));
+    let keys: Vec<_> = json["slot"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "reference",
+            "patient_id",
+            "start",
+            "duration_minutes",
+            "status",
+            "mode",
+            "created_at"
+        ]
+    );
+    let back: DoctorEvent = serde_json::from_value(json).unwrap();
+    assert_eq!(back, event);
+}
+
 #[test]
 fn a_snapshot_with_breaks_overrides_and_policy_round_trips() {
     let mut d = Doc::berlin();

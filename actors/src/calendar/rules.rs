@@ -23,8 +23,8 @@ use super::schedule::{
 };
 use crate::error::{EngineError, InvalidField, Rejection, StoreError};
 use crate::model::{
-    reference_for, BookingRequest, ConsultationId, ConsultationStatus, DoctorProfile, PatientId,
-    Requester, ScheduleUpdate, StatusUpdate, MAX_SLOT_MINUTES, MIN_SLOT_MINUTES,
+    BookingRequest, ConsultationId, ConsultationStatus, DoctorProfile, PatientId, Requester,
+    ScheduleUpdate, StatusUpdate, MAX_SLOT_MINUTES, MIN_SLOT_MINUTES,
 };
 use crate::store::DoctorHistory;
 
@@ -609,7 +609,6 @@ impl Calendar {
         DoctorEvent::Booked {
             slot: BookedSlot {
                 id,
-                reference: reference_for(id),
                 patient_id: req.patient_id,
                 start: req.scheduled_at,
                 duration_minutes: self.profile.slot_minutes,

@@ -205,7 +205,7 @@ fn a_slot_on_the_grid_inside_the_window_in_the_future_is_accepted() {
     assert_eq!(slot.start, wed(10, 0));
     assert_eq!(slot.duration_minutes, 30);
     assert_eq!(slot.patient_id, 1);
-    assert_eq!(slot.reference, crate::model::reference_for(id));
+    assert_eq!(slot.reference(), crate::model::reference_for(id));
     assert_eq!(slot.created_at, h.now);
     assert_eq!(h.cal.seq(), 2);
 }

@@ -279,7 +279,7 @@ impl DoctorActor {
                                 info!(
                                     event_type = "consultation_cancelled",
                                     consultation_id,
-                                    consultation_reference = %slot.reference,
+                                    consultation_reference = %slot.reference(),
                                     doctor_id,
                                     patient_id = slot.patient_id,
                                     scheduled_at = %rfc3339(slot.start),
@@ -548,7 +548,7 @@ impl DoctorActor {
                 info!(
                     event_type = "consultation_scheduled",
                     consultation_id = slot.id,
-                    consultation_reference = %slot.reference,
+                    consultation_reference = %slot.reference(),
                     doctor_id = state.doctor_id,
                     patient_id = slot.patient_id,
                     scheduled_at = %rfc3339(slot.start),
@@ -651,7 +651,7 @@ impl DoctorActor {
         };
         let consultation = Consultation {
             id,
-            reference: slot.reference.clone(),
+            reference: slot.reference(),
             doctor_id,
             patient_id: req.patient_id,
             scheduled_at: req.scheduled_at,
@@ -764,7 +764,7 @@ impl DoctorActor {
                     Ok(()) => info!(
                         event_type = "consultation_rescheduled",
                         consultation_id,
-                        consultation_reference = %slot.reference,
+                        consultation_reference = %slot.reference(),
                         doctor_id,
                         patient_id = slot.patient_id,
                         scheduled_at = %rfc3339(to),
