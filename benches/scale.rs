@@ -104,6 +104,8 @@ const GOAL_DOCTORS: u64 = 100_000;
 const GOAL_RSS_BYTES: u64 = 1 << 30;
 const GOAL_FIRST_BOOKING: Duration = Duration::from_secs(2);
 const MIB: f64 = 1_048_576.0;
+/// How long the idle engine's CPU is measured, once the snapshot writes are idle.
+const IDLE_CPU_WINDOW: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------
 // Memory readings.
@@ -472,6 +474,8 @@ struct Loaded {
     settled: StatsSnapshot,
     /// How long that took.
     settle_wait: Duration,
+    /// This process's CPU (cores) over [`IDLE_CPU_WINDOW`] right after, nothing asked.
+    idle_cores: f64,
 }
 
 async fn create_doctors(engine: &Engine, from: u64, n: u64) -> Result<Vec<DoctorId>, String> {
@@ -651,6 +655,12 @@ async fn load(fixture: &Fixture, args: &Args, start: Mem) -> Result<(Engine, Loa
     let settled = engine.stats();
     mem.push(("snapshot writes idle", Mem::now(), settled.active_actors));
     sizes.push(live_by_size());
+    // Nothing asked of the engine now: what its actors cost at rest (their ticks).
+    let ticks = common::process_ticks(std::process::id());
+    tokio::time::sleep(IDLE_CPU_WINDOW).await;
+    let idle_cores = (common::process_ticks(std::process::id()) - ticks) as f64
+        / common::TICKS_PER_S
+        / IDLE_CPU_WINDOW.as_secs_f64();
     let doctors = Arc::try_unwrap(ids).unwrap_or_else(|shared| shared.as_ref().clone());
     Ok((
         engine,
@@ -665,6 +675,7 @@ async fn load(fixture: &Fixture, args: &Args, start: Mem) -> Result<(Engine, Loa
             stats,
             settled,
             settle_wait,
+            idle_cores,
         },
     ))
 }
@@ -1091,6 +1102,12 @@ fn print_memory(loaded: &Loaded, args: &Args, teardown: &Teardown, bare_actor: f
     println!(
         "\n`snapshot writes idle` came {} ms after the last booking.",
         loaded.settle_wait.as_millis()
+    );
+    println!(
+        "\nAt rest ({} active doctor actors, no requests, {} s right after that): this process used {:.3} cores.",
+        loaded.settled.active_actors,
+        IDLE_CPU_WINDOW.as_secs(),
+        loaded.idle_cores
     );
 
     let at = |name: &str| {

@@ -21,7 +21,8 @@ pub struct EngineSettings {
     pub min_notice_minutes: u32,
     /// A doctor actor idle this long is passivated (snapshot, stop) to free memory.
     pub passivate_after_idle_ms: u64,
-    /// How often shards tick their actors (hold expiry, idle checks).
+    /// How often shards tick their actors that asked for it (a hold to expire, a snapshot
+    /// to queue); the others every [`EngineSettings::idle_tick_every`] ticks.
     pub tick_interval_ms: u64,
     /// How often dirty actors write a snapshot.
     pub snapshot_interval_ms: u64,
@@ -92,7 +93,19 @@ impl Default for EngineSettings {
     }
 }
 
+/// Longest gap between two ticks of an idle doctor: it bounds how late pruning and
+/// passivation come.
+const IDLE_TICK_MAX_MS: u64 = 30_000;
+
 impl EngineSettings {
+    /// Every how many ticks a shard ticks its doctors that did not ask: a tenth of the
+    /// passivation delay (so passivation comes at most 10% late), at most
+    /// [`IDLE_TICK_MAX_MS`], at least every tick. 30 with the defaults.
+    pub fn idle_tick_every(&self) -> u64 {
+        let gap_ms = (self.passivate_after_idle_ms / 10).min(IDLE_TICK_MAX_MS);
+        (gap_ms / self.tick_interval_ms.max(1)).max(1)
+    }
+
     /// Refuses values that would make the engine unbounded or useless.
     pub fn validate(&self) -> Result<(), InvalidField> {
         fn check(ok: bool, field: &str, reason: &str) -> Result<(), InvalidField> {
@@ -250,6 +263,22 @@ mod tests {
             ..Default::default()
         };
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn idle_doctors_are_ticked_every_tenth_of_the_passivation_delay_at_most_30_s_apart() {
+        let every = |passivate_after_idle_ms, tick_interval_ms| {
+            EngineSettings {
+                passivate_after_idle_ms,
+                tick_interval_ms,
+                ..Default::default()
+            }
+            .idle_tick_every()
+        };
+        assert_eq!(EngineSettings::default().idle_tick_every(), 30);
+        assert_eq!(every(60_000, 1_000), 6);
+        assert_eq!(every(25, 5), 1, "never less than every tick");
+        assert_eq!(every(3_600_000, 500), 60, "30 s apart at most");
     }
 
     #[test]

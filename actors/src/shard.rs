@@ -52,12 +52,14 @@ pub struct ShardActor {
 }
 
 pub struct ShardState {
-    children: HashMap<DoctorId, ActorRef<DoctorMsg>>,
+    children: HashMap<DoctorId, DoctorHandle>,
     doctor_of: HashMap<ActorId, DoctorId>,
     /// Callers waiting for an activation (load in progress, or old actor still stopping).
     pending: HashMap<DoctorId, Vec<ActivateReply>>,
     ticker: Option<JoinHandle<()>>,
     last_snapshot_round: Instant,
+    /// Ticks sent so far (see `ShardMsg::Tick`).
+    ticks: u64,
     stopping: bool,
 }
 
@@ -85,6 +87,7 @@ impl Actor for ShardActor {
             pending: HashMap::new(),
             ticker: Some(myself.send_interval(every, || ShardMsg::Tick)),
             last_snapshot_round: Instant::now(),
+            ticks: 0,
             stopping: false,
         })
     }
@@ -116,8 +119,8 @@ impl Actor for ShardActor {
                     waiters.push(reply);
                 } else {
                     match state.children.get(&doctor_id) {
-                        Some(actor) if is_alive(actor) => {
-                            let _ = reply.send(Ok(actor.clone()));
+                        Some(child) if is_alive(&child.actor) => {
+                            let _ = reply.send(Ok(child.actor.clone()));
                         }
                         // Still stopping: its termination event starts the load.
                         Some(_) => {
@@ -159,9 +162,19 @@ impl Actor for ShardActor {
                 if snapshot_due {
                     state.last_snapshot_round = Instant::now();
                 }
+                // Every doctor on snapshot rounds and every `idle_tick_every` ticks (for
+                // pruning and passivation); in between only those that asked (a hold to
+                // expire, a snapshot to queue). An idle doctor's tick costs a message.
+                state.ticks = state.ticks.wrapping_add(1);
+                let all = snapshot_due || state.ticks % self.ctx.settings.idle_tick_every() == 0;
+                let mut sent = 0;
                 for child in state.children.values() {
-                    let _ = child.cast(DoctorMsg::Tick { snapshot_due });
+                    if all || child.wants_ticks() {
+                        let _ = child.actor.cast(DoctorMsg::Tick { snapshot_due });
+                        sent += 1;
+                    }
                 }
+                EngineStats::add(&self.ctx.stats.doctor_ticks, sent);
             }
             ShardMsg::Shutdown { reply } => {
                 self.shutdown(&myself, state).await;
@@ -253,15 +266,13 @@ impl ShardActor {
         let (actor, _) = Actor::spawn_linked(None, handler, args, myself.get_cell())
             .await
             .map_err(|e| EngineError::Unavailable(format!("doctor actor did not start: {e}")))?;
-        state.children.insert(doctor_id, actor.clone());
+        let handle = DoctorHandle {
+            actor: actor.clone(),
+            view,
+        };
+        state.children.insert(doctor_id, handle.clone());
         state.doctor_of.insert(actor.get_id(), doctor_id);
-        self.ctx.registry.insert(
-            doctor_id,
-            DoctorHandle {
-                actor: actor.clone(),
-                view,
-            },
-        );
+        self.ctx.registry.insert(doctor_id, handle);
         EngineStats::bump(&self.ctx.stats.activations);
         Ok(actor)
     }
@@ -283,6 +294,7 @@ impl ShardActor {
             };
             let place = self.ctx.snapshots.reserve().await;
             let snap = child
+                .actor
                 .call(|reply| DoctorMsg::FinalSnapshot { reply }, Some(timeout))
                 .await;
             if let Ok(ractor::rpc::CallResult::Success(Some((seq, blob)))) = snap {
@@ -313,8 +325,8 @@ impl ShardActor {
         myself
             .stop_children_and_wait(Some("engine shutdown".into()), Some(timeout))
             .await;
-        for (doctor_id, actor) in state.children.drain() {
-            let id = actor.get_id();
+        for (doctor_id, child) in state.children.drain() {
+            let id = child.actor.get_id();
             self.ctx
                 .registry
                 .remove_if(&doctor_id, |_, h| h.actor.get_id() == id);

@@ -15,6 +15,7 @@ pub(crate) struct EngineStats {
     pub journal_flush_micros: AtomicU64,
     pub snapshots_written: AtomicU64,
     pub snapshot_batches: AtomicU64,
+    pub doctor_ticks: AtomicU64,
     pub journal_batch_sizes: Buckets<{ BATCH_SIZE_BOUNDS.len() }>,
     pub journal_flush_latency_us: Buckets<{ FLUSH_LATENCY_BOUNDS_US.len() }>,
 }
@@ -97,6 +98,7 @@ impl Default for EngineStats {
             journal_flush_micros: AtomicU64::new(0),
             snapshots_written: AtomicU64::new(0),
             snapshot_batches: AtomicU64::new(0),
+            doctor_ticks: AtomicU64::new(0),
             journal_batch_sizes: Buckets::new(&BATCH_SIZE_BOUNDS),
             journal_flush_latency_us: Buckets::new(&FLUSH_LATENCY_BOUNDS_US),
         }
@@ -124,6 +126,8 @@ pub struct StatsSnapshot {
     pub snapshots_written: u64,
     /// Store calls that wrote snapshots (each a batch of them).
     pub snapshot_batches: u64,
+    /// Ticks sent to doctor actors (each a message; idle doctors get few).
+    pub doctor_ticks: u64,
     /// Doctor actors currently active.
     pub active_actors: u64,
     /// Records per journal transaction.
@@ -145,6 +149,7 @@ impl EngineStats {
             journal_flush_micros: self.journal_flush_micros.load(Relaxed),
             snapshots_written: self.snapshots_written.load(Relaxed),
             snapshot_batches: self.snapshot_batches.load(Relaxed),
+            doctor_ticks: self.doctor_ticks.load(Relaxed),
             active_actors,
             journal_batch_sizes: self.journal_batch_sizes.snapshot(),
             journal_flush_latency_us: self.journal_flush_latency_us.snapshot(),

@@ -172,6 +172,11 @@ impl Collector for EngineCollector {
                 "Store calls that wrote doctor snapshots",
                 s.snapshot_batches,
             ),
+            (
+                "engine_doctor_ticks",
+                "Ticks sent to doctor actors (hold expiry, snapshots, idle checks)",
+                s.doctor_ticks,
+            ),
         ] {
             let counter = ConstCounter::new(value);
             counter.encode(encoder.encode_descriptor(

@@ -217,6 +217,70 @@ async fn passivation_under_concurrent_messages_loses_nothing(b: &Backend) {
     engine.shutdown().await;
 }
 
+async fn idle_doctors_are_not_ticked_and_a_doctor_with_a_hold_is_ticked_until_it_expires(
+    b: &Backend,
+) {
+    // Idle doctors would be ticked every 30 s (a tenth of passivation's 5 min), and no
+    // snapshot round comes within the test: any tick seen is one a doctor asked for.
+    let settings = EngineSettings {
+        tick_interval_ms: 5,
+        snapshot_interval_ms: 600_000,
+        passivate_after_idle_ms: 300_000,
+        hold_ttl_s: 1,
+        ..settings()
+    };
+    assert_eq!(settings.idle_tick_every(), 6_000);
+    let engine = Engine::start(settings, b.store.clone()).await.unwrap();
+    let mut doctors = Vec::new();
+    for i in 0..20 {
+        let doctor = engine
+            .create_doctor(open_doctor(&format!("Dr. Quiet {i}"), chrono_tz::UTC))
+            .await
+            .unwrap();
+        engine.book(booking(doctor.id, 1, slot(0))).await.unwrap();
+        doctors.push(doctor.id);
+    }
+    // 20 active doctors, all quiet: 60 tick intervals pass with no tick sent.
+    let before = engine.stats().doctor_ticks;
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert_eq!(
+        engine.stats().doctor_ticks,
+        before,
+        "no quiet doctor is ticked"
+    );
+    // A hold: that doctor is ticked every interval until the hold expires and is swept.
+    let held = engine
+        .check_slot(doctors[0], 2, slot(1), true)
+        .await
+        .unwrap();
+    assert!(held.held_until.is_some());
+    let ticked = eventually(StdDuration::from_secs(10), || {
+        engine.stats().doctor_ticks >= before + 20
+    })
+    .await;
+    assert!(ticked, "the doctor holding a slot is ticked");
+    let mut last = engine.stats().doctor_ticks;
+    let mut quiet_for = 0;
+    let stopped = eventually(StdDuration::from_secs(10), || {
+        let now = engine.stats().doctor_ticks;
+        quiet_for = if now == last { quiet_for + 1 } else { 0 };
+        last = now;
+        quiet_for >= 40
+    })
+    .await;
+    assert!(stopped, "the ticks stop once the hold is swept");
+    let seen = engine.observe(doctors[0]).await.unwrap();
+    assert!(seen.live_holds.is_empty());
+    assert!(
+        engine
+            .check_slot(doctors[0], 3, slot(1), false)
+            .await
+            .is_ok(),
+        "the slot is free again"
+    );
+    engine.shutdown().await;
+}
+
 async fn a_panicking_actor_restarts_from_the_store_and_callers_never_get_a_wrong_answer(
     b: &Backend,
 ) {
@@ -284,5 +348,6 @@ crate::on_every_backend!(
     concurrent_first_messages_activate_a_doctor_exactly_once,
     an_overloaded_shard_answers_overloaded_at_once_and_books_nothing_extra,
     passivation_under_concurrent_messages_loses_nothing,
+    idle_doctors_are_not_ticked_and_a_doctor_with_a_hold_is_ticked_until_it_expires,
     a_panicking_actor_restarts_from_the_store_and_callers_never_get_a_wrong_answer,
 );

@@ -601,7 +601,10 @@ const V2_SNAPSHOT_WITH_HELD_REFERENCES_HEX: &str = "02120f447220477261636520486f
 fn a_snapshot_reads_and_writes_the_same_bytes_now_that_references_are_derived() {
     let blob = unhex(V2_SNAPSHOT_WITH_HELD_REFERENCES_HEX);
     let cal = Calendar::decode_snapshot(&blob).unwrap();
-    let slots: Vec<_> = cal.active().map(|s| (s.id, s.reference(), s.start)).collect();
+    let slots: Vec<_> = cal
+        .active()
+        .map(|s| (s.id, s.reference(), s.start))
+        .collect();
     assert_eq!(
         slots,
         vec![
@@ -623,7 +626,10 @@ fn a_booked_event_is_journaled_with_its_reference_as_before() {
     let slot = d.cal.active().next().unwrap().clone();
     let event = DoctorEvent::Booked { slot: slot.clone() };
     let json = serde_json::to_value(&event).unwrap();
-    assert_eq!(json["slot"]["reference"], crate::model::reference_for(slot.id));
+    assert_eq!(
+        json["slot"]["reference"],
+        crate::model::reference_for(slot.id)
+    );
     let keys: Vec<_> = json["slot"].as_object().unwrap().keys().cloned().collect();
     assert_eq!(
         keys,

@@ -224,6 +224,11 @@ impl Calendar {
         self.active.len()
     }
 
+    /// Whether any hold is stored, live or expired and not yet swept.
+    pub fn has_holds(&self) -> bool {
+        !self.holds.is_empty()
+    }
+
     /// Holds that have not expired at `now`.
     pub fn live_holds(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Hold> {
         self.holds.values().filter(move |h| h.expires_at > now)

@@ -110,6 +110,14 @@ impl DoctorState {
         self.read().is_quiet()
     }
 
+    /// Asks the shard for every tick while a hold is stored (its expiry is announced on a
+    /// tick) or a snapshot waits for a place in the queue; else ticks come now and then.
+    fn ask_for_ticks(&self) {
+        let v = self.read();
+        let wanted = self.snapshot_wanted || v.calendar.has_holds();
+        v.ticks_wanted.store(wanted, Ordering::Relaxed);
+    }
+
     /// Whether the calendar has changed since its stored snapshot (and no snapshot is being
     /// written). A doctor with only its `Registered` event (seq 1) is not: replaying that
     /// one event costs no more than reading a snapshot.
@@ -176,6 +184,7 @@ impl Actor for DoctorActor {
         // alive while the actor idles, so one holding the message (176 bytes) or the reload
         // inline cost every active doctor ~2 KB more (measured by `benches/scale.rs`).
         let next = self.decide(&myself, msg, state);
+        state.ask_for_ticks();
         async move {
             match next {
                 Next::Done => {}

@@ -2,8 +2,8 @@
 //! much of it is durable and the encoded answers read from it, and the registry entry
 //! that finds them.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use ractor::ActorRef;
 
@@ -26,6 +26,9 @@ pub(crate) struct View {
     pub read_since_tick: AtomicBool,
     /// Availability answers already encoded, reused while they would read the same.
     pub answers: AnswerCache,
+    /// The actor wants its shard's every tick (a hold to expire, a snapshot to queue);
+    /// otherwise it is ticked only now and then. Only the actor writes it.
+    pub ticks_wanted: AtomicBool,
 }
 
 impl View {
@@ -36,6 +39,7 @@ impl View {
             calendar,
             read_since_tick: AtomicBool::new(false),
             answers: AnswerCache::default(),
+            ticks_wanted: AtomicBool::new(true),
         }
     }
 
@@ -53,4 +57,15 @@ pub(crate) type SharedView = Arc<RwLock<View>>;
 pub(crate) struct DoctorHandle {
     pub actor: ActorRef<DoctorMsg>,
     pub view: SharedView,
+}
+
+impl DoctorHandle {
+    /// Whether the actor asked for every tick.
+    pub fn wants_ticks(&self) -> bool {
+        self.view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ticks_wanted
+            .load(Ordering::Relaxed)
+    }
 }
