@@ -58,7 +58,7 @@ pub struct ShardState {
     pending: HashMap<DoctorId, Vec<ActivateReply>>,
     ticker: Option<JoinHandle<()>>,
     last_snapshot_round: Instant,
-    /// Ticks sent so far (see `ShardMsg::Tick`).
+    /// Tick rounds so far (see `ShardMsg::Tick`).
     ticks: u64,
     stopping: bool,
 }
