@@ -371,7 +371,27 @@ async fn doctor_actors_panicking_during_multi_bookings_leave_no_partial_booking(
         acked.len(),
         "nothing stored that was not acknowledged"
     );
-    assert!(!acked.is_empty());
+    // How many were booked during the storm depends on where the panics fell (all of them
+    // may have been refused as retryable); after it, a booking over the three goes through.
+    // (A last injected panic may still be on its way: retryable answers are retried.)
+    let mut after = None;
+    for _ in 0..100 {
+        let items = doctors.iter().map(|d| item(*d, 20, "Kin")).collect();
+        match engine.book_many(request(99, items), None).await {
+            Ok(booking) => {
+                after = Some(booking);
+                break;
+            }
+            Err(e) if e.is_retryable() => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("unexpected answer after the storm: {e:?}"),
+        }
+    }
+    let after = after.expect("after the storm the three doctors book again");
+    let bookings = assert_complete(b.store.as_ref(), 3).await;
+    assert_eq!(bookings.len(), acked.len() + 1);
+    assert!(bookings.contains_key(&after.id));
     // After the storm every doctor answers again, consistent with the store.
     for d in &doctors {
         let stored = active_ids(b.store.as_ref(), *d).await;
