@@ -3119,6 +3119,20 @@ fn main() {
         bad.len(),
         failures.len()
     );
+    // Repeated here (they went to stderr as they happened) so the end of the output says
+    // what failed, for a CI log that keeps only the tail.
+    for failure in &failures {
+        println!("failed run: {failure}");
+    }
+    for row in &bad {
+        println!(
+            "failed check: [{} {} {}] {}",
+            row.system.name(),
+            row.workload.name(),
+            row.connections,
+            row.verdict.error.as_deref().unwrap_or("see the tables above")
+        );
+    }
     drop(gen_rt);
     if !bad.is_empty() || !failures.is_empty() {
         std::process::exit(1);
