@@ -15,8 +15,14 @@ use consult_actors::{
 };
 
 /// The columns [`consultation`] reads, over [`CONSULTATIONS_FROM`].
+///
+/// `session_status` is the session row's status when the consultation has one (an in-app
+/// consultation), else the column's, which is written once with the booking: settling a
+/// session writes the session row only (see `Store::settle_sessions`).
 pub(crate) const CONSULTATION_COLUMNS: &str = "id, reference, doctor_id, patient_id, \
-    scheduled_at, duration_minutes, status, consultation_mode, consult_mode, session_status, \
+    scheduled_at, duration_minutes, status, consultation_mode, consult_mode, \
+    COALESCE((SELECT s.status FROM sessions s WHERE s.consultation_id = consultations.id), \
+    session_status) AS session_status, \
     reason, symptoms, medical_history, allergies, current_medications, created_at, \
     cancelled_at, booking_id, patient_name, relation";
 
@@ -57,7 +63,8 @@ pub(crate) const SESSION_COLUMNS: &str = "consultation_id, status, attempts, nex
 pub(crate) const NOTIFICATION_COLUMNS: &str = "n.id, n.recipient_role, n.recipient_id, n.kind, \
     n.created_at, n.read_at, n.webhook_attempts, n.consultation_id, c.reference, c.doctor_id, \
     c.patient_id, c.scheduled_at, c.duration_minutes, c.status, c.consultation_mode, \
-    c.session_status";
+    COALESCE((SELECT s.status FROM sessions s WHERE s.consultation_id = c.id), \
+    c.session_status) AS session_status";
 
 fn count(row: &impl ReadRow, column: &str) -> Result<u32, StoreError> {
     u32::try_from(row.int4(column)?).map_err(|_| corrupt(&format!("{column} is negative")))

@@ -529,13 +529,8 @@ async fn settle_one(
     {
         return Ok(false);
     }
-    sqlx::query("UPDATE consultations SET session_status = ?2, updated_at = ?3 WHERE id = ?1")
-        .bind(id)
-        .bind(status)
-        .bind(ts(now))
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
+    // The consultation's `session_status` is read through the session row (see
+    // `CONSULTATION_COLUMNS`), so it is not written again here.
     Ok(true)
 }
 

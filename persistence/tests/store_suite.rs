@@ -1470,6 +1470,26 @@ async fn sessions_are_claimed_and_settled_in_batches_each_once(store: Arc<dyn St
         let c = store.get_consultation(id).await.expect("get").expect("row");
         assert_eq!(c.session_status, status, "consultation {id}");
     }
+    // Every reader of consultations sees the settled status: the patient's list and the
+    // inbox's consultation summaries.
+    let listed: Vec<_> = store
+        .patient_consultations(101, 10)
+        .await
+        .expect("list")
+        .iter()
+        .map(|c| (c.id, c.session_status))
+        .collect();
+    assert_eq!(listed, vec![(2, SessionStatus::Ready)]);
+    let inbox = store
+        .notifications(&inbox(Recipient::patient(102)))
+        .await
+        .expect("inbox");
+    assert!(
+        inbox
+            .iter()
+            .all(|n| n.consultation.session_status == SessionStatus::Failed),
+        "{inbox:?}"
+    );
     assert_eq!(
         kinds(&*store, Recipient::patient(101)).await,
         vec![
