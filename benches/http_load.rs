@@ -3130,7 +3130,10 @@ fn main() {
             row.system.name(),
             row.workload.name(),
             row.connections,
-            row.verdict.error.as_deref().unwrap_or("see the tables above")
+            row.verdict
+                .error
+                .as_deref()
+                .unwrap_or("see the tables above")
         );
     }
     drop(gen_rt);

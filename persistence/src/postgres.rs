@@ -9,7 +9,6 @@
 //! first checks its shards' lease epochs, then runs the same statements.
 //! `synchronous_commit` stays on: commit means durable.
 
-use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +18,7 @@ use chrono::{DateTime, Utc};
 use consult_actors::calendar::{DoctorEvent, JournalRecord};
 use consult_actors::cluster::{ClusterStore, Fence};
 use consult_actors::outbox::{
-    InboxQuery, JoinSide, Notification, NotificationKind, Recipient, SessionOutcome, SessionRecord, SessionTask,
+    InboxQuery, JoinSide, Notification, Recipient, SessionOutcome, SessionRecord, SessionTask,
     WebhookUpdate,
 };
 use consult_actors::{
@@ -514,33 +513,61 @@ async fn insert_sessions(conn: &mut PgConnection, rows: &[NewSession]) -> Result
     Ok(())
 }
 
-/// Settles a batch of pending sessions (see `Store::settle_sessions`) in one statement:
-/// each outcome's session row if it is still pending and, for those settled with a
-/// notification, its event for the patient and then the doctor, in outcome order. Returns
-/// the ids settled. The consultation's `session_status` is read through the session row
-/// (see `CONSULTATION_COLUMNS`), so the consultation is not written: an update of it was
-/// a new row version and four index entries per session.
-const SETTLE_SESSIONS: &str = "WITH u AS (SELECT * FROM UNNEST($1::bigint[], $2::text[], \
-     $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[]) WITH ORDINALITY \
-     AS u(id, status, provider, provider_session_id, expires_at, error, kind, ord)), \
-     settled AS (UPDATE sessions AS s SET status = u.status, \
-     provider = CASE WHEN u.status = 'ready' THEN u.provider ELSE s.provider END, \
-     provider_session_id = CASE WHEN u.status = 'ready' THEN u.provider_session_id \
-     ELSE s.provider_session_id END, \
-     expires_at = CASE WHEN u.status = 'ready' THEN u.expires_at ELSE s.expires_at END, \
-     last_error = CASE u.status WHEN 'ready' THEN NULL WHEN 'failed' THEN u.error \
-     ELSE s.last_error END, \
-     updated_at = $8 \
-     FROM u WHERE s.consultation_id = u.id AND s.status = 'pending' \
-     RETURNING s.consultation_id AS id, u.kind, u.ord), \
-     notified AS (INSERT INTO notifications (recipient_role, recipient_id, kind, \
-     consultation_id, created_at, webhook_state, webhook_attempts, webhook_next_at) \
-     SELECT r.role, CASE r.n WHEN 1 THEN c.patient_id ELSE c.doctor_id END, settled.kind, \
-     settled.id, $8, 'pending', 0, $8 \
-     FROM settled JOIN consultations c ON c.id = settled.id \
-     CROSS JOIN (VALUES (1, 'patient'), (2, 'doctor')) AS r(n, role) \
-     WHERE settled.kind IS NOT NULL ORDER BY settled.ord, r.n) \
-     SELECT id FROM settled";
+/// Settles one pending session inside the caller's transaction (see
+/// `Store::settle_sessions`); `false` when it was not pending.
+async fn settle_one(
+    conn: &mut PgConnection,
+    outcome: &SessionOutcome,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let id = outcome.consultation_id();
+    let status = outcome.status().as_str();
+    let query = match outcome {
+        SessionOutcome::Ready {
+            provider,
+            provider_session_id,
+            expires_at,
+            ..
+        } => sqlx::query(
+            "UPDATE sessions SET status = $2, provider = $3, provider_session_id = $4, \
+             expires_at = $5, last_error = NULL, updated_at = $6 WHERE consultation_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(provider.as_str())
+        .bind(provider_session_id.as_str())
+        .bind(*expires_at)
+        .bind(now),
+        SessionOutcome::Failed { error, .. } => sqlx::query(
+            "UPDATE sessions SET status = $2, last_error = $3, updated_at = $4 \
+             WHERE consultation_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(error.as_str())
+        .bind(now),
+        SessionOutcome::NotRequired { .. } => sqlx::query(
+            "UPDATE sessions SET status = $2, updated_at = $3 \
+             WHERE consultation_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(now),
+    };
+    if query
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .rows_affected()
+        == 0
+    {
+        return Ok(false);
+    }
+    // The consultation's `session_status` is read through the session row (see
+    // `CONSULTATION_COLUMNS`), so the consultation is not written: an update of it cost a
+    // new row version and an entry in each of its indexes per session.
+    Ok(true)
+}
 
 /// Writes each event for the consultation's patient, then its doctor, in event order.
 /// Bookings name both, so a batch of them is written straight from the arrays; a batch
@@ -1261,59 +1288,24 @@ impl Store for PgStore {
         outcomes: &[SessionOutcome],
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
-        // One outcome per consultation: a repeat is answered `false`, as it would be
-        // after the first had settled the session.
-        let mut seen = HashSet::with_capacity(outcomes.len());
-        let firsts: Vec<&SessionOutcome> = outcomes
-            .iter()
-            .filter(|o| seen.insert(o.consultation_id()))
-            .collect();
-        fn ready(o: &SessionOutcome) -> Option<(&str, &str, DateTime<Utc>)> {
-            match o {
-                SessionOutcome::Ready {
-                    provider,
-                    provider_session_id,
-                    expires_at,
-                    ..
-                } => Some((provider.as_str(), provider_session_id.as_str(), *expires_at)),
-                _ => None,
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut settled = Vec::with_capacity(outcomes.len());
+        let mut notifications = Vec::new();
+        for outcome in outcomes {
+            let done = settle_one(&mut tx, outcome, now).await?;
+            if let Some(kind) = outcome.notification().filter(|_| done) {
+                notifications.push(NewNotification {
+                    kind: kind.as_str(),
+                    consultation_id: outcome.consultation_id(),
+                    parties: None,
+                    at: now,
+                });
             }
+            settled.push(done);
         }
-        let settled_ids: HashSet<ConsultationId> = sqlx::query_scalar(SETTLE_SESSIONS)
-            .bind(firsts.iter().map(|o| o.consultation_id()).collect::<Vec<_>>())
-            .bind(firsts.iter().map(|o| o.status().as_str()).collect::<Vec<_>>())
-            .bind(firsts.iter().map(|o| ready(o).map(|r| r.0)).collect::<Vec<_>>())
-            .bind(firsts.iter().map(|o| ready(o).map(|r| r.1)).collect::<Vec<_>>())
-            .bind(firsts.iter().map(|o| ready(o).map(|r| r.2)).collect::<Vec<_>>())
-            .bind(
-                firsts
-                    .iter()
-                    .map(|o| match o {
-                        SessionOutcome::Failed { error, .. } => Some(error.as_str()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                firsts
-                    .iter()
-                    .map(|o| o.notification().map(NotificationKind::as_str))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?
-            .into_iter()
-            .collect();
-        let mut answered = HashSet::with_capacity(outcomes.len());
-        Ok(outcomes
-            .iter()
-            .map(|o| {
-                let id = o.consultation_id();
-                settled_ids.contains(&id) && answered.insert(id)
-            })
-            .collect())
+        insert_notifications(&mut tx, &notifications).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(settled)
     }
 
     async fn save_join(
