@@ -1185,6 +1185,11 @@ impl Store for PgStore {
 
     /// Claims what it returns: the due rows no other transaction holds (`SKIP LOCKED`),
     /// due again only after the claim period and named as this store's.
+    ///
+    /// This and the other outbox claims are planned afresh on every call (an unnamed
+    /// statement, `persistent(false)`): a prepared statement's generic plan, made while the
+    /// table was small, read every pending row through the partial index on each call and
+    /// was kept as the backlog grew (BENCHMARKS.md, "Outbox claims planned per call").
     async fn due_sessions(
         &self,
         now: DateTime<Utc>,
@@ -1202,6 +1207,7 @@ impl Store for PgStore {
              JOIN consultations c ON c.id = s.consultation_id \
              ORDER BY s.due_at, s.consultation_id"
         ))
+        .persistent(false)
         .bind(now)
         .bind(i64::from(limit))
         .bind(self.outbox_claim.as_secs_f64())
@@ -1232,6 +1238,7 @@ impl Store for PgStore {
              SELECT {SESSION_TASK_COLUMNS} FROM claimed s \
              JOIN consultations c ON c.id = s.consultation_id"
         ))
+        .persistent(false)
         .bind(consultation_ids)
         .bind(self.claimer)
         .bind(self.outbox_claim.as_secs_f64())
@@ -1392,6 +1399,7 @@ impl Store for PgStore {
              JOIN consultations c ON c.id = n.consultation_id \
              ORDER BY n.due_at, n.id"
         ))
+        .persistent(false)
         .bind(now)
         .bind(i64::from(limit))
         .bind(self.outbox_claim.as_secs_f64())
