@@ -1188,8 +1188,8 @@ impl Store for PgStore {
     ///
     /// This and the other outbox claims are planned afresh on every call (an unnamed
     /// statement, `persistent(false)`): a prepared statement's generic plan, made while the
-    /// table was small, read every pending row through the partial index on each call and
-    /// was kept as the backlog grew (BENCHMARKS.md, "Outbox claims planned per call").
+    /// table was small, may read every pending row on each call, and it is kept as the
+    /// backlog grows (BENCHMARKS.md, "Outbox claims that read the whole backlog").
     async fn due_sessions(
         &self,
         now: DateTime<Utc>,
@@ -1223,6 +1223,11 @@ impl Store for PgStore {
     /// Claims the row too, unless another store holds a claim on it that has not run out
     /// (its next attempt is still ahead by the database clock) or a transaction has it
     /// locked: then `None`, as for a settled session, and the claimer goes on with it.
+    ///
+    /// The rows are found by primary key only: `(status = 'pending') IS TRUE` is the same
+    /// test as `status = 'pending'`, but no index can serve it, so Postgres can't choose
+    /// to scan every pending session in `sessions_due` for the few ids asked for (which it
+    /// did before the table was first analyzed).
     async fn pending_sessions(
         &self,
         consultation_ids: &[ConsultationId],
@@ -1231,7 +1236,7 @@ impl Store for PgStore {
             "WITH claimed AS (UPDATE sessions AS s SET claimed_by = $2, \
              next_attempt_at = GREATEST(s.next_attempt_at, now() + make_interval(secs => $3)) \
              WHERE s.consultation_id IN (SELECT consultation_id FROM sessions \
-             WHERE consultation_id = ANY($1) AND status = 'pending' \
+             WHERE consultation_id = ANY($1) AND (status = 'pending') IS TRUE \
              AND (claimed_by IS NULL OR claimed_by = $2 OR next_attempt_at <= now()) \
              FOR UPDATE SKIP LOCKED) \
              RETURNING s.consultation_id, s.attempts) \
