@@ -569,6 +569,38 @@ async fn settle_one(
     Ok(true)
 }
 
+/// `due_sessions`: claims up to `$2` sessions due at `$1` for `$3` seconds as `$4`'s.
+fn due_sessions_sql() -> String {
+    format!(
+        "WITH due AS (SELECT consultation_id, next_attempt_at FROM sessions \
+         WHERE status = 'pending' AND next_attempt_at <= $1 \
+         ORDER BY next_attempt_at, consultation_id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+         claimed AS (UPDATE sessions AS s \
+         SET next_attempt_at = $1 + make_interval(secs => $3), claimed_by = $4 \
+         FROM due WHERE s.consultation_id = due.consultation_id \
+         RETURNING s.consultation_id, s.attempts, due.next_attempt_at AS due_at) \
+         SELECT {SESSION_TASK_COLUMNS} FROM claimed s \
+         JOIN consultations c ON c.id = s.consultation_id \
+         ORDER BY s.due_at, s.consultation_id"
+    )
+}
+
+/// `pending_sessions`: claims the pending sessions of consultations `$1` as `$2`'s for `$3`
+/// seconds.
+fn claim_sessions_sql() -> String {
+    format!(
+        "WITH claimed AS (UPDATE sessions AS s SET claimed_by = $2, \
+         next_attempt_at = GREATEST(s.next_attempt_at, now() + make_interval(secs => $3)) \
+         WHERE s.consultation_id IN (SELECT consultation_id FROM sessions \
+         WHERE consultation_id = ANY($1) AND (status = 'pending') IS TRUE \
+         AND (claimed_by IS NULL OR claimed_by = $2 OR next_attempt_at <= now()) \
+         FOR UPDATE SKIP LOCKED) \
+         RETURNING s.consultation_id, s.attempts) \
+         SELECT {SESSION_TASK_COLUMNS} FROM claimed s \
+         JOIN consultations c ON c.id = s.consultation_id"
+    )
+}
+
 /// A transaction whose statements read a polled outbox in index order. Postgres estimates
 /// a partial range such as `status = 'pending'` from statistics that lag a burst (none at
 /// all before the table's first ANALYZE), so it would collect every due row in a bitmap
@@ -1216,25 +1248,14 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<Vec<SessionTask>, StoreError> {
         let mut tx = begin_in_index_order(&self.pool).await?;
-        let due = sqlx::query(&format!(
-            "WITH due AS (SELECT consultation_id, next_attempt_at FROM sessions \
-             WHERE status = 'pending' AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at, consultation_id LIMIT $2 FOR UPDATE SKIP LOCKED), \
-             claimed AS (UPDATE sessions AS s \
-             SET next_attempt_at = $1 + make_interval(secs => $3), claimed_by = $4 \
-             FROM due WHERE s.consultation_id = due.consultation_id \
-             RETURNING s.consultation_id, s.attempts, due.next_attempt_at AS due_at) \
-             SELECT {SESSION_TASK_COLUMNS} FROM claimed s \
-             JOIN consultations c ON c.id = s.consultation_id \
-             ORDER BY s.due_at, s.consultation_id"
-        ))
-        .bind(now)
-        .bind(i64::from(limit))
-        .bind(self.outbox_claim.as_secs_f64())
-        .bind(self.claimer)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        let due = sqlx::query(&due_sessions_sql())
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(self.outbox_claim.as_secs_f64())
+            .bind(self.claimer)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         due.iter().map(rows::session_task).collect()
     }
@@ -1253,27 +1274,17 @@ impl Store for PgStore {
         &self,
         consultation_ids: &[ConsultationId],
     ) -> Result<Vec<SessionTask>, StoreError> {
-        sqlx::query(&format!(
-            "WITH claimed AS (UPDATE sessions AS s SET claimed_by = $2, \
-             next_attempt_at = GREATEST(s.next_attempt_at, now() + make_interval(secs => $3)) \
-             WHERE s.consultation_id IN (SELECT consultation_id FROM sessions \
-             WHERE consultation_id = ANY($1) AND (status = 'pending') IS TRUE \
-             AND (claimed_by IS NULL OR claimed_by = $2 OR next_attempt_at <= now()) \
-             FOR UPDATE SKIP LOCKED) \
-             RETURNING s.consultation_id, s.attempts) \
-             SELECT {SESSION_TASK_COLUMNS} FROM claimed s \
-             JOIN consultations c ON c.id = s.consultation_id"
-        ))
-        .persistent(false)
-        .bind(consultation_ids)
-        .bind(self.claimer)
-        .bind(self.outbox_claim.as_secs_f64())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?
-        .iter()
-        .map(rows::session_task)
-        .collect()
+        sqlx::query(&claim_sessions_sql())
+            .persistent(false)
+            .bind(consultation_ids)
+            .bind(self.claimer)
+            .bind(self.outbox_claim.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(rows::session_task)
+            .collect()
     }
 
     async fn session(
@@ -1476,5 +1487,105 @@ impl Store for PgStore {
     /// The lease and membership tables live in this database (see [`crate::cluster`]).
     fn cluster(&self) -> Option<Arc<dyn ClusterStore>> {
         Some(Arc::new(self.clone()))
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    //! What the session worker's claims read, seen in Postgres's own `EXPLAIN ANALYZE`:
+    //! rows, not time, so the checks hold on any machine.
+
+    use super::*;
+    use crate::testing::{drop_postgres, fresh_postgres};
+
+    /// The most rows any one scan of `sessions` (table or index) produced in `plan`:
+    /// actual rows times loops.
+    fn most_sessions_rows_read(plan: &[String]) -> u64 {
+        plan.iter()
+            .filter(|line| line.contains("Scan") && line.contains(" sessions"))
+            .filter_map(|line| {
+                let actual = &line[line.find("(actual")?..];
+                let number = |key: &str| -> Option<u64> {
+                    let rest = &actual[actual.find(key)? + key.len()..];
+                    rest.split(|c: char| !c.is_ascii_digit())
+                        .next()?
+                        .parse()
+                        .ok()
+                };
+                Some(number("rows=")? * number("loops=")?)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// 40,000 in-app consultations whose sessions wait, in a table never analyzed: the
+    /// backlog a burst of bookings leaves.
+    async fn backlog(pool: &PgPool) {
+        sqlx::query(
+            "INSERT INTO consultations SELECT g, 'CONS-' || g, g % 1000, g, \
+             now() + (g / 1000) * interval '30 min', 30, 'scheduled', 'video', 'video', \
+             'pending', NULL, NULL, NULL, NULL, NULL, now(), now(), NULL \
+             FROM generate_series(1, 40000) g",
+        )
+        .execute(pool)
+        .await
+        .expect("consultations");
+        sqlx::query(
+            "INSERT INTO sessions (consultation_id, status, attempts, next_attempt_at, \
+             updated_at) SELECT g, 'pending', 0, now() - interval '1 hour' \
+             + g * interval '1 ms', now() FROM generate_series(1, 40000) g",
+        )
+        .execute(pool)
+        .await
+        .expect("sessions");
+    }
+
+    #[tokio::test]
+    async fn a_poll_and_a_claim_read_their_rows_not_the_backlog() {
+        let Some((store, name)) = fresh_postgres().await else {
+            return;
+        };
+        backlog(store.pool()).await;
+
+        let mut tx = begin_in_index_order(store.pool()).await.expect("begin");
+        let poll: Vec<String> = sqlx::query_scalar(&format!(
+            "EXPLAIN (ANALYZE, COSTS OFF) {}",
+            due_sessions_sql()
+        ))
+        .bind(Utc::now())
+        .bind(10_i64)
+        .bind(30.0_f64)
+        .bind(1_i64)
+        .fetch_all(&mut *tx)
+        .await
+        .expect("explain the poll");
+        tx.rollback().await.expect("rollback");
+        let read = most_sessions_rows_read(&poll);
+        assert!(
+            (10..=20).contains(&read),
+            "a poll for 10 read {read} rows of 40,000 due:\n{}",
+            poll.join("\n")
+        );
+
+        let claim: Vec<String> = sqlx::query_scalar(&format!(
+            "EXPLAIN (ANALYZE, COSTS OFF) {}",
+            claim_sessions_sql()
+        ))
+        .persistent(false)
+        .bind(vec![39_998_i64, 39_999, 40_000])
+        .bind(1_i64)
+        .bind(30.0_f64)
+        .fetch_all(store.pool())
+        .await
+        .expect("explain the claim");
+        let read = most_sessions_rows_read(&claim);
+        assert!(
+            (3..=6).contains(&read),
+            "a claim of 3 read {read} rows of 40,000 pending:\n{}",
+            claim.join("\n")
+        );
+
+        store.close().await;
+        drop_postgres(&name).await;
     }
 }
