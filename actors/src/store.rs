@@ -235,9 +235,9 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
     ) -> Result<(), StoreError>;
 
-    /// Settles pending sessions, all in one transaction: each session row (which the
-    /// consultation's `session_status` is read from from then on) and (for ready / failed)
-    /// a `session_ready` / `session_failed` notification for patient and doctor. Answers, per outcome in
+    /// Settles pending sessions, all in one transaction: each session row (a consultation's
+    /// `session_status` is read from it) and, for ready / failed, a `session_ready` /
+    /// `session_failed` notification for patient and doctor. Answers, per outcome in
     /// order, `false` (changing nothing for it) when the session was not pending (settled
     /// before): one outcome per consultation.
     async fn settle_sessions(
