@@ -24,8 +24,7 @@ pub fn init(settings: &LogSettings) {
     let result = if json {
         registry
             .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
+                json_subscriber::fmt::layer()
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)

@@ -3,6 +3,8 @@
 //! a missing, malformed, expired or tampered token and 403 for the wrong role. Tokens are
 //! never logged.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -60,12 +62,24 @@ fn sub_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::
 /// never really expires) is refused. `consult-scheduler token` mints at most 365 days.
 pub const MAX_TOKEN_LIFETIME_S: u64 = 366 * 24 * 3600;
 
-/// Signs and verifies tokens with one HS256 secret.
+/// Most tokens [`JwtKeys`] keeps as verified (least recently used ones leave first).
+pub const VERIFIED_TOKENS_KEPT: u64 = 10_000;
+
+/// Longest token kept as verified; longer ones are verified on every request.
+const MAX_KEPT_TOKEN_BYTES: usize = 2048;
+
+/// Signs and verifies tokens with one HS256 secret. Clones share what they keep.
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Tokens that passed [`Self::verify`], with their claims. A token is immutable and
+    /// the secret is fixed, so a kept token stays valid until its `exp` (plus the leeway),
+    /// which is checked on every use; a client's next request with the same token skips
+    /// the signature check and the decoding. Only tokens that passed are kept: anything
+    /// else is checked in full every time.
+    verified: moka::sync::Cache<Box<str>, Arc<Claims>>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -87,6 +101,7 @@ impl JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            verified: moka::sync::Cache::new(VERIFIED_TOKENS_KEPT),
         }
     }
 
@@ -120,6 +135,21 @@ impl JwtKeys {
     /// [`MAX_TOKEN_LIFETIME_S`] away; `nbf`, when present, not ahead of now. Anything else
     /// is 401.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        if let Some(kept) = self.verified.get(token) {
+            if now_s() <= kept.exp.saturating_add(self.validation.leeway) {
+                return Ok(Claims::clone(&kept));
+            }
+            self.verified.invalidate(token);
+        }
+        let claims = self.check(token)?;
+        if token.len() <= MAX_KEPT_TOKEN_BYTES {
+            self.verified.insert(token.into(), Arc::new(claims.clone()));
+        }
+        Ok(claims)
+    }
+
+    /// [`Self::verify`] without what is kept: the signature, the header and every claim.
+    fn check(&self, token: &str) -> Result<Claims, ApiError> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
@@ -279,6 +309,61 @@ mod tests {
         let bad = serde_json::json!({"sub": "abc", "role": "patient", "exp": exp});
         let token = jsonwebtoken::encode(&header, &bad, &key).unwrap();
         assert!(keys.verify(&token).is_err());
+    }
+
+    #[test]
+    fn a_kept_token_is_answered_from_memory_until_it_expires() {
+        let keys = JwtKeys::new(SECRET, 0);
+        let token = keys.mint(Role::Patient, 7, now_s(), 2);
+        assert_eq!(keys.verify(&token).unwrap().sub, 7);
+        assert!(
+            keys.verified.contains_key(token.as_str()),
+            "kept after passing"
+        );
+        // A clone (each request's state) shares what is kept.
+        assert_eq!(keys.clone().verify(&token).unwrap().sub, 7);
+        while now_s() <= keys.verify(&token).map(|c| c.exp).unwrap_or(0) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let err = keys.verify(&token).unwrap_err();
+        assert_eq!(err.to_string(), "Token has expired");
+        assert!(
+            !keys.verified.contains_key(token.as_str()),
+            "dropped once expired"
+        );
+    }
+
+    #[test]
+    fn a_token_one_byte_off_a_kept_one_is_checked_in_full_and_refused() {
+        let keys = JwtKeys::new(SECRET, 0);
+        let token = keys.mint(Role::Patient, 7, now_s(), 60);
+        keys.verify(&token).unwrap();
+        let mut bytes = token.clone().into_bytes();
+        for i in [bytes.len() - 1, bytes.len() / 2, 0] {
+            let kept = bytes[i];
+            bytes[i] = if kept == b'A' { b'B' } else { b'A' };
+            let forged = String::from_utf8(bytes.clone()).unwrap();
+            assert!(keys.verify(&forged).is_err(), "byte {i} changed");
+            assert!(!keys.verified.contains_key(forged.as_str()));
+            bytes[i] = kept;
+        }
+        assert!(keys.verify(&format!("{token} ")).is_err(), "trailing space");
+    }
+
+    #[test]
+    fn refused_tokens_are_never_kept() {
+        let keys = JwtKeys::new(SECRET, 0);
+        let expired = keys.mint(Role::Patient, 1, now_s() - 1000, 10);
+        let foreign = JwtKeys::new(b"another-secret-another-secret-another", 0).mint(
+            Role::Admin,
+            1,
+            now_s(),
+            60,
+        );
+        for token in [expired, foreign, "not.a.token".to_owned()] {
+            assert!(keys.verify(&token).is_err());
+            assert!(!keys.verified.contains_key(token.as_str()));
+        }
     }
 
     fn base64_url(s: &str) -> String {
@@ -461,10 +546,18 @@ mod tests {
                     }
                 }
                 let claims = Value::Object(claims);
+                // The intact token first, so a damaged one meets it kept (when it passed).
+                let _ = keys.verify(&token(&header, &claims, algorithm, Damage::None));
                 let token = token(&header, &claims, algorithm, damage);
                 let expected = sub.ok && role.ok && exp.ok && nbf.ok && alg_ok
                     && matches!(damage, Damage::None);
-                match keys.verify(&token) {
+                let first = keys.verify(&token);
+                let again = keys.verify(&token);
+                prop_assert_eq!(
+                    first.as_ref().map(|c| (c.sub, c.role)).map_err(|e| e.to_string()),
+                    again.as_ref().map(|c| (c.sub, c.role)).map_err(|e| e.to_string())
+                );
+                match first {
                     Ok(got) => {
                         prop_assert!(expected, "accepted {header} {claims} {damage:?}");
                         let want_sub = match &claims["sub"] {
