@@ -177,7 +177,9 @@ impl EngineBuilder {
         self
     }
 
-    /// Starts the notifier, which delivers notifications to webhook URLs.
+    /// Starts the notifier, which delivers notifications to webhook URLs. Without URLs (or
+    /// without this call) notifications are kept for the inbox only and never queued for
+    /// webhooks (see [`Store::queue_webhooks`]).
     pub fn webhooks(mut self, settings: WebhookSettings) -> Self {
         self.webhooks = Some(settings);
         self
@@ -189,6 +191,9 @@ impl EngineBuilder {
     pub async fn start(self) -> Result<Engine, EngineError> {
         let settings = self.settings;
         settings.validate()?;
+        // Before anything writes a notification (the session worker may settle at once).
+        self.store
+            .queue_webhooks(matches!(&self.webhooks, Some(w) if !w.webhook_urls.is_empty()));
         let sessions = match self.sessions {
             Some(config) => Some(Arc::new(
                 SessionHandle::start(SessionCtx::new(

@@ -33,6 +33,8 @@ struct Tables {
     notifications: BTreeMap<i64, StoredNotification>,
     /// (patient, key) -> the stored key: unique, like the SQL stores' primary key.
     idempotency: HashMap<(PatientId, String), StoredIdempotency>,
+    /// Notifications are written with no webhook due (see [`Store::queue_webhooks`]).
+    webhooks_off: bool,
 }
 
 /// A notification as kept; its consultation is joined when read, as in the SQL stores.
@@ -106,7 +108,7 @@ impl Tables {
                     consultation_id,
                     created_at: micros(at),
                     read_at: None,
-                    webhook_next_at: Some(micros(at)),
+                    webhook_next_at: (!self.webhooks_off).then(|| micros(at)),
                     webhook_attempts: 0,
                 },
             );
@@ -737,6 +739,10 @@ impl Store for MemoryStore {
             }
         }
         Ok(changed)
+    }
+
+    fn queue_webhooks(&self, queued: bool) {
+        self.tables().webhooks_off = !queued;
     }
 
     async fn due_webhooks(

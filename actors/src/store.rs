@@ -69,7 +69,8 @@ pub trait Store: Send + Sync + 'static {
     /// row), and the outboxes: a `Booked` in-app consultation gets its pending session row
     /// (due at once), and every `Booked` / `Cancelled` / `Rescheduled` gets a
     /// `consultation_scheduled` / `consultation_cancelled` / `consultation_rescheduled`
-    /// notification for its patient and its doctor (webhook due at once). Events of one
+    /// notification for its patient and its doctor (webhook due at once, when queued: see
+    /// [`Store::queue_webhooks`]). Events of one
     /// doctor are applied in an order that never puts two active consultations on one start
     /// (see `consult_persistence`'s batch planner). A record's `idempotency` claim becomes
     /// an `idempotency_keys` row; a `(patient, key)` already stored (expired or not) or twice
@@ -278,6 +279,13 @@ pub trait Store: Send + Sync + 'static {
         ids: &[i64],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// Whether notifications written from now on are queued for webhook delivery; `true`
+    /// until told otherwise. The engine says `false` when no webhook receiver is
+    /// configured: its notifications are then kept for the inbox only (no webhook state to
+    /// index), and a receiver configured later is sent only what is written after it.
+    /// Clones of a store share the setting.
+    fn queue_webhooks(&self, queued: bool);
 
     /// Notifications whose webhook is due at `now`, oldest first, at most `limit`.
     ///

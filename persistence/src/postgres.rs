@@ -10,6 +10,7 @@
 //! `synchronous_commit` stays on: commit means durable.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +76,8 @@ pub struct PgStore {
     claimer: i64,
     /// See [`DEFAULT_OUTBOX_CLAIM_S`].
     outbox_claim: Duration,
+    /// See [`Store::queue_webhooks`]; shared by the clones.
+    webhooks: Arc<AtomicBool>,
 }
 
 impl PgStore {
@@ -114,7 +117,14 @@ impl PgStore {
             pool,
             claimer,
             outbox_claim: Duration::from_secs(DEFAULT_OUTBOX_CLAIM_S),
+            webhooks: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// The `webhook_state` new notifications get: `pending` (due at once) while webhooks
+    /// are queued, else `none`, which no poll or index reads.
+    fn webhook_state(&self) -> &'static str {
+        rows::webhook_state(self.webhooks.load(Ordering::Relaxed))
     }
 
     /// The same store with another outbox claim period: it must be longer than one
@@ -258,11 +268,11 @@ fn bind_sessions<'q>(query: PgQuery<'q>, rows: &'q [NewSession]) -> PgQuery<'q> 
 }
 
 /// Each event for its patient, then its doctor, in event order; the parties come with the
-/// rows (bookings).
+/// rows (bookings). The webhook state is bound last (`$6`).
 const INSERT_NOTIFICATIONS: &str = "INSERT INTO notifications (recipient_role, recipient_id, \
      kind, consultation_id, created_at, webhook_state, webhook_attempts, webhook_next_at) \
      SELECT r.role, CASE r.n WHEN 1 THEN u.patient ELSE u.doctor END, u.kind, u.id, \
-     u.at, 'pending', 0, u.at \
+     u.at, $6::text, 0, u.at \
      FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[], \
      $5::bigint[]) WITH ORDINALITY AS u(kind, id, at, patient, doctor, ord) \
      CROSS JOIN (VALUES (1, 'patient'), (2, 'doctor')) AS r(n, role) \
@@ -321,7 +331,7 @@ fn bind_members<'q>(query: PgQuery<'q>, rows: &'q [NewMember<'_>]) -> PgQuery<'q
 // CTEs in front (the fence check, the idempotency keys), `when` the condition every insert
 // is under, and `open` / `tail` turn the last insert into a CTE with a query after it.
 macro_rules! bookings_batch {
-    ($head:literal, $keys:literal, $when:literal, $open:literal, $tail:literal) => {
+    ($head:literal, $keys:literal, $when:literal, $open:literal, $tail:literal, $state:literal) => {
         concat!("WITH ", $head, $keys, "j AS (\
      INSERT INTO journal (doctor_id, seq, kind, payload, recorded_at) \
      SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], \
@@ -345,7 +355,7 @@ macro_rules! bookings_batch {
      "INSERT INTO notifications (recipient_role, recipient_id, \
      kind, consultation_id, created_at, webhook_state, webhook_attempts, webhook_next_at) \
      SELECT r.role, CASE r.n WHEN 1 THEN u.patient ELSE u.doctor END, u.kind, u.id, \
-     u.at, 'pending', 0, u.at \
+     u.at, ", $state, "::text, 0, u.at \
      FROM UNNEST($23::text[], $24::bigint[], $25::timestamptz[], $26::bigint[], \
      $27::bigint[]) WITH ORDINALITY AS u(kind, id, at, patient, doctor, ord) \
      CROSS JOIN (VALUES (1, 'patient'), (2, 'doctor')) AS r(n, role)", $when,
@@ -356,8 +366,10 @@ macro_rules! bookings_batch {
 /// A batch of bookings only (the usual batch) as one statement: Postgres runs it in its own
 /// implicit transaction, so the batch is all or nothing in one round trip, where BEGIN, four
 /// inserts and COMMIT took six. The parameters are those of the four statements above, in
-/// order (journal 1-5, consultations 6-20, sessions 21-22, notifications 23-27).
-const BOOKINGS_BATCH: &str = bookings_batch!("", "", "", "", "");
+/// order (journal 1-5, consultations 6-20, sessions 21-22, notifications 23-27), and last
+/// the notifications' webhook state (28 here; after the keys' and the fences' parameters in
+/// the variants below).
+const BOOKINGS_BATCH: &str = bookings_batch!("", "", "", "", "", "$28");
 
 /// [`BOOKINGS_BATCH`] for a batch where some bookings carry an idempotency key: one more
 /// UNNEST insert in the same statement (parameters 28-33, bound after the notifications).
@@ -370,7 +382,8 @@ const BOOKINGS_BATCH_WITH_KEYS: &str = bookings_batch!(
      $32::timestamptz[], $33::timestamptz[])), ",
     "",
     "",
-    ""
+    "",
+    "$34"
 );
 
 /// [`PgStore::save_snapshots`]' statement: snapshots (doctor ids 1, seqs 2, blobs 3, each
@@ -401,7 +414,8 @@ const FENCED_BOOKINGS_BATCH: &str = bookings_batch!(
     "",
     " WHERE (SELECT count(*) FROM f) = $30",
     ", n AS (",
-    ") SELECT shard, epoch FROM f"
+    ") SELECT shard, epoch FROM f",
+    "$31"
 );
 
 /// [`FENCED_BOOKINGS_BATCH`] with idempotency keys (parameters 28-33, then the fences').
@@ -415,7 +429,8 @@ const FENCED_BOOKINGS_BATCH_WITH_KEYS: &str = bookings_batch!(
      $32::timestamptz[], $33::timestamptz[]) WHERE (SELECT count(*) FROM f) = $36), ",
     " WHERE (SELECT count(*) FROM f) = $36",
     ", n AS (",
-    ") SELECT shard, epoch FROM f"
+    ") SELECT shard, epoch FROM f",
+    "$37"
 );
 
 async fn insert_journal(conn: &mut PgConnection, rows: &[JournalRow]) -> Result<(), StoreError> {
@@ -626,20 +641,23 @@ async fn begin_in_index_order(
 /// Writes each event for the consultation's patient, then its doctor, in event order.
 /// Bookings name both, so a batch of them is written straight from the arrays; a batch
 /// with a cancellation reads the parties from `consultations` (by primary key).
+/// `webhook_state`: see [`PgStore::webhook_state`].
 async fn insert_notifications(
     conn: &mut PgConnection,
     rows: &[NewNotification],
+    webhook_state: &'static str,
 ) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
     let query = match rows.iter().map(|r| r.parties).collect::<Option<Vec<_>>>() {
-        Some(parties) => bind_notifications(sqlx::query(INSERT_NOTIFICATIONS), rows, &parties),
+        Some(parties) => bind_notifications(sqlx::query(INSERT_NOTIFICATIONS), rows, &parties)
+            .bind(webhook_state),
         None => sqlx::query(
             "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
              created_at, webhook_state, webhook_attempts, webhook_next_at) \
              SELECT r.role, CASE r.n WHEN 1 THEN c.patient_id ELSE c.doctor_id END, u.kind, u.id, \
-             u.at, 'pending', 0, u.at \
+             u.at, $4::text, 0, u.at \
              FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[]) WITH ORDINALITY \
              AS u(kind, id, at, ord) \
              JOIN consultations c ON c.id = u.id \
@@ -648,7 +666,8 @@ async fn insert_notifications(
         )
         .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.consultation_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>()),
+        .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+        .bind(webhook_state),
     };
     query.execute(conn).await.map_err(db_error)?;
     Ok(())
@@ -697,6 +716,7 @@ async fn update_doctor(conn: &mut PgConnection, update: &DoctorUpdate) -> Result
 fn bookings_batch_statement<'q>(
     plan: &'q batch::Plan<'_>,
     fences: &FenceCheck,
+    webhook_state: &'static str,
 ) -> Option<PgQuery<'q>> {
     let [phase] = plan.phases.as_slice() else {
         return None;
@@ -733,11 +753,15 @@ fn bookings_batch_statement<'q>(
             .bind(fences.epochs())
             .bind(fences.count());
     }
-    Some(query)
+    Some(query.bind(webhook_state))
 }
 
 /// Any batch as a series of set-based statements inside the caller's transaction.
-async fn write_plan(conn: &mut PgConnection, plan: &batch::Plan<'_>) -> Result<(), StoreError> {
+async fn write_plan(
+    conn: &mut PgConnection,
+    plan: &batch::Plan<'_>,
+    webhook_state: &'static str,
+) -> Result<(), StoreError> {
     insert_journal(conn, &plan.journal).await?;
     for phase in &plan.phases {
         insert_consultations(conn, &phase.bookings).await?;
@@ -760,7 +784,7 @@ async fn write_plan(conn: &mut PgConnection, plan: &batch::Plan<'_>) -> Result<(
             .map_err(db_error)?;
     }
     insert_sessions(conn, &plan.sessions).await?;
-    insert_notifications(conn, &plan.notifications).await
+    insert_notifications(conn, &plan.notifications, webhook_state).await
 }
 
 /// The error of a statement that commits (a COMMIT, or one auto-committed statement): when
@@ -939,7 +963,8 @@ impl Store for PgStore {
         }
         let plan = batch::plan(batch)?;
         let fence_check = FenceCheck::new(fences);
-        if let Some(statement) = bookings_batch_statement(&plan, &fence_check) {
+        if let Some(statement) = bookings_batch_statement(&plan, &fence_check, self.webhook_state())
+        {
             // Acquired apart: a failure to get a connection wrote nothing for sure.
             let mut conn = self.pool.acquire().await.map_err(db_error)?;
             let rows = autocommit(&mut conn, statement).await?;
@@ -958,7 +983,7 @@ impl Store for PgStore {
             let _ = tx.rollback().await;
             return Err(e);
         }
-        write_plan(&mut tx, &plan).await?;
+        write_plan(&mut tx, &plan, self.webhook_state()).await?;
         // A commit whose answer is lost (connection gone) is an error, never success; nor
         // is it known to have failed. (Before the COMMIT, a lost connection rolls back.)
         tx.commit().await.map_err(commit_error)
@@ -1347,7 +1372,7 @@ impl Store for PgStore {
             }
             settled.push(done);
         }
-        insert_notifications(&mut tx, &notifications).await?;
+        insert_notifications(&mut tx, &notifications, self.webhook_state()).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(settled)
     }
@@ -1419,6 +1444,10 @@ impl Store for PgStore {
     /// Claims what it returns: the due rows no other transaction holds (`SKIP LOCKED`),
     /// due again only after the claim period unless [`Store::update_webhook`] says
     /// otherwise first.
+    fn queue_webhooks(&self, queued: bool) {
+        self.webhooks.store(queued, Ordering::Relaxed);
+    }
+
     async fn due_webhooks(
         &self,
         now: DateTime<Utc>,

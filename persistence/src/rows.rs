@@ -37,6 +37,17 @@ pub(crate) const DOCTOR_COLUMNS: &str = "id, name, specialty, timezone, slot_min
     availability_schedule, is_available, is_approved, created_at, date_overrides, booking_policy";
 
 /// Typed column access over one backend's row type.
+/// The `webhook_state` a new notification row gets: `pending` (its webhook due at once)
+/// while webhooks are queued (see [`consult_actors::Store::queue_webhooks`]), else `none`,
+/// which no poll reads and no index holds.
+pub(crate) fn webhook_state(queued: bool) -> &'static str {
+    if queued {
+        "pending"
+    } else {
+        "none"
+    }
+}
+
 pub(crate) trait ReadRow {
     fn int8(&self, column: &str) -> Result<i64, StoreError>;
     fn opt_int8(&self, column: &str) -> Result<Option<i64>, StoreError>;

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -67,6 +68,8 @@ pub struct SqliteStore {
     /// This process's lock on the database file (none in memory), shared by the clones,
     /// given up by [`SqliteStore::close`] or when the last clone is dropped.
     lock: Arc<Mutex<Option<Arc<DatabaseLock>>>>,
+    /// See [`Store::queue_webhooks`]; shared by the clones.
+    webhooks: Arc<AtomicBool>,
 }
 
 impl SqliteStore {
@@ -132,7 +135,13 @@ impl SqliteStore {
             pool,
             writer,
             lock: Arc::new(Mutex::new(lock)),
+            webhooks: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// The `webhook_state` new notifications get (see [`rows::webhook_state`]).
+    fn webhook_state(&self) -> &'static str {
+        rows::webhook_state(self.webhooks.load(Ordering::Relaxed))
     }
 
     /// The connection pool, for tests and operational queries.
@@ -535,35 +544,39 @@ async fn settle_one(
 }
 
 /// Writes each event for the consultation's patient, then its doctor, in event order.
+/// `webhook_state`: see [`rows::webhook_state`].
 async fn insert_notifications(
     conn: &mut SqliteConnection,
     rows: &[NewNotification],
+    webhook_state: &'static str,
 ) -> Result<(), StoreError> {
     for r in rows {
         let query = match r.parties {
             Some((patient, doctor)) => sqlx::query(
                 "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
                  created_at, webhook_state, webhook_attempts, webhook_next_at) \
-                 VALUES ('patient', ?3, ?1, ?5, ?2, 'pending', 0, ?2), \
-                 ('doctor', ?4, ?1, ?5, ?2, 'pending', 0, ?2)",
+                 VALUES ('patient', ?3, ?1, ?5, ?2, ?6, 0, ?2), \
+                 ('doctor', ?4, ?1, ?5, ?2, ?6, 0, ?2)",
             )
             .bind(r.kind)
             .bind(ts(r.at))
             .bind(patient)
             .bind(doctor)
-            .bind(r.consultation_id),
+            .bind(r.consultation_id)
+            .bind(webhook_state),
             None => sqlx::query(
                 "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
                  created_at, webhook_state, webhook_attempts, webhook_next_at) \
                  SELECT r.role, CASE r.n WHEN 1 THEN c.patient_id ELSE c.doctor_id END, ?1, c.id, \
-                 ?2, 'pending', 0, ?2 \
+                 ?2, ?4, 0, ?2 \
                  FROM consultations c \
                  CROSS JOIN (SELECT 1 AS n, 'patient' AS role UNION ALL SELECT 2, 'doctor') r \
                  WHERE c.id = ?3 ORDER BY r.n",
             )
             .bind(r.kind)
             .bind(ts(r.at))
-            .bind(r.consultation_id),
+            .bind(r.consultation_id)
+            .bind(webhook_state),
         };
         query.execute(&mut *conn).await.map_err(db_error)?;
     }
@@ -773,7 +786,7 @@ impl Store for SqliteStore {
         insert_idempotency_keys(&mut tx, &plan.idempotency).await?;
         insert_members(&mut tx, &plan.members).await?;
         insert_sessions(&mut tx, &plan.sessions).await?;
-        insert_notifications(&mut tx, &plan.notifications).await?;
+        insert_notifications(&mut tx, &plan.notifications, self.webhook_state()).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -1112,7 +1125,7 @@ impl Store for SqliteStore {
             }
             settled.push(done);
         }
-        insert_notifications(&mut tx, &notifications).await?;
+        insert_notifications(&mut tx, &notifications, self.webhook_state()).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(settled)
     }
@@ -1182,6 +1195,10 @@ impl Store for SqliteStore {
         .await
         .map_err(db_error)?
         .rows_affected())
+    }
+
+    fn queue_webhooks(&self, queued: bool) {
+        self.webhooks.store(queued, Ordering::Relaxed);
     }
 
     async fn due_webhooks(

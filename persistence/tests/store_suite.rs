@@ -130,6 +130,7 @@ store_test_suite!(
     a_retried_session_is_due_again_only_at_its_next_attempt,
     the_inbox_pages_newest_first_and_marks_only_the_recipients_own_read,
     a_webhook_stays_due_until_delivered_or_given_up,
+    notifications_written_while_webhooks_are_not_queued_reach_the_inbox_and_no_webhook,
     an_idempotency_key_is_stored_with_its_booking_or_reschedule_in_the_same_batch,
     a_failing_batch_stores_neither_its_bookings_nor_their_idempotency_keys,
     a_batch_repeating_a_stored_idempotency_key_of_the_patient_fails_whole_with_constraint,
@@ -1801,6 +1802,77 @@ async fn a_webhook_stays_due_until_delivered_or_given_up(store: Arc<dyn Store>) 
         .await
         .expect("due")
         .is_empty());
+}
+
+async fn notifications_written_while_webhooks_are_not_queued_reach_the_inbox_and_no_webhook(
+    store: Arc<dyn Store>,
+) {
+    use NotificationKind::*;
+    let doctor = create(&*store, "Dr. Ada Okafor").await;
+    let far = now() + Duration::days(30);
+    store.queue_webhooks(false);
+    // A bookings-only batch (Postgres: its one statement), then a batch with a
+    // cancellation (the statements one by one), then a settled session.
+    store
+        .append(&[booking(
+            doctor.id,
+            2,
+            1,
+            100,
+            slot(0),
+            MedicalInfo::default(),
+        )])
+        .await
+        .expect("append bookings");
+    store
+        .append(&[
+            booking(doctor.id, 3, 2, 100, slot(1), MedicalInfo::default()),
+            cancellation(doctor.id, 4, 2),
+        ])
+        .await
+        .expect("append with a cancellation");
+    let ready = SessionOutcome::Ready {
+        consultation_id: 1,
+        provider: "fake".into(),
+        provider_session_id: "1_MX4abc".into(),
+        expires_at: slot(1),
+    };
+    assert!(store.settle_session(&ready, now()).await.expect("settle"));
+    assert_eq!(
+        kinds(&*store, Recipient::patient(100)).await,
+        vec![
+            (SessionReady, 1),
+            (ConsultationCancelled, 2),
+            (ConsultationScheduled, 2),
+            (ConsultationScheduled, 1)
+        ]
+    );
+    assert_eq!(kinds(&*store, Recipient::doctor(doctor.id)).await.len(), 4);
+    assert!(store.due_webhooks(far, 100).await.expect("due").is_empty());
+
+    // Queued again: what is written from now on is due, and only that.
+    store.queue_webhooks(true);
+    store
+        .append(&[booking(
+            doctor.id,
+            5,
+            3,
+            100,
+            slot(2),
+            MedicalInfo::default(),
+        )])
+        .await
+        .expect("append");
+    let due = store.due_webhooks(far, 100).await.expect("due");
+    assert_eq!(
+        due.iter()
+            .map(|n| (n.kind, n.consultation.id, n.recipient))
+            .collect::<Vec<_>>(),
+        vec![
+            (ConsultationScheduled, 3, Recipient::patient(100)),
+            (ConsultationScheduled, 3, Recipient::doctor(doctor.id)),
+        ]
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -172,6 +172,10 @@ async fn the_inbox_is_the_callers_own_newest_first_paged_and_marked_read() {
     let (status, _) = app.book(8, doctor, tomorrow_at(12, 0)).await;
     assert_eq!(status, StatusCode::CREATED);
     let patient = app.token(Patient, 7);
+    // No webhook receiver is configured: the notifications are for the inbox only.
+    let far = chrono::Utc::now() + chrono::Duration::days(365);
+    let due = app.engine.store().due_webhooks(far, 100).await.unwrap();
+    assert!(due.is_empty(), "{} webhooks queued", due.len());
 
     let (status, page1) = app.get("/notifications?limit=2", &patient).await;
     assert_eq!(status, StatusCode::OK, "{page1}");

@@ -359,6 +359,9 @@ impl Store for FaultyStore {
             .mark_notifications_read(recipient, ids, now)
             .await
     }
+    fn queue_webhooks(&self, queued: bool) {
+        self.inner.queue_webhooks(queued);
+    }
     async fn due_webhooks(
         &self,
         now: DateTime<Utc>,
