@@ -546,6 +546,58 @@ async fn the_fake_refuses_missing_expired_and_incomplete_tokens_like_vonage() {
 }
 
 #[tokio::test]
+async fn a_token_the_fake_accepted_is_refused_once_expired_and_a_forged_twin_never_passes() {
+    let fake = fake().await;
+    let http = reqwest::Client::new();
+    let key = EncodingKey::from_rsa_pem(PRIVATE_PEM.as_bytes()).unwrap();
+    let now = Utc::now().timestamp();
+    let exp = now + 2;
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &RawClaims {
+            application_id: APP_ID,
+            iat: now,
+            exp,
+            jti: Some("j-2"),
+        },
+        &key,
+    )
+    .unwrap();
+    let url = format!("{}/v1/users", fake.base_url());
+    let answer = |token: String, name: &str| {
+        let request = http
+            .post(&url)
+            .json(&json!({ "name": name }))
+            .bearer_auth(token);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    // Accepted, and accepted again (the second time from what the fake keeps).
+    for name in ["u1", "u2"] {
+        let (status, body) = answer(token.clone(), name).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // The same token with its signature's last character changed is checked in full.
+    let mut forged = token.clone().into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let (status, body) = answer(String::from_utf8(forged).unwrap(), "u3").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["code"], "system:error:invalid-token");
+    // Once `exp` has passed, the kept token is refused as expired.
+    while Utc::now().timestamp() < exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = answer(token, "u4").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["code"], "system:error:expired-token");
+    assert_eq!(fake.counts().users, 2);
+    fake.stop().await;
+}
+
+#[tokio::test]
 async fn the_control_endpoints_report_counts_and_set_faults_without_a_token() {
     let fake = fake().await;
     let http = reqwest::Client::new();
