@@ -23,7 +23,7 @@ set -euo pipefail
 case_name="${1:-refused}"
 requests="${2:-2000}"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-bin="$root/target/release/consult-scheduler"
+bin="${BIN:-$root/target/release/consult-scheduler}"
 out="$root/target/profile"
 [[ -x "$bin" ]] || { echo "build first: cargo build --release --bin consult-scheduler" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 2; }
