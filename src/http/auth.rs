@@ -62,7 +62,7 @@ fn sub_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::
 /// never really expires) is refused. `consult-scheduler token` mints at most 365 days.
 pub const MAX_TOKEN_LIFETIME_S: u64 = 366 * 24 * 3600;
 
-/// Most tokens [`JwtKeys`] keeps as verified (least recently used ones leave first).
+/// Most tokens [`JwtKeys`] keeps as verified (moka's policy picks which to drop).
 pub const VERIFIED_TOKENS_KEPT: u64 = 10_000;
 
 /// Longest token kept as verified; longer ones are verified on every request.
