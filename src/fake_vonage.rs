@@ -61,6 +61,9 @@ pub struct FakeCounts {
     pub requests: u64,
     /// API calls refused for a missing or bad application JWT.
     pub unauthorized: u64,
+    /// The most API calls being handled at once (injected latency included), since the
+    /// start or the last [`FakeVonage::restart_most_at_once`].
+    pub most_at_once: u64,
 }
 
 /// The injected faults in force.
@@ -136,6 +139,12 @@ impl FakeVonage {
 
     pub fn counts(&self) -> FakeCounts {
         self.shared.world().counts
+    }
+
+    /// Starts `most_at_once` again from the calls being handled now.
+    pub fn restart_most_at_once(&self) {
+        let mut world = self.shared.world();
+        world.counts.most_at_once = world.in_progress;
     }
 
     /// Ids of the video sessions created, oldest first.
@@ -248,6 +257,8 @@ struct Shared {
 #[derive(Default)]
 struct World {
     counts: FakeCounts,
+    /// API calls being handled now.
+    in_progress: u64,
     video_sessions: Vec<String>,
     conversations: Vec<Conversation>,
     users: Vec<User>,
@@ -416,6 +427,7 @@ enum Verdict {
 async fn api_gate(State(shared): State<AppState>, request: Request, next: Next) -> Response {
     let api = Api::of(request.uri().path());
     shared.world().counts.requests += 1;
+    let _handling = Handling::begin(&shared);
     let (latency, verdict) = {
         let mut faults = shared.faults();
         let verdict = if faults.hang_next > 0 {
@@ -456,6 +468,25 @@ async fn api_gate(State(shared): State<AppState>, request: Request, next: Next) 
         return unauthorized(api, refusal == TokenRefusal::Expired);
     }
     next.run(request).await
+}
+
+/// One API call being handled, counted in `in_progress` until dropped (answered, or
+/// abandoned by a client that went away).
+struct Handling<'a>(&'a Shared);
+
+impl<'a> Handling<'a> {
+    fn begin(shared: &'a Shared) -> Self {
+        let mut world = shared.world();
+        world.in_progress += 1;
+        world.counts.most_at_once = world.counts.most_at_once.max(world.in_progress);
+        Self(shared)
+    }
+}
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        self.0.world().in_progress -= 1;
+    }
 }
 
 // ---------------------------------------------------------------- error bodies

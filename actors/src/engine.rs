@@ -194,12 +194,18 @@ impl EngineBuilder {
         // Before anything writes a notification (the session worker may settle at once).
         self.store
             .queue_webhooks(matches!(&self.webhooks, Some(w) if !w.webhook_urls.is_empty()));
+        let stats = Arc::new(EngineStats::default());
+        let busy_above = self
+            .sessions
+            .as_ref()
+            .map_or(u64::MAX, |s| s.settings.busy_journal_records);
         let sessions = match self.sessions {
             Some(config) => Some(Arc::new(
                 SessionHandle::start(SessionCtx::new(
                     Arc::clone(&self.store),
                     Arc::clone(&self.clock),
                     config,
+                    Arc::clone(&stats),
                 ))
                 .await?,
             )),
@@ -251,7 +257,6 @@ impl EngineBuilder {
         } else {
             KnownKeys::load(self.store.as_ref(), self.clock.now()).await?
         });
-        let stats = Arc::new(EngineStats::default());
         let writers = match settings.journal_writers {
             0 => self.store.preferred_append_concurrency().clamp(1, 64),
             n => n,
@@ -265,6 +270,7 @@ impl EngineBuilder {
                 flush_interval: Duration::from_millis(settings.journal_flush_interval_ms),
                 queue_capacity: settings.journal_queue_capacity,
                 cluster: cluster.clone(),
+                busy_above,
             },
             Arc::clone(&stats),
         );

@@ -9,7 +9,7 @@
 //! from the store, behind a fence.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,15 +63,21 @@ enum JournalMsg {
 #[derive(Clone)]
 pub(crate) struct JournalHandle {
     writers: Arc<[mpsc::Sender<JournalMsg>]>,
+    stats: Arc<EngineStats>,
 }
 
 /// A reserved place in the writer's queue: once held, appending cannot fail, so an actor
 /// reserves first, then decides and applies, then appends.
-pub(crate) struct JournalPermit<'a>(mpsc::Permit<'a, JournalMsg>);
+pub(crate) struct JournalPermit<'a> {
+    place: mpsc::Permit<'a, JournalMsg>,
+    waiting: &'a AtomicU64,
+}
 
 impl JournalPermit<'_> {
     pub fn append(self, entry: Entry) {
-        self.0.send(JournalMsg::Append(entry));
+        // Counted until the writer has answered it (see `EngineStats::journal_waiting`).
+        self.waiting.fetch_add(1, Relaxed);
+        self.place.send(JournalMsg::Append(entry));
     }
 }
 
@@ -83,7 +89,10 @@ impl JournalHandle {
     /// A place in the doctor's writer queue, or `Overloaded` when it is full.
     pub fn try_reserve(&self, doctor_id: DoctorId) -> Result<JournalPermit<'_>, EngineError> {
         match self.writer(doctor_id).try_reserve() {
-            Ok(permit) => Ok(JournalPermit(permit)),
+            Ok(place) => Ok(JournalPermit {
+                place,
+                waiting: &self.stats.journal_waiting,
+            }),
             Err(mpsc::error::TrySendError::Full(())) => Err(EngineError::Overloaded),
             Err(mpsc::error::TrySendError::Closed(())) => {
                 Err(EngineError::Unavailable("journal writer stopped".into()))
@@ -158,6 +167,9 @@ pub(crate) struct JournalConfig {
     pub queue_capacity: usize,
     /// Told when a batch is refused by a fence (another instance took a shard over).
     pub cluster: Option<Arc<Cluster>>,
+    /// A batch that begins with more records than this waiting (its own and those queued
+    /// behind it) marks the journal busy (`EngineStats::journal_busy`).
+    pub busy_above: u64,
 }
 
 /// Starts the writer tasks; the queue capacity is shared out among them.
@@ -184,6 +196,7 @@ pub(crate) fn spawn(
     (
         JournalHandle {
             writers: senders.into(),
+            stats,
         },
         tasks,
     )
@@ -212,12 +225,17 @@ async fn run(
                 }
             }
         }
+        if stats.journal_waiting.load(Relaxed) > config.busy_above {
+            stats.journal_busy();
+        }
         let mut batch = Batch::default();
         let mut fences = Vec::new();
         let mut stop = None;
+        let mut appended = 0;
         for msg in msgs.drain(..) {
             match msg {
                 JournalMsg::Append(entry) => {
+                    appended += 1;
                     let doctor = entry.record.doctor_id;
                     match poisoned.get(&doctor) {
                         Some(&g) if entry.generation <= g => (entry.done)(Err(
@@ -250,6 +268,7 @@ async fn run(
                 )
                 .await;
         }
+        stats.journal_waiting.fetch_sub(appended, Relaxed);
         for ack in fences {
             let _ = ack.send(());
         }

@@ -28,6 +28,7 @@ use crate::error::{EngineError, InvalidField};
 use crate::model::{ConsultMode, ConsultationId, DoctorId, PatientId, Requester, SessionStatus};
 use crate::outbox::{JoinSide, SessionOutcome, SessionTask};
 use crate::seal::Sealer;
+use crate::stats::EngineStats;
 use crate::store::Store;
 use crate::vonage::{VideoRole, VonageClient, VonageError};
 
@@ -45,6 +46,13 @@ pub struct SessionSettings {
     pub poll_interval_ms: u64,
     /// Sessions being created at once; more wait in the outbox.
     pub max_in_flight: usize,
+    /// Sessions being created at once while bookings queue for the store: bookings go
+    /// first, and the outbox is worked off at `max_in_flight` once the burst has passed.
+    pub max_in_flight_while_busy: usize,
+    /// Bookings queue for the store when a journal batch begins with more than this many
+    /// records waiting; the worker counts the engine busy until [`BUSY_FOR`] after the
+    /// last such batch.
+    pub busy_journal_records: u64,
     /// Join tokens stay valid this long after the consultation ends.
     pub token_grace_s: u64,
 }
@@ -57,6 +65,8 @@ impl Default for SessionSettings {
             backoff_max_ms: 60_000,
             poll_interval_ms: 1_000,
             max_in_flight: 32,
+            max_in_flight_while_busy: 2,
+            busy_journal_records: 8,
             token_grace_s: 3_600,
         }
     }
@@ -98,6 +108,16 @@ impl SessionSettings {
             (1..=4096).contains(&self.max_in_flight),
             "max_in_flight",
             "must be 1..=4096",
+        )?;
+        check(
+            (1..=self.max_in_flight).contains(&self.max_in_flight_while_busy),
+            "max_in_flight_while_busy",
+            "must be at least 1 and at most max_in_flight",
+        )?;
+        check(
+            self.busy_journal_records <= 1_000_000,
+            "busy_journal_records",
+            "must be at most 1000000",
         )?;
         check(
             self.token_grace_s <= 7 * 86_400,
@@ -197,6 +217,10 @@ struct SealedJoin {
     expires_at: Option<DateTime<Utc>>,
 }
 
+/// How long after the journal's last busy batch the worker keeps to
+/// `max_in_flight_while_busy`: long enough to span the gaps between a burst's batches.
+pub const BUSY_FOR: Duration = Duration::from_secs(1);
+
 pub(crate) struct SessionCtx {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
@@ -204,17 +228,36 @@ pub(crate) struct SessionCtx {
     /// The outbox writes of concurrent attempts, batched (a claim and an outcome per
     /// session would otherwise be two transactions each, more than the booking's share).
     pub outbox: OutboxWrites,
+    /// The engine's counters: the worker reads how many records wait for the journal.
+    pub stats: Arc<EngineStats>,
 }
 
 impl SessionCtx {
     /// Starts the outbox's batch writers (on the current tokio runtime).
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: SessionConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: SessionConfig,
+        stats: Arc<EngineStats>,
+    ) -> Self {
         let outbox = OutboxWrites::start(&store, &clock, config.settings.max_in_flight);
         Self {
             store,
             clock,
             config,
             outbox,
+            stats,
+        }
+    }
+
+    /// Attempts allowed at once now: fewer while bookings queue for the journal, since a
+    /// session's CPU and store work would otherwise come out of theirs.
+    fn max_in_flight(&self) -> usize {
+        let s = &self.config.settings;
+        if self.stats.journal_busy_within(BUSY_FOR) {
+            s.max_in_flight_while_busy
+        } else {
+            s.max_in_flight
         }
     }
 }
@@ -329,7 +372,7 @@ impl Actor for SessionWorker {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SessionMsg::Ensure(id) => {
-                let full = state.in_flight.len() >= self.ctx.config.settings.max_in_flight;
+                let full = state.in_flight.len() >= self.ctx.max_in_flight();
                 // A full worker leaves it in the outbox: the poll brings it back.
                 state.backlog |= full;
                 if !state.stopping
@@ -356,9 +399,7 @@ impl Actor for SessionWorker {
             SessionMsg::Poll => {
                 let room = self
                     .ctx
-                    .config
-                    .settings
-                    .max_in_flight
+                    .max_in_flight()
                     .saturating_sub(state.in_flight.len());
                 if !state.stopping && !state.polling && room > 0 {
                     state.polling = true;

@@ -2,6 +2,7 @@
 //! [`EngineStats::snapshot`].
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub(crate) struct EngineStats {
@@ -13,6 +14,13 @@ pub(crate) struct EngineStats {
     pub journal_records: AtomicU64,
     pub journal_failed_batches: AtomicU64,
     pub journal_flush_micros: AtomicU64,
+    /// Records handed to the journal and not yet answered: queued, or in a batch being
+    /// written. A gauge: how many bookings are waiting on the store right now.
+    pub journal_waiting: AtomicU64,
+    /// When a journal batch last began with more than `JournalConfig::busy_above` records
+    /// waiting, in ms since `started` plus one (0: never).
+    journal_busy_at_ms: AtomicU64,
+    started: Instant,
     pub snapshots_written: AtomicU64,
     pub snapshot_batches: AtomicU64,
     pub doctor_ticks: AtomicU64,
@@ -96,6 +104,9 @@ impl Default for EngineStats {
             journal_records: AtomicU64::new(0),
             journal_failed_batches: AtomicU64::new(0),
             journal_flush_micros: AtomicU64::new(0),
+            journal_waiting: AtomicU64::new(0),
+            journal_busy_at_ms: AtomicU64::new(0),
+            started: Instant::now(),
             snapshots_written: AtomicU64::new(0),
             snapshot_batches: AtomicU64::new(0),
             doctor_ticks: AtomicU64::new(0),
@@ -123,6 +134,8 @@ pub struct StatsSnapshot {
     pub journal_failed_batches: u64,
     /// Total time spent in journal transactions.
     pub journal_flush_micros: u64,
+    /// Records queued for the journal or being written, at the time of the snapshot.
+    pub journal_waiting: u64,
     pub snapshots_written: u64,
     /// Store calls that wrote snapshots (each a batch of them).
     pub snapshot_batches: u64,
@@ -147,6 +160,7 @@ impl EngineStats {
             journal_records: self.journal_records.load(Relaxed),
             journal_failed_batches: self.journal_failed_batches.load(Relaxed),
             journal_flush_micros: self.journal_flush_micros.load(Relaxed),
+            journal_waiting: self.journal_waiting.load(Relaxed),
             snapshots_written: self.snapshots_written.load(Relaxed),
             snapshot_batches: self.snapshot_batches.load(Relaxed),
             doctor_ticks: self.doctor_ticks.load(Relaxed),
@@ -162,6 +176,18 @@ impl EngineStats {
 }
 
 impl EngineStats {
+    /// Marks the journal busy now: bookings are queueing for the store.
+    pub fn journal_busy(&self) {
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        self.journal_busy_at_ms.store(now, Relaxed);
+    }
+
+    /// Whether the journal was marked busy within the last `window`.
+    pub fn journal_busy_within(&self, window: Duration) -> bool {
+        let at = self.journal_busy_at_ms.load(Relaxed);
+        at != 0 && self.started.elapsed().as_millis() as u64 + 1 < at + window.as_millis() as u64
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }

@@ -124,6 +124,13 @@ impl Collector for EngineCollector {
             None,
             gauge.metric_type(),
         )?)?;
+        let waiting = ConstGauge::new(s.journal_waiting as i64);
+        waiting.encode(encoder.encode_descriptor(
+            "journal_waiting_records",
+            "Records queued for the journal or being written now",
+            None,
+            waiting.metric_type(),
+        )?)?;
         let streams = ConstGauge::new(self.0.stream_subscribers() as i64);
         streams.encode(encoder.encode_descriptor(
             "availability_streams",

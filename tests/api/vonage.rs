@@ -144,6 +144,7 @@ async fn a_conversation_user_and_member_are_created_with_real_id_formats() {
             members: 1,
             requests: 3,
             unauthorized: 0,
+            most_at_once: 1,
         }
     );
     fake.stop().await;

@@ -10,4 +10,5 @@ mod multi;
 mod policy;
 mod reschedule;
 mod rules;
+mod sessions;
 mod simulation;
