@@ -231,16 +231,17 @@ async fn run(
         let mut batch = Batch::default();
         let mut fences = Vec::new();
         let mut stop = None;
-        let mut appended = 0;
         for msg in msgs.drain(..) {
             match msg {
                 JournalMsg::Append(entry) => {
-                    appended += 1;
                     let doctor = entry.record.doctor_id;
                     match poisoned.get(&doctor) {
-                        Some(&g) if entry.generation <= g => (entry.done)(Err(
-                            EngineError::Storage("an earlier write for this doctor failed".into()),
-                        )),
+                        Some(&g) if entry.generation <= g => {
+                            stats.journal_waiting.fetch_sub(1, Relaxed);
+                            (entry.done)(Err(EngineError::Storage(
+                                "an earlier write for this doctor failed".into(),
+                            )))
+                        }
                         Some(_) => {
                             poisoned.remove(&doctor);
                             batch.push(entry);
@@ -268,7 +269,6 @@ async fn run(
                 )
                 .await;
         }
-        stats.journal_waiting.fetch_sub(appended, Relaxed);
         for ack in fences {
             let _ = ack.send(());
         }
@@ -345,6 +345,10 @@ impl Batch {
     ) -> Result<(), StoreError> {
         let started = Instant::now();
         let result = store.append_fenced(&self.records, &self.fences).await;
+        // Answered below, whatever the outcome.
+        stats
+            .journal_waiting
+            .fetch_sub(self.records.len() as u64, Relaxed);
         let micros = started.elapsed().as_micros() as u64;
         stats.journal_flush_micros.fetch_add(micros, Relaxed);
         stats.journal_flush_latency_us.observe(micros);

@@ -68,6 +68,8 @@ async fn metrics_count_bookings_by_outcome_and_expose_journal_histograms() {
     assert!(value("consult_journal_flush_duration_seconds_count") >= 1.0);
     assert!(value(r#"consult_journal_batch_size_records_bucket{le="+Inf"}"#) >= 1.0);
     assert_eq!(value("consult_engine_active_actors"), 1.0);
+    // Every booking was answered, so none waits for the journal.
+    assert_eq!(value("consult_journal_waiting_records"), 0.0);
     // The scrape itself is in flight.
     assert_eq!(value("consult_http_requests_in_flight"), 1.0);
     app.stop().await;

@@ -46,6 +46,8 @@ async fn a_failing_batch_acknowledges_nothing_stores_nothing_and_later_bookings_
             "a retryable error, never a conflict with an undurable booking; got {err:?}"
         );
     }
+    // Failed batches and the records refused behind them are all answered.
+    assert_eq!(engine.stats().journal_waiting, 0, "records left waiting");
     store.fail_appends.store(false, Ordering::SeqCst);
     assert!(b.store.active_consultations(None).await.unwrap().is_empty());
     for d in [d1.id, d2.id] {
