@@ -295,6 +295,10 @@ impl OutboxWrites {
 pub(crate) enum SessionMsg {
     /// Make sure this consultation's pending session is being worked on.
     Ensure(ConsultationId),
+    /// A side asked for this consultation's pending session: like `Ensure`, at the full
+    /// `max_in_flight` even while bookings queue, so whoever waits to join is not queued
+    /// behind a burst's sessions.
+    Asked(ConsultationId),
     /// A backoff elapsed: the consultation may be tried again.
     Retry(ConsultationId),
     /// Look for due sessions in the outbox.
@@ -313,6 +317,38 @@ pub(crate) enum SessionMsg {
 
 pub(crate) struct SessionWorker {
     pub ctx: Arc<SessionCtx>,
+}
+
+impl SessionWorker {
+    /// Starts an attempt for `id` unless one is running or backing off, or `limit`
+    /// attempts are in flight: then it stays in the outbox and the poll brings it back.
+    fn start(
+        &self,
+        myself: &ActorRef<SessionMsg>,
+        state: &mut WorkerState,
+        id: ConsultationId,
+        limit: usize,
+    ) {
+        let full = state.in_flight.len() >= limit;
+        state.backlog |= full;
+        if state.stopping
+            || full
+            || state.in_flight.contains_key(&id)
+            || state.backing_off.contains(&id)
+        {
+            return;
+        }
+        let ctx = Arc::clone(&self.ctx);
+        let me = myself.clone();
+        let task = tokio::spawn(async move {
+            let retry_in = attempt(&ctx, id).await;
+            let _ = me.cast(SessionMsg::Finished {
+                consultation_id: id,
+                retry_in,
+            });
+        });
+        state.in_flight.insert(id, task.abort_handle());
+    }
 }
 
 pub(crate) struct WorkerState {
@@ -371,26 +407,10 @@ impl Actor for SessionWorker {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SessionMsg::Ensure(id) => {
-                let full = state.in_flight.len() >= self.ctx.max_in_flight();
-                // A full worker leaves it in the outbox: the poll brings it back.
-                state.backlog |= full;
-                if !state.stopping
-                    && !full
-                    && !state.in_flight.contains_key(&id)
-                    && !state.backing_off.contains(&id)
-                {
-                    let ctx = Arc::clone(&self.ctx);
-                    let me = myself.clone();
-                    let task = tokio::spawn(async move {
-                        let retry_in = attempt(&ctx, id).await;
-                        let _ = me.cast(SessionMsg::Finished {
-                            consultation_id: id,
-                            retry_in,
-                        });
-                    });
-                    state.in_flight.insert(id, task.abort_handle());
-                }
+            SessionMsg::Ensure(id) => self.start(&myself, state, id, self.ctx.max_in_flight()),
+            SessionMsg::Asked(id) => {
+                let limit = self.ctx.config.settings.max_in_flight;
+                self.start(&myself, state, id, limit);
             }
             SessionMsg::Retry(id) => {
                 state.backing_off.remove(&id);
@@ -529,7 +549,7 @@ impl SessionHandle {
         };
         match record.status {
             SessionStatus::Pending => {
-                self.ensure(id);
+                let _ = self.actor.cast(SessionMsg::Asked(id));
                 return Ok(SessionView {
                     status: SessionStatus::Pending,
                     ..pending

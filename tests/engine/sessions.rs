@@ -1,7 +1,8 @@
 //! The session worker yields to bookings: while they queue for the journal it keeps to
 //! `max_in_flight_while_busy` sessions at once, and once they no longer queue it works the
-//! outbox off at `max_in_flight`. A real journal on SQLite (its writes slowed), bookings
-//! racing, and real HTTP to the fake Vonage, which counts the calls it handles at once.
+//! outbox off at `max_in_flight`; a side asking for its session is served at once all the
+//! same. A real journal on SQLite (its writes slowed), bookings racing, and real HTTP to
+//! the fake Vonage, which counts the calls it handles at once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -46,13 +47,18 @@ fn sessions_against(fake: &FakeVonage) -> SessionConfig {
     }
 }
 
-/// Books `count` video consultations of a new doctor at once; answers how many were booked.
-async fn book_videos(engine: &Engine, name: &str, first_patient: PatientId, count: i64) -> usize {
+/// Books `count` video consultations of a new doctor at once; answers them by id.
+async fn book_videos(
+    engine: &Engine,
+    name: &str,
+    first_patient: PatientId,
+    count: i64,
+) -> Vec<Consultation> {
     let doctor = engine
         .create_doctor(open_doctor(name, chrono_tz::UTC))
         .await
         .unwrap();
-    let booked = join_all((0..count).map(|n| {
+    let mut booked: Vec<Consultation> = join_all((0..count).map(|n| {
         let engine = engine.clone();
         async move {
             engine
@@ -60,8 +66,38 @@ async fn book_videos(engine: &Engine, name: &str, first_patient: PatientId, coun
                 .await
         }
     }))
-    .await;
-    booked.iter().filter(|r| r.is_ok()).count()
+    .await
+    .into_iter()
+    .map(|r| r.expect("a video booking"))
+    .collect();
+    booked.sort_by_key(|c| c.id);
+    booked
+}
+
+/// How many of these consultations' sessions are still pending in the store.
+async fn pending_sessions(store: &dyn Store, consultations: &[Consultation]) -> usize {
+    let mut pending = 0;
+    for c in consultations {
+        let record = store.session(c.id).await.unwrap().expect("a session row");
+        pending += usize::from(record.status == SessionStatus::Pending);
+    }
+    pending
+}
+
+/// Like [`eventually`], for an asynchronous check.
+async fn eventually_async<F, Fut>(limit: StdDuration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    check().await
 }
 
 async fn sessions_made(fake: &FakeVonage, target: u64) -> bool {
@@ -140,9 +176,32 @@ async fn the_session_worker_keeps_to_its_busy_bound_while_bookings_queue_then_ca
     }
     tokio::time::sleep(StdDuration::from_millis(300)).await;
     fake.restart_most_at_once();
-    assert_eq!(book_videos(&engine, "Dr. Video", 1_000, 20).await, 20);
+    let videos = book_videos(&engine, "Dr. Video", 1_000, 20).await;
     tokio::time::sleep(StdDuration::from_millis(2_500)).await;
     let busy = fake.counts();
+
+    // Still busy: a patient asks once for the newest pending session (last in the
+    // outbox's order) and gets it ahead of the others.
+    let asked = videos.last().unwrap();
+    let view = engine
+        .session_join(asked.id, Requester::Patient(asked.patient_id))
+        .await
+        .unwrap();
+    assert_eq!(view.status, SessionStatus::Pending);
+    let ready = eventually_async(StdDuration::from_secs(10), || async {
+        pending_sessions(b.store.as_ref(), std::slice::from_ref(asked)).await == 0
+    })
+    .await;
+    assert!(ready, "the asked-for session was not made");
+    let others = pending_sessions(b.store.as_ref(), &videos[..videos.len() - 1]).await;
+    assert!(
+        others >= 5,
+        "only {others} of the burst's other sessions were still pending"
+    );
+    assert!(
+        loaders.iter().all(|l| !l.is_finished()),
+        "the load ended early"
+    );
     stop.store(true, Ordering::SeqCst);
     let mut loader_bookings = 0;
     for l in loaders {
