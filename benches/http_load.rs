@@ -100,8 +100,9 @@
 //! - `--keep-rate-limit`: leave the per-user rate limit at its default (200/s per patient);
 //!   otherwise it is raised to 1,000,000/s so it stays in the path but never trips, since
 //!   each connection is one patient sending far faster than a person would. 429s are errors.
-//! - `--log LEVEL`: install the application's log subscriber at LEVEL (default: none, so
-//!   logging costs nothing).
+//! - `--log LEVEL`: install the application's log subscriber at LEVEL, JSON lines to stdout
+//!   as the binary writes them when stdout is not a terminal (default: none, so logging
+//!   costs nothing).
 //!
 //! Postgres comes from `CONSULT_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! each run gets a throwaway database (SQLite: a temp file), removed afterwards. The
@@ -2997,7 +2998,7 @@ fn main() {
     };
     if let Some(level) = &args.log {
         consult_scheduler::telemetry::init(&consult_scheduler::settings::LogSettings {
-            format: consult_scheduler::settings::LogFormat::Pretty,
+            format: consult_scheduler::settings::LogFormat::Json,
             level: level.clone(),
         });
     }
