@@ -470,7 +470,7 @@ async fn insert_sessions(
     conn: &mut SqliteConnection,
     rows: &[NewSession],
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(MAX_BOUND_VARIABLES / 2) {
+    for chunk in rows.chunks(MAX_BOUND_VARIABLES / 5) {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(
             "INSERT INTO sessions (consultation_id, status, attempts, next_attempt_at, \
              updated_at) ",
@@ -543,28 +543,28 @@ async fn settle_one(
     Ok(true)
 }
 
-/// Writes each event for the consultation's patient, then its doctor, in event order.
+/// Bound values per notification row written from the batch.
+const NOTIFICATION_INSERT_COLUMNS: usize = 8;
+
+/// Writes each event for the consultation's patient, then its doctor, in event order (ids
+/// follow it). A run of events that name their parties (bookings) is one statement; an
+/// event that does not (a cancellation) reads them from the consultation in its own.
 /// `webhook_state`: see [`rows::webhook_state`].
 async fn insert_notifications(
     conn: &mut SqliteConnection,
     rows: &[NewNotification],
     webhook_state: &'static str,
 ) -> Result<(), StoreError> {
-    for r in rows {
-        let query = match r.parties {
-            Some((patient, doctor)) => sqlx::query(
-                "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
-                 created_at, webhook_state, webhook_attempts, webhook_next_at) \
-                 VALUES ('patient', ?3, ?1, ?5, ?2, ?6, 0, ?2), \
-                 ('doctor', ?4, ?1, ?5, ?2, ?6, 0, ?2)",
-            )
-            .bind(r.kind)
-            .bind(ts(r.at))
-            .bind(patient)
-            .bind(doctor)
-            .bind(r.consultation_id)
-            .bind(webhook_state),
-            None => sqlx::query(
+    let most_events = MAX_BOUND_VARIABLES / NOTIFICATION_INSERT_COLUMNS / 2;
+    let mut rest = rows;
+    while let Some(first) = rest.first() {
+        let named = rest
+            .iter()
+            .take_while(|r| r.parties.is_some())
+            .take(most_events)
+            .count();
+        if named == 0 {
+            sqlx::query(
                 "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
                  created_at, webhook_state, webhook_attempts, webhook_next_at) \
                  SELECT r.role, CASE r.n WHEN 1 THEN c.patient_id ELSE c.doctor_id END, ?1, c.id, \
@@ -573,12 +573,38 @@ async fn insert_notifications(
                  CROSS JOIN (SELECT 1 AS n, 'patient' AS role UNION ALL SELECT 2, 'doctor') r \
                  WHERE c.id = ?3 ORDER BY r.n",
             )
-            .bind(r.kind)
-            .bind(ts(r.at))
-            .bind(r.consultation_id)
-            .bind(webhook_state),
-        };
-        query.execute(&mut *conn).await.map_err(db_error)?;
+            .bind(first.kind)
+            .bind(ts(first.at))
+            .bind(first.consultation_id)
+            .bind(webhook_state)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+            rest = &rest[1..];
+            continue;
+        }
+        let (run, later) = rest.split_at(named);
+        let recipients = run.iter().flat_map(|r| {
+            let (patient, doctor) = r.parties.expect("a named event");
+            [("patient", patient, r), ("doctor", doctor, r)]
+        });
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO notifications (recipient_role, recipient_id, kind, consultation_id, \
+             created_at, webhook_state, webhook_attempts, webhook_next_at) ",
+        );
+        query.push_values(recipients, |mut row, (role, recipient, r)| {
+            let at = ts(r.at);
+            row.push_bind(role)
+                .push_bind(recipient)
+                .push_bind(r.kind)
+                .push_bind(r.consultation_id)
+                .push_bind(at.clone())
+                .push_bind(webhook_state)
+                .push_bind(0_i64)
+                .push_bind(at);
+        });
+        query.build().execute(&mut *conn).await.map_err(db_error)?;
+        rest = later;
     }
     Ok(())
 }

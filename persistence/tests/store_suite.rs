@@ -1217,6 +1217,8 @@ async fn a_batch_writes_session_rows_and_notifications_with_its_bookings(store: 
             ConsultMode::Chat,
         ),
         cancellation(doctor.id, 5, 3),
+        // A booking after the cancellation: its notifications come after the cancellation's.
+        booking(doctor.id, 6, 4, 100, slot(3), MedicalInfo::default()),
     ];
     store.append(&batch).await.expect("append");
 
@@ -1224,7 +1226,7 @@ async fn a_batch_writes_session_rows_and_notifications_with_its_bookings(store: 
     let due = store.due_sessions(now(), 10).await.expect("due_sessions");
     assert_eq!(
         due.iter().map(|t| t.consultation_id).collect::<Vec<_>>(),
-        vec![1, 3]
+        vec![1, 3, 4]
     );
     assert_eq!(due[0].mode, ConsultMode::Video);
     assert_eq!(due[0].patient_id, 100);
@@ -1247,6 +1249,7 @@ async fn a_batch_writes_session_rows_and_notifications_with_its_bookings(store: 
     assert_eq!(
         kinds(&*store, Recipient::patient(100)).await,
         vec![
+            (ConsultationScheduled, 4),
             (ConsultationCancelled, 3),
             (ConsultationScheduled, 3),
             (ConsultationScheduled, 1)
@@ -1259,6 +1262,7 @@ async fn a_batch_writes_session_rows_and_notifications_with_its_bookings(store: 
     assert_eq!(
         kinds(&*store, Recipient::doctor(doctor.id)).await,
         vec![
+            (ConsultationScheduled, 4),
             (ConsultationCancelled, 3),
             (ConsultationScheduled, 3),
             (ConsultationScheduled, 2),
@@ -1269,7 +1273,7 @@ async fn a_batch_writes_session_rows_and_notifications_with_its_bookings(store: 
     let first = &store
         .notifications(&inbox(Recipient::patient(100)))
         .await
-        .expect("inbox")[0];
+        .expect("inbox")[1];
     assert_eq!(first.consultation.status, ConsultationStatus::Cancelled);
     assert_eq!(first.read_at, None);
     assert_eq!(
@@ -1278,7 +1282,7 @@ async fn a_batch_writes_session_rows_and_notifications_with_its_bookings(store: 
             .await
             .expect("due")
             .len(),
-        8
+        10
     );
 }
 
