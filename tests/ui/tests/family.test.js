@@ -7,15 +7,11 @@ import { after, before, describe, test } from 'node:test';
 import { Api } from '../lib/api.js';
 import { assertAccessible, launch, openPage, screenshots, signInUI, waitUntil } from '../lib/browser.js';
 import { startServer } from '../lib/server.js';
-import { available, fillVisit, firstAvailable, holdSlot, MARGIN_MS, openBooking, slotAt } from '../lib/ui.js';
+import { fillVisit, firstAvailable, holdSlot, openBooking } from '../lib/ui.js';
 
-/** The second free time far enough ahead on the chosen date (the first may be in a visit). */
+/** Another free time far enough ahead than `not` (it may be in a visit already). */
 async function anotherAvailable(dialog, not) {
-  for (const b of await available(dialog).all()) {
-    const start = await b.getAttribute('data-start');
-    if (start !== not && Date.parse(start) > Date.now() + MARGIN_MS) return slotAt(dialog, start);
-  }
-  throw new Error('no second free time on the chosen date');
+  return firstAvailable(dialog, not);
 }
 
 describe('a booking for several patients', () => {

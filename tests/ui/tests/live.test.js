@@ -7,7 +7,7 @@ import { Api } from '../lib/api.js';
 import { launch, openPage, signInUI, waitUntil } from '../lib/browser.js';
 import { startServer } from '../lib/server.js';
 import {
-  confirmAndWait, fillVisit, firstAvailable, holdSlot, nameOf, openBooking, selectedDay, slotAt,
+  confirmAndWait, fillVisit, firstAvailable, holdSlot, nameOf, openBooking, selectedDay, showDate, slotAt,
   waitSlotState,
 } from '../lib/ui.js';
 
@@ -38,6 +38,7 @@ describe('live updates', () => {
       await booking.getByText('Live updates on').waitFor();
 
       const slotB = await firstAvailable(booking);
+      await showDate(watching, await selectedDay(booking).getAttribute('data-date'));
       const start = await slotB.getAttribute('data-start');
       const slotA = slotAt(watching, start);
       assert.match(await nameOf(slotA), /; available$/);
@@ -88,6 +89,7 @@ describe('live updates', () => {
       await watching.getByText('Live updates on').waitFor();
       let holding = await openBooking(a.page, 'Dr. Lukas Brandt');
       const start = await holdSlot(holding, await firstAvailable(holding));
+      await showDate(watching, await selectedDay(holding).getAttribute('data-date'));
       await waitSlotState(slotAt(watching, start), 'Held by another patient', 2000);
 
       // A reload leaves the page: the hold is released as it goes (an idle or closed page
