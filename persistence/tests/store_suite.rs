@@ -2212,3 +2212,119 @@ async fn an_idempotency_key_is_found_after_reopening_sqlite_and_postgres() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Writes `consultation` as the SQLite adapter stores it, with plain SQL (for a database
+/// whose schema is older than the adapter).
+async fn insert_consultation_row(pool: &sqlx::SqlitePool, c: &Consultation) {
+    let ts = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    sqlx::query(
+        "INSERT INTO consultations (id, reference, doctor_id, patient_id, scheduled_at, \
+         duration_minutes, status, consultation_mode, consult_mode, session_status, reason, \
+         symptoms, medical_history, allergies, current_medications, created_at, updated_at, \
+         cancelled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(c.id)
+    .bind(&c.reference)
+    .bind(c.doctor_id)
+    .bind(c.patient_id)
+    .bind(ts(c.scheduled_at))
+    .bind(i64::from(c.duration_minutes))
+    .bind(c.status.as_str())
+    .bind(c.consultation_mode.as_str())
+    .bind(c.consult_mode.as_str())
+    .bind(c.session_status.as_str())
+    .bind(c.medical.reason.as_deref())
+    .bind(c.medical.symptoms.as_deref())
+    .bind(c.medical.medical_history.as_deref())
+    .bind(c.medical.allergies.as_deref())
+    .bind(c.medical.current_medications.as_deref())
+    .bind(ts(c.created_at))
+    .bind(ts(c.created_at))
+    .bind(c.cancelled_at.map(ts))
+    .execute(pool)
+    .await
+    .expect("insert a consultation row");
+}
+
+/// SQLite migration 0007 rebuilds `consultations` without the inline UNIQUE on `reference`.
+/// A database migrated up to 0006 and holding consultations keeps every row through it
+/// (medical text included), and afterwards the second guard still refuses a second active
+/// consultation at a start while a cancelled one there does not count.
+#[tokio::test]
+async fn sqlite_rebuilding_consultations_keeps_the_rows_and_the_second_guard() {
+    let root = temp_dir("consult_test_rebuild");
+    let before = root.join("migrations");
+    std::fs::create_dir_all(&before).expect("temp dir");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&source).expect("migrations") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        if name.as_str() < "0007" {
+            std::fs::copy(&path, before.join(&name)).expect("copy");
+        }
+    }
+    let file = root.join("consult.db");
+    let url = format!("sqlite://{}", file.display());
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true),
+    )
+    .await
+    .expect("connect");
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .expect("migrations up to 0006")
+        .run(&pool)
+        .await
+        .expect("migrate up to 0006");
+    let mut cancelled = projected(&booking(7, 1, 1, 100, slot(0), medical("headache")));
+    cancelled.status = ConsultationStatus::Cancelled;
+    cancelled.cancelled_at = Some(now() + Duration::minutes(5));
+    let active = projected(&booking(7, 3, 2, 101, slot(0), medical("chest pain")));
+    let later = projected(&booking(7, 4, 3, 100, slot(1), MedicalInfo::default()));
+    for c in [&cancelled, &active, &later] {
+        insert_consultation_row(&pool, c).await;
+    }
+    pool.close().await;
+
+    let store = SqliteStore::connect(&url).await.expect("open and migrate");
+    for c in [&cancelled, &active, &later] {
+        assert_eq!(
+            store.get_consultation(c.id).await.expect("get").as_ref(),
+            Some(c)
+        );
+    }
+    assert_eq!(
+        ids(&store
+            .doctor_consultations(7, slot(0), slot(2), 10)
+            .await
+            .expect("doctor's consultations")),
+        vec![1, 2, 3]
+    );
+    let unique_on_reference: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pragma_index_list('consultations') \
+         WHERE \"unique\" = 1 AND name LIKE 'sqlite_autoindex%'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("index list");
+    assert_eq!(unique_on_reference, 0);
+    // The second guard: another active consultation at the active one's start.
+    assert!(matches!(
+        store
+            .append(&[booking(7, 5, 4, 102, slot(0), MedicalInfo::default())])
+            .await,
+        Err(StoreError::Constraint(_))
+    ));
+    store
+        .append(&[booking(7, 5, 4, 102, slot(2), MedicalInfo::default())])
+        .await
+        .expect("a free start");
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&root);
+}
