@@ -301,6 +301,7 @@ pub struct AvailabilityQuery {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SlotDto {
+    #[serde(serialize_with = "super::rfc3339::serialize")]
     pub start: DateTime<Utc>,
     #[schema(example = "09:30")]
     pub local_time: String,
@@ -339,6 +340,7 @@ pub struct AvailabilityAnswer {
     #[schema(value_type = super::schema::DateOverrides)]
     pub date_overrides: BTreeMap<NaiveDate, DateOverrideDto>,
     pub policy: PolicyDto,
+    #[serde(serialize_with = "super::rfc3339::list")]
     pub booked_slots: Vec<DateTime<Utc>>,
     pub days: Vec<DayDto>,
     /// The asking patient's own live hold on this doctor (its slot shows as `held`).
@@ -465,6 +467,7 @@ pub struct ConsultationDto {
     pub reference: String,
     pub doctor_id: i64,
     pub patient_id: i64,
+    #[serde(serialize_with = "super::rfc3339::serialize")]
     pub scheduled_at: DateTime<Utc>,
     pub duration_minutes: u16,
     /// `pending` | `scheduled` | `completed` | `cancelled` | `no_show`
@@ -478,8 +481,12 @@ pub struct ConsultationDto {
     /// `pending` | `ready` | `failed` | `not_required`
     #[schema(value_type = super::schema::SessionStatus)]
     pub session_status: String,
+    #[serde(serialize_with = "super::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::rfc3339::option"
+    )]
     pub cancelled_at: Option<DateTime<Utc>>,
     /// The doctor's name, in the patient's consultation answers.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -727,6 +734,7 @@ pub struct NotificationConsultationDto {
     pub reference: String,
     pub doctor_id: i64,
     pub patient_id: i64,
+    #[serde(serialize_with = "super::rfc3339::serialize")]
     pub scheduled_at: DateTime<Utc>,
     pub duration_minutes: u16,
     #[schema(value_type = super::schema::ConsultationStatus)]

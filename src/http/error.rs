@@ -97,7 +97,10 @@ pub struct ErrorBody {
     pub item: Option<usize>,
     /// With `time_slot_conflict`: up to three next free slot starts (UTC) of that doctor
     /// after the requested time, each bookable by the asking patient when answered.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::rfc3339::option_list"
+    )]
     pub next_available: Option<Vec<DateTime<Utc>>>,
 }
 

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod patient;
+pub mod rfc3339;
 pub mod schema;
 pub mod serve;
 pub mod stream;
