@@ -342,7 +342,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many `append` transactions this store runs well at once. The engine runs that
     /// many journal writers (each owning a fixed subset of doctors) unless its settings say
-    /// otherwise. A single-writer database (SQLite) says 1.
+    /// otherwise. SQLite has one writer; Postgres also says 1, as measured: one writer's
+    /// batches grow while its transaction commits, and larger batches cost Postgres less
+    /// per booking than more transactions at once (BENCHMARKS.md, "One journal writer on
+    /// Postgres").
     fn preferred_append_concurrency(&self) -> usize {
         1
     }

@@ -1256,12 +1256,6 @@ impl Store for PgStore {
         consultations(found)
     }
 
-    /// Several transactions overlap well on Postgres: while one commits (fsync), another
-    /// is being written.
-    fn preferred_append_concurrency(&self) -> usize {
-        4
-    }
-
     /// Claims what it returns: the due rows no other transaction holds (`SKIP LOCKED`),
     /// due again only after the claim period and named as this store's.
     ///
