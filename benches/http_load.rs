@@ -2883,7 +2883,7 @@ fn print_details(workload: Workload, rows: &[&Row]) {
             per_request(c.postgres),
         );
     }
-    println!("\nJournal (the engine's counters over the run): transactions, records per transaction, mean transaction time, journal writers busy (summed transaction time / run time, in writers; Postgres runs 4 at once), failed transactions, engine admission refusals.\n");
+    println!("\nJournal (the engine's counters over the run): transactions, records per transaction, mean transaction time, journal writers busy (summed transaction time / run time, in writers; one writer unless `engine.journal_writers` says more), failed transactions, engine admission refusals.\n");
     if workload == Workload::Family {
         println!("A multi-patient booking commits in its own store transaction beside the journal writers (docs/DESIGN.md, \"Multi-patient bookings\"), which these counters do not count.\n");
     }

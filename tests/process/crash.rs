@@ -517,21 +517,7 @@ async fn verify_store(db: &PgPool, acked: &[Ack]) {
         wrong[..wrong.len().min(10)].join("\n")
     );
 
-    let overlaps: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT a.doctor_id, a.id, b.id
-           FROM consultations a
-           JOIN consultations b
-             ON a.doctor_id = b.doctor_id
-            AND a.id < b.id
-            AND a.scheduled_at < b.scheduled_at + b.duration_minutes * INTERVAL '1 minute'
-            AND b.scheduled_at < a.scheduled_at + a.duration_minutes * INTERVAL '1 minute'
-          WHERE a.status IN ('pending', 'scheduled')
-            AND b.status IN ('pending', 'scheduled')
-          LIMIT 10",
-    )
-    .fetch_all(db)
-    .await
-    .expect("cannot check for overlaps");
+    let overlaps = crate::cluster_support::overlapping_active(db).await;
     assert!(
         overlaps.is_empty(),
         "overlapping active consultations (doctor, id, id): {overlaps:?}"
