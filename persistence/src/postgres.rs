@@ -28,8 +28,9 @@ use consult_actors::{
 };
 use futures_util::StreamExt;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Either, Executor, PgConnection, Row};
+use sqlx::{Connection, Either, Executor, PgConnection, Postgres, Row};
 
 use crate::batch::{
     self, Cancellation, DoctorUpdate, JournalRow, NewConsultation, NewIdempotencyKey, NewMember,
@@ -66,6 +67,10 @@ pub const DEFAULT_OUTBOX_CLAIM_S: u64 = 300;
 
 /// How long the server lets a transaction of this store sit idle before ending it.
 const IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 2000;
+/// Most connections kept out of the pool for journal writes between batches (see
+/// [`JournalConnections`]): one per journal writer, which is one unless
+/// `engine.journal_writers` says more.
+const MAX_KEPT_JOURNAL_CONNECTIONS: usize = 8;
 
 /// The store on one Postgres database.
 #[derive(Debug, Clone)]
@@ -78,6 +83,45 @@ pub struct PgStore {
     outbox_claim: Duration,
     /// See [`Store::queue_webhooks`]; shared by the clones.
     webhooks: Arc<AtomicBool>,
+    /// Shared by the clones.
+    journal: Arc<JournalConnections>,
+}
+
+/// The connections journal writes go to, kept between batches instead of going back to the
+/// pool after each.
+///
+/// sqlx tests every connection returned to its pool with a round trip (a `Sync`), and its
+/// idle queue hands out connections in turn, so the journal's transactions went through all
+/// 16 connections one after another: one more round trip per transaction, and each
+/// transaction in a backend process whose caches had gone cold. A writer now takes a kept
+/// connection when there is one and puts it back after a write that succeeded. A write
+/// that failed gives its connection back to the pool, which tests it and closes it if it
+/// broke, so the next batch starts on a sound connection, as before.
+#[derive(Debug, Default)]
+struct JournalConnections {
+    kept: std::sync::Mutex<Vec<PoolConnection<Postgres>>>,
+}
+
+impl JournalConnections {
+    async fn take(&self, pool: &PgPool) -> Result<PoolConnection<Postgres>, StoreError> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match kept {
+            Some(conn) => Ok(conn),
+            None => pool.acquire().await.map_err(db_error),
+        }
+    }
+
+    fn keep(&self, conn: PoolConnection<Postgres>) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < MAX_KEPT_JOURNAL_CONNECTIONS {
+            kept.push(conn);
+        }
+    }
+
+    /// Gives every kept connection back to the pool (which waits for them on close).
+    fn release(&self) {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 impl PgStore {
@@ -118,6 +162,7 @@ impl PgStore {
             claimer,
             outbox_claim: Duration::from_secs(DEFAULT_OUTBOX_CLAIM_S),
             webhooks: Arc::new(AtomicBool::new(true)),
+            journal: Arc::default(),
         })
     }
 
@@ -142,6 +187,7 @@ impl PgStore {
 
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
+        self.journal.release();
         self.pool.close().await;
     }
 }
@@ -965,9 +1011,10 @@ impl Store for PgStore {
         let fence_check = FenceCheck::new(fences);
         if let Some(statement) = bookings_batch_statement(&plan, &fence_check, self.webhook_state())
         {
-            // Acquired apart: a failure to get a connection wrote nothing for sure.
-            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            // Taken apart: a failure to get a connection wrote nothing for sure.
+            let mut conn = self.journal.take(&self.pool).await?;
             let rows = autocommit(&mut conn, statement).await?;
+            self.journal.keep(conn);
             if fence_check.is_empty() {
                 return Ok(());
             }
@@ -978,7 +1025,8 @@ impl Store for PgStore {
                 .map_err(db_error)?;
             return fence_check.verdict(held);
         }
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut conn = self.journal.take(&self.pool).await?;
+        let mut tx = conn.begin().await.map_err(db_error)?;
         if let Err(e) = check_fences(&mut tx, fences).await {
             let _ = tx.rollback().await;
             return Err(e);
@@ -986,7 +1034,9 @@ impl Store for PgStore {
         write_plan(&mut tx, &plan, self.webhook_state()).await?;
         // A commit whose answer is lost (connection gone) is an error, never success; nor
         // is it known to have failed. (Before the COMMIT, a lost connection rolls back.)
-        tx.commit().await.map_err(commit_error)
+        tx.commit().await.map_err(commit_error)?;
+        self.journal.keep(conn);
+        Ok(())
     }
 
     async fn find_idempotency(

@@ -877,6 +877,8 @@ async fn concurrent_id_ranges_are_disjoint_and_above_every_stored_id() {
         const COUNT: u32 = 7;
         // Hold the allocator row so that the calls pile up and race when it is let go (as
         // many as the pool has connections wait on the row, the rest for a connection).
+        // The journal keeps the connection its batch went to, out of the pool.
+        let waiters = i64::from(store.pool().options().get_max_connections()) - 1;
         let mut monitor = raw_connection(&store).await;
         let mut holder = raw_connection(&store).await;
         let mut open = holder.begin().await.expect("begin");
@@ -890,7 +892,7 @@ async fn concurrent_id_ranges_are_disjoint_and_above_every_stored_id() {
                 tokio::spawn(async move { c.allocate_consultation_ids(COUNT).await })
             })
             .collect();
-        wait_for_lock_waits(&mut monitor, "UPDATE consultation_id_allocator", 16).await;
+        wait_for_lock_waits(&mut monitor, "UPDATE consultation_id_allocator", waiters).await;
         open.commit().await.expect("commit");
         let mut firsts = Vec::new();
         for task in tasks {

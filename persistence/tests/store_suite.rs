@@ -2328,3 +2328,83 @@ async fn sqlite_rebuilding_consultations_keeps_the_rows_and_the_second_guard() {
     store.close().await;
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The backends of this database whose latest statement was a bookings batch.
+async fn batch_backends(store: &consult_persistence::PgStore) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'WITH j AS (%' ORDER BY pid",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("pg_stat_activity")
+}
+
+/// Postgres keeps the journal's connection between batches: batch after batch goes to one
+/// backend, while other queries use the pool. When that backend is cut while idle, one
+/// batch fails (nothing of it written) and the next is written on a new connection.
+#[tokio::test]
+async fn postgres_journal_batches_stay_on_one_backend_and_recover_when_it_is_cut() {
+    use sqlx::Connection;
+
+    let Some((store, name)) = testing::fresh_postgres().await else {
+        return;
+    };
+    let doctor = create(&store, "Dr. Ada Okafor").await;
+    // Eight connections open and idle in the pool, which hands them out in turn.
+    futures_util::future::try_join_all(
+        (0..8).map(|_| sqlx::query("SELECT pg_sleep(0.05)").execute(store.pool())),
+    )
+    .await
+    .expect("open the pool's connections");
+    for i in 0..20 {
+        store
+            .append(&[booking(
+                doctor.id,
+                2 + i,
+                1 + i as i64,
+                100,
+                slot(i as i64),
+                MedicalInfo::default(),
+            )])
+            .await
+            .expect("append");
+        // Pool traffic between the batches.
+        store
+            .patient_consultations(100, 10)
+            .await
+            .expect("patient's consultations");
+    }
+    let backends = batch_backends(&store).await;
+    assert_eq!(backends.len(), 1, "batches ran on backends {backends:?}");
+
+    let mut monitor = sqlx::PgConnection::connect(&testing::pg_url_for(&name))
+        .await
+        .expect("a connection of the test's own");
+    let cut: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(backends[0])
+        .fetch_one(&mut monitor)
+        .await
+        .expect("terminate");
+    assert!(cut);
+    let record = booking(doctor.id, 22, 21, 100, slot(20), MedicalInfo::default());
+    let mut failed = 0;
+    loop {
+        match store.append(std::slice::from_ref(&record)).await {
+            Ok(()) => break,
+            Err(StoreError::Unavailable(_) | StoreError::Indeterminate(_)) if failed == 0 => {
+                failed += 1;
+                assert_eq!(journal_seqs(&store, doctor.id).await.len(), 21);
+            }
+            Err(e) => panic!("the batch after the failed one must be written, got {e:?}"),
+        }
+    }
+    assert_eq!(failed, 1, "the batch on the cut connection must fail");
+    assert_eq!(journal_seqs(&store, doctor.id).await.len(), 22);
+    let after = batch_backends(&store).await;
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, backends);
+    drop(monitor);
+    store.close().await;
+    testing::drop_postgres(&name).await;
+}
