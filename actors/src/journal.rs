@@ -228,7 +228,7 @@ async fn run(
         if stats.journal_waiting.load(Relaxed) > config.busy_above {
             stats.journal_busy();
         }
-        let mut batch = Batch::default();
+        let mut batch = Batch::with_capacity(msgs.len());
         let mut fences = Vec::new();
         let mut stop = None;
         for msg in msgs.drain(..) {
@@ -291,6 +291,15 @@ struct Batch {
 }
 
 impl Batch {
+    /// Room for `records` records, so that a large batch is not moved as it grows.
+    fn with_capacity(records: usize) -> Self {
+        Self {
+            records: Vec::with_capacity(records),
+            routes: Vec::with_capacity(records),
+            ..Self::default()
+        }
+    }
+
     fn push(&mut self, e: Entry) {
         if let Some(f) = e.fence {
             if !self.fences.contains(&f) {
