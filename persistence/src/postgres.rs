@@ -71,6 +71,8 @@ const IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 2000;
 /// [`JournalConnections`]): one per journal writer, which is one unless
 /// `engine.journal_writers` says more.
 const MAX_KEPT_JOURNAL_CONNECTIONS: usize = 8;
+/// How long a journal connection is kept before it goes back to the pool.
+const JOURNAL_CONNECTION_TURN: Duration = Duration::from_secs(600);
 
 /// The store on one Postgres database.
 #[derive(Debug, Clone)]
@@ -96,22 +98,39 @@ pub struct PgStore {
 /// transaction in a backend process whose caches had gone cold. A writer now takes a kept
 /// connection when there is one and puts it back after a write that succeeded. A write
 /// that failed gives its connection back to the pool, which tests it and closes it if it
-/// broke, so the next batch starts on a sound connection, as before.
+/// broke, so the next batch starts on a sound connection, as before. A connection kept for
+/// [`JOURNAL_CONNECTION_TURN`] goes back to the pool too, so the server processes behind
+/// the journal are renewed as the pool's other connections are.
 #[derive(Debug, Default)]
 struct JournalConnections {
-    kept: std::sync::Mutex<Vec<PoolConnection<Postgres>>>,
+    kept: std::sync::Mutex<Vec<KeptConnection>>,
+}
+
+/// A connection taken out of the pool for journal writes, and since when.
+#[derive(Debug)]
+struct KeptConnection {
+    conn: PoolConnection<Postgres>,
+    since: std::time::Instant,
 }
 
 impl JournalConnections {
-    async fn take(&self, pool: &PgPool) -> Result<PoolConnection<Postgres>, StoreError> {
+    async fn take(&self, pool: &PgPool) -> Result<KeptConnection, StoreError> {
         let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match kept {
-            Some(conn) => Ok(conn),
-            None => pool.acquire().await.map_err(db_error),
+            Some(kept) => Ok(kept),
+            None => Ok(KeptConnection {
+                conn: pool.acquire().await.map_err(db_error)?,
+                since: std::time::Instant::now(),
+            }),
         }
     }
 
-    fn keep(&self, conn: PoolConnection<Postgres>) {
+    /// Keeps `conn` for the next batch, unless enough are kept or its turn is over (then
+    /// it goes back to the pool).
+    fn keep(&self, conn: KeptConnection) {
+        if conn.since.elapsed() >= JOURNAL_CONNECTION_TURN {
+            return;
+        }
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() < MAX_KEPT_JOURNAL_CONNECTIONS {
             kept.push(conn);
@@ -1013,7 +1032,7 @@ impl Store for PgStore {
         {
             // Taken apart: a failure to get a connection wrote nothing for sure.
             let mut conn = self.journal.take(&self.pool).await?;
-            let rows = autocommit(&mut conn, statement).await?;
+            let rows = autocommit(&mut conn.conn, statement).await?;
             self.journal.keep(conn);
             if fence_check.is_empty() {
                 return Ok(());
@@ -1026,7 +1045,7 @@ impl Store for PgStore {
             return fence_check.verdict(held);
         }
         let mut conn = self.journal.take(&self.pool).await?;
-        let mut tx = conn.begin().await.map_err(db_error)?;
+        let mut tx = conn.conn.begin().await.map_err(db_error)?;
         if let Err(e) = check_fences(&mut tx, fences).await {
             let _ = tx.rollback().await;
             return Err(e);
