@@ -98,7 +98,10 @@ pub struct PgStore {
 /// transaction in a backend process whose caches had gone cold. A writer now takes a kept
 /// connection when there is one and puts it back after a write that succeeded. A write
 /// that failed gives its connection back to the pool, which tests it and closes it if it
-/// broke, so the next batch starts on a sound connection, as before. A connection kept for
+/// broke, so the next batch starts on a sound connection, as before. While the pool has no
+/// idle connection, a connection is given back rather than kept: callers may be waiting in
+/// the pool for one (multi-patient bookings write their own batches, many at once), and a
+/// kept connection is out of their reach. A connection kept for
 /// [`JOURNAL_CONNECTION_TURN`] goes back to the pool too, so the server processes behind
 /// the journal are renewed as the pool's other connections are.
 #[derive(Debug, Default)]
@@ -125,10 +128,11 @@ impl JournalConnections {
         }
     }
 
-    /// Keeps `conn` for the next batch, unless enough are kept or its turn is over (then
-    /// it goes back to the pool).
-    fn keep(&self, conn: KeptConnection) {
-        if conn.since.elapsed() >= JOURNAL_CONNECTION_TURN {
+    /// Keeps `conn` for the next batch, unless the pool has no idle connection (others
+    /// may be waiting for one), enough are kept or its turn is over: then it goes back to
+    /// the pool.
+    fn keep(&self, conn: KeptConnection, pool: &PgPool) {
+        if pool.num_idle() == 0 || conn.since.elapsed() >= JOURNAL_CONNECTION_TURN {
             return;
         }
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
@@ -1033,7 +1037,7 @@ impl Store for PgStore {
             // Taken apart: a failure to get a connection wrote nothing for sure.
             let mut conn = self.journal.take(&self.pool).await?;
             let rows = autocommit(&mut conn.conn, statement).await?;
-            self.journal.keep(conn);
+            self.journal.keep(conn, &self.pool);
             if fence_check.is_empty() {
                 return Ok(());
             }
@@ -1054,7 +1058,7 @@ impl Store for PgStore {
         // A commit whose answer is lost (connection gone) is an error, never success; nor
         // is it known to have failed. (Before the COMMIT, a lost connection rolls back.)
         tx.commit().await.map_err(commit_error)?;
-        self.journal.keep(conn);
+        self.journal.keep(conn, &self.pool);
         Ok(())
     }
 

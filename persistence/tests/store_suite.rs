@@ -2408,3 +2408,64 @@ async fn postgres_journal_batches_stay_on_one_backend_and_recover_when_it_is_cut
     store.close().await;
     testing::drop_postgres(&name).await;
 }
+
+/// Postgres: many more writers than the pool has connections (as multi-patient bookings
+/// write their own batches, many at once), writing for 3 s, all commit: connections the
+/// journal keeps must not leave callers waiting in the pool until it gives up on them
+/// (2 s), while newer callers take the kept ones.
+#[tokio::test]
+async fn postgres_more_concurrent_writers_than_connections_all_commit() {
+    const WRITERS: i64 = 256;
+    const FOR: std::time::Duration = std::time::Duration::from_secs(3);
+    let Some((store, name)) = testing::fresh_postgres().await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let mut doctors = Vec::new();
+    for w in 0..WRITERS {
+        doctors.push(create(&*store, &format!("Dr. Writer {w}")).await.id);
+    }
+    let until = std::time::Instant::now() + FOR;
+    let tasks: Vec<_> = doctors
+        .iter()
+        .enumerate()
+        .map(|(w, &doctor)| {
+            let store = Arc::clone(&store);
+            let w = w as i64;
+            tokio::spawn(async move {
+                let mut written = 0;
+                while std::time::Instant::now() < until {
+                    let id = 1 + w * 100_000 + written;
+                    let record = booking(
+                        doctor,
+                        2 + written as u64,
+                        id,
+                        100 + w,
+                        slot(written),
+                        MedicalInfo::default(),
+                    );
+                    store.append(&[record]).await?;
+                    written += 1;
+                }
+                Ok::<_, StoreError>(written)
+            })
+        })
+        .collect();
+    let mut written = 0;
+    for task in tasks {
+        written += task
+            .await
+            .expect("writer task")
+            .expect("every batch commits");
+    }
+    assert_eq!(
+        store
+            .active_consultations(None)
+            .await
+            .expect("active")
+            .len() as i64,
+        written
+    );
+    store.close().await;
+    testing::drop_postgres(&name).await;
+}
