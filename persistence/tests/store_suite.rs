@@ -255,6 +255,15 @@ async fn create(store: &dyn Store, name: &str) -> DoctorProfile {
         .expect("create_doctor")
 }
 
+/// How many consultations are active in the store.
+async fn active_count(store: &dyn Store) -> i64 {
+    store
+        .active_consultations(None)
+        .await
+        .expect("active")
+        .len() as i64
+}
+
 async fn journal_seqs(store: &dyn Store, doctor_id: i64) -> Vec<u64> {
     store
         .load_doctor(doctor_id)
@@ -1064,14 +1073,7 @@ async fn concurrent_appends_and_doctor_creations_all_commit(store: Arc<dyn Store
         let seqs = journal_seqs(&*store, doctor_id).await;
         assert_eq!(seqs, (1..=1 + BATCHES as u64).collect::<Vec<_>>());
     }
-    assert_eq!(
-        store
-            .active_consultations(None)
-            .await
-            .expect("active")
-            .len() as i64,
-        WRITERS * BATCHES
-    );
+    assert_eq!(active_count(&*store).await, WRITERS * BATCHES);
     assert_eq!(
         store.list_doctors().await.expect("list").len() as i64,
         WRITERS
@@ -2458,14 +2460,7 @@ async fn postgres_more_concurrent_writers_than_connections_all_commit() {
             .expect("writer task")
             .expect("every batch commits");
     }
-    assert_eq!(
-        store
-            .active_consultations(None)
-            .await
-            .expect("active")
-            .len() as i64,
-        written
-    );
+    assert_eq!(active_count(&*store).await, written);
     store.close().await;
     testing::drop_postgres(&name).await;
 }
